@@ -1,0 +1,175 @@
+"""Every error rtcloud raises, under one root.
+
+The tree::
+
+    RTCloudError
+    ├── ValidationError (also ValueError)    bad argument: a path outside the allowed
+    │   │                                    directories, a forbidden file type, a bad value
+    │   ├── ConfigError                      an experiment config file is missing or invalid
+    │   └── InvalidDicomError                bytes that are not a (complete) DICOM image
+    ├── StateError                           a call made in the wrong state (watchFile before
+    │                                        initWatch, unknown stream id, ...)
+    ├── RequestError                         a request could not be carried out
+    │   └── FileWaitTimeout (also TimeoutError)  a file did not appear complete in time
+    ├── InvocationError                      a program or pattern was invoked wrongly
+    ├── RpcError                             the remote-call machinery failed
+    │   ├── ProtocolError                    a malformed or oversized message
+    │   ├── ServiceUnavailableError (also ConnectionError)
+    │   │                                    no service connected, or it dropped mid-call
+    │   ├── CallTimeout (also TimeoutError)  a remote call's deadline passed
+    │   ├── RemoteCallError                  the peer raised an error type we do not re-create
+    │   └── AuthenticationError (also PermissionError)  a wrong secret or password
+    └── RT-Cloud's remaining names, kept so that ``except`` clauses in existing scripts work:
+        MessageError, VersionError, MissedDeadlineError, MissedMultipleDeadlines,
+        MissingMetadataError, MetadataMismatchError, DimensionError, QueryError
+
+Errors that also derive from a builtin (``ValueError``, ``TimeoutError``, ...) are caught by
+generic handlers too. Unlike RT-Cloud we never shadow a builtin (there is no
+``rtcloud.errors.NotImplementedError``).
+
+This module holds no logic and imports nothing from rtcloud.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "CallTimeout",
+    "ConfigError",
+    "DimensionError",
+    "FileWaitTimeout",
+    "InvalidDicomError",
+    "InvocationError",
+    "MessageError",
+    "MetadataMismatchError",
+    "MissedDeadlineError",
+    "MissedMultipleDeadlines",
+    "MissingMetadataError",
+    "ProtocolError",
+    "QueryError",
+    "RTCloudError",
+    "RTError",
+    "RemoteCallError",
+    "RequestError",
+    "RpcError",
+    "ServiceUnavailableError",
+    "StateError",
+    "ValidationError",
+    "VersionError",
+]
+
+
+class RTCloudError(Exception):
+    """Root of every rtcloud error."""
+
+
+#: RT-Cloud's name for the root.
+RTError = RTCloudError
+
+
+class ValidationError(RTCloudError, ValueError):
+    """An argument was rejected: a path, a file type, a value out of range."""
+
+
+class ConfigError(ValidationError):
+    """An experiment configuration file is missing, unreadable or lacks a required field."""
+
+    def __init__(self, message: str, *, path: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.field = field
+
+
+class InvalidDicomError(ValidationError):
+    """Bytes that are not a DICOM image, or one whose pixel data is not all there yet."""
+
+
+class StateError(RTCloudError):
+    """A call that is not valid in the current state."""
+
+
+class RequestError(RTCloudError):
+    """A request could not be carried out."""
+
+
+class FileWaitTimeout(RequestError, TimeoutError):
+    """A file did not appear, complete, within the time allowed.
+
+    It is a ``TimeoutError`` (what RT-Cloud's ``watchFile`` raised) and a ``RequestError``
+    (what its ``getImageData`` raised), so existing ``except`` clauses of either kind work.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, waited: float | None = None):
+        super().__init__(message)
+        self.path = path
+        self.waited = waited
+
+
+class InvocationError(RTCloudError):
+    """A program, command or file pattern was invoked in a way that cannot work."""
+
+
+class RpcError(RTCloudError):
+    """The remote-call machinery failed."""
+
+
+class ProtocolError(RpcError):
+    """A message broke the wire protocol (malformed, truncated, oversized, unexpected)."""
+
+
+class ServiceUnavailableError(RpcError, ConnectionError):
+    """The service a call needs is not connected, or disconnected while the call was pending."""
+
+
+class CallTimeout(RpcError, TimeoutError):
+    """A remote call's deadline passed before its result arrived."""
+
+
+class RemoteCallError(RpcError):
+    """The remote side raised an error whose type is not re-created locally.
+
+    ``remote_type`` is the peer's type name and ``remote_traceback`` its traceback text.
+    """
+
+    def __init__(
+        self, message: str, *, remote_type: str = "", remote_traceback: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+
+class AuthenticationError(RpcError, PermissionError):
+    """A peer presented a wrong secret, token or password."""
+
+
+class MessageError(RTCloudError):
+    """A message could not be understood (RT-Cloud name)."""
+
+
+class VersionError(RTCloudError):
+    """Incompatible versions (RT-Cloud name)."""
+
+
+class MissedDeadlineError(RTCloudError):
+    """A deadline was missed (RT-Cloud name)."""
+
+
+class MissedMultipleDeadlines(RTCloudError):
+    """Several deadlines were missed (RT-Cloud name)."""
+
+
+class MissingMetadataError(RTCloudError):
+    """Required metadata is missing (RT-Cloud name, BIDS)."""
+
+
+class MetadataMismatchError(RTCloudError):
+    """Metadata does not match (RT-Cloud name, BIDS)."""
+
+
+class DimensionError(RTCloudError):
+    """Array dimensions do not match (RT-Cloud name)."""
+
+
+class QueryError(RTCloudError):
+    """A query matched nothing or too much (RT-Cloud name, BIDS)."""

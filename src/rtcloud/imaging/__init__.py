@@ -1,0 +1,1 @@
+"""DICOM and NIfTI handling: reading, completeness, anonymization, mosaics, TR timing."""

@@ -1,0 +1,1 @@
+"""Wire protocol for remote calls: messages, codec, connection state and dispatch (Sans-I/O)."""

@@ -1,0 +1,1 @@
+"""The project server: web app, login, hub of services, script runner."""

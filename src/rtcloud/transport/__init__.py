@@ -1,0 +1,1 @@
+"""Transports that carry rpc messages: WebSocket server and client, the RPyC bridge."""
