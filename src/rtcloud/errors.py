@@ -5,7 +5,7 @@ The tree::
     RTCloudError
     ├── ValidationError (also ValueError)    bad argument: a path outside the allowed
     │   │                                    directories, a forbidden file type, a bad value
-    │   ├── ConfigError                      an experiment config file is missing or invalid
+    │   ├── ConfigError (also InvocationError)  an experiment config file is missing or invalid
     │   └── InvalidDicomError                bytes that are not a (complete) DICOM image
     ├── StateError                           a call made in the wrong state (watchFile before
     │                                        initWatch, unknown stream id, ...)
@@ -71,8 +71,15 @@ class ValidationError(RTCloudError, ValueError):
     """An argument was rejected: a path, a file type, a value out of range."""
 
 
-class ConfigError(ValidationError):
-    """An experiment configuration file is missing, unreadable or lacks a required field."""
+class InvocationError(RTCloudError):
+    """A program, command or file pattern was invoked in a way that cannot work."""
+
+
+class ConfigError(ValidationError, InvocationError):
+    """An experiment configuration file is missing, unreadable or lacks a required field.
+
+    It is also an ``InvocationError``, which is what RT-Cloud raised for a bad config file.
+    """
 
     def __init__(self, message: str, *, path: str | None = None, field: str | None = None):
         super().__init__(message)
@@ -103,10 +110,6 @@ class FileWaitTimeout(RequestError, TimeoutError):
         super().__init__(message)
         self.path = path
         self.waited = waited
-
-
-class InvocationError(RTCloudError):
-    """A program, command or file pattern was invoked in a way that cannot work."""
 
 
 class RpcError(RTCloudError):

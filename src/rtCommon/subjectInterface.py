@@ -1,0 +1,5 @@
+"""RT-Cloud name for :mod:`rtcloud.interfaces.subject`."""
+
+from rtcloud.interfaces.subject import SubjectInterface
+
+__all__ = ["SubjectInterface"]

@@ -1,0 +1,98 @@
+"""ClientInterface: what an experiment script creates first, to reach every other interface.
+
+With a project server running for this user on this computer, its interfaces come from the
+server (over RPyC). With none, the script can still run on its own: after asking "continue
+with local files?" (or at once with ``yesToPrompts=True``) it builds in-process interfaces
+that read local folders, queue feedback and log plot points.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from rtcloud.errors import ServiceUnavailableError, StateError
+from rtcloud.interfaces.data import DataInterface
+from rtcloud.interfaces.subject import SubjectInterface
+from rtcloud.interfaces.web import WebDisplayInterface
+
+__all__ = ["ClientInterface"]
+
+logger = logging.getLogger(__name__)
+
+_PROMPT = "No rtcloud project server is running. Continue with local files? (y/n) "
+
+
+def _server_connection(rpyc_timeout: float) -> Any:
+    """The connection to this user's running project server, or None when none runs."""
+    from rtcloud.transport.discovery import connect_to_server
+
+    return connect_to_server(rpyc_timeout)
+
+
+class ClientInterface:
+    """Entry point of an experiment script: ``dataInterface``, ``subjInterface``, ``webInterface``.
+
+    Args:
+        rpyc_timeout: default timeout in seconds of calls to the project server.
+        yesToPrompts: with no project server, use local interfaces without asking.
+    """
+
+    def __init__(self, rpyc_timeout: float = 120, yesToPrompts: bool = False) -> None:
+        self.rpyc_timeout = float(rpyc_timeout)
+        self.rpcConn: Any = None
+        self.bidsInterface: Any = None
+        self.exampleInterface: Any = None
+        conn = _server_connection(self.rpyc_timeout)
+        if conn is not None:
+            self.rpcConn = conn
+            self.dataInterface: Any = conn.interface("DataInterface")
+            self.subjInterface: Any = conn.interface("SubjectInterface")
+            self.webInterface: Any = conn.interface("WebDisplayInterface")
+            return
+        if not yesToPrompts:
+            _ask_to_continue_locally()
+        else:
+            logger.warning("No rtcloud project server is running: using local files")
+        self.dataInterface = DataInterface(
+            dataRemote=False, allowedDirs=["*"], allowedFileTypes=["*"]
+        )
+        self.subjInterface = SubjectInterface(subjectRemote=False)
+        self.webInterface = WebDisplayInterface()
+
+    def isUsingProjectServer(self) -> bool:
+        """True when the interfaces are the project server's, False for local ones."""
+        return self.rpcConn is not None
+
+    def isDataRemote(self) -> bool:
+        """True when data calls go on to a remote data service (server run with --dataRemote)."""
+        return bool(self.rpcConn is not None and self.rpcConn.is_remote("data"))
+
+    def isSubjectRemote(self) -> bool:
+        """True when feedback goes on to a remote subject service (--subjectRemote)."""
+        return bool(self.rpcConn is not None and self.rpcConn.is_remote("subject"))
+
+    def close(self) -> None:
+        """Close the connection to the project server, or stop the local watchers."""
+        if self.rpcConn is not None:
+            self.rpcConn.close()
+        elif isinstance(self.dataInterface, DataInterface):
+            self.dataInterface.close()
+
+
+def _ask_to_continue_locally() -> None:
+    stdin = sys.stdin
+    if stdin is None or not stdin.isatty():
+        raise StateError(
+            "No rtcloud project server is running, and there is no terminal to ask whether "
+            "to continue with local files. Start the server (rtcloud serve -p PROJECT), or "
+            "pass yesToPrompts=True to ClientInterface (the sample's -y option) to use "
+            "local files."
+        )
+    reply = input(_PROMPT).strip().lower()
+    if reply not in ("y", "yes"):
+        raise ServiceUnavailableError(
+            "No rtcloud project server is running and local files were declined; start "
+            "the server with: rtcloud serve -p PROJECT"
+        )

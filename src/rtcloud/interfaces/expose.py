@@ -1,0 +1,57 @@
+"""Marking the methods of an interface that may be called from another process.
+
+``@expose`` is the allow-list: the RPC dispatcher and the RPyC bridge call only methods that
+carry the mark, never private names, dunders or attributes. Called in-process, an exposed
+method also accepts and ignores ``rpc_timeout=`` so that one script runs unchanged whether
+its interfaces are local or remote (RT-Cloud raised TypeError there).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+__all__ = ["EXPOSED_MARK", "Interface", "expose", "exposed_methods"]
+
+EXPOSED_MARK = "__rtcloud_exposed__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def expose(func: F) -> F:
+    """Mark ``func`` as callable through RPC; drop an ``rpc_timeout`` keyword in local calls."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("rpc_timeout", None)
+        return func(*args, **kwargs)
+
+    setattr(wrapper, EXPOSED_MARK, True)
+    return cast(F, wrapper)
+
+
+def exposed_methods(cls: type) -> frozenset[str]:
+    """Names of the exposed methods of an interface class."""
+    names = set()
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        if getattr(getattr(cls, name, None), EXPOSED_MARK, False):
+            names.add(name)
+    return frozenset(names)
+
+
+class Interface:
+    """Base of the in-process interfaces: the bits of RT-Cloud's remoteable API they share."""
+
+    #: Default timeout, in seconds, of calls that go to a remote service (hop 2).
+    rpc_timeout: float = 60.0
+
+    def isRunningRemote(self) -> bool:
+        """False: this object does the work itself, in this process."""
+        return False
+
+    def setRPCTimeout(self, timeout: float) -> None:
+        """Set the default timeout of remote calls; kept but unused by in-process objects."""
+        self.rpc_timeout = float(timeout)

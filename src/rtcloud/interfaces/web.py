@@ -1,0 +1,152 @@
+"""WebDisplayInterface: what the experiment script shows on the experimenter's web page.
+
+Each method turns its arguments into one JSON-ready message and hands it to a *sink*: the
+project server's browser channel when a server runs, or the log in local mode. The plotted
+points are kept here too, so a page that connects later can draw every run so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from rtcloud.errors import ValidationError
+from rtcloud.interfaces.expose import Interface, expose
+from rtcloud.utils import npToPy
+
+__all__ = ["WebDisplayInterface"]
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+
+def _number(value: Any, what: str) -> float | None:
+    value = npToPy(value)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"plotDataPoint: {what} must be a number, got {value!r}")
+    as_float = float(value)
+    return None if math.isnan(as_float) or math.isinf(as_float) else value
+
+
+class WebDisplayInterface(Interface):
+    """Send plot points, log lines and status to the experimenter's web page.
+
+    Args:
+        sink: called with each message dict; without one, messages go to the log.
+    """
+
+    def __init__(self, ioLoopInst: Any = None, *, sink: Callable[[Message], None] | None = None):
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._points: dict[int, dict[float, float | None]] = {}
+
+    def set_sink(self, sink: Callable[[Message], None] | None) -> None:
+        """Route messages to ``sink`` (the server's browser channel) from now on."""
+        self._sink = sink
+
+    def _send(self, message: Message) -> None:
+        if self._sink is not None:
+            self._sink(message)
+        else:
+            logger.info("web: %s", message)
+
+    # ------------------------------------------------------------ logs and status
+
+    @expose
+    def userLog(self, message: str) -> None:
+        """A line for the Run tab's log."""
+        self._send({"cmd": "userLog", "value": str(message)})
+
+    @expose
+    def sessionLog(self, message: str) -> None:
+        """A line for the Session tab's log."""
+        self._send({"cmd": "sessionLog", "value": str(message)})
+
+    @expose
+    def debugLog(self, message: str) -> None:
+        """A line for the Log tab only."""
+        self._send({"cmd": "debugLog", "value": str(message)})
+
+    @expose
+    def setUserError(self, message: str) -> None:
+        """Show an error line to the experimenter."""
+        self._send({"cmd": "userError", "error": str(message)})
+
+    @expose
+    def setDebugError(self, message: str) -> None:
+        """An error line for the Log tab."""
+        self._send({"cmd": "debugError", "error": str(message)})
+
+    @expose
+    def sendRunStatus(self, status: str) -> None:
+        """Set the run status text on the page."""
+        self._send({"cmd": "runStatus", "status": npToPy(status)})
+
+    @expose
+    def sendUploadStatus(self, fileName: str) -> None:
+        """Report a file transfer on the page."""
+        self._send({"cmd": "uploadStatus", "file": str(fileName)})
+
+    @expose
+    def sendConfig(self, config: dict[str, Any], filename: str = "") -> None:
+        """Send an experiment configuration to the page."""
+        self._send({"cmd": "setConfig", "value": npToPy(dict(config)), "filename": filename})
+
+    # ------------------------------------------------------------ plots
+
+    @expose
+    def plotDataPoint(self, runId: int, trId: float, value: float) -> None:
+        """Add the point (``trId``, ``value``) to the plot of run ``runId`` (1, 2, ...).
+
+        A point with an ``x`` already plotted replaces it.
+        """
+        run = npToPy(runId)
+        if isinstance(run, bool) or not isinstance(run, int) or run < 1:
+            raise ValidationError(f"plotDataPoint: runId must be an integer >= 1, got {runId!r}")
+        x = _number(trId, "trId")
+        if x is None:
+            raise ValidationError(f"plotDataPoint: trId must be a finite number, got {trId!r}")
+        y = _number(value, "value")
+        with self._lock:
+            self._points.setdefault(run, {})[x] = y
+        self._send({"cmd": "plotDataPoint", "runId": run, "trId": x, "value": y})
+
+    @expose
+    def clearRunPlot(self, runId: int) -> None:
+        """Remove every point of run ``runId``."""
+        run = npToPy(runId)
+        if isinstance(run, bool) or not isinstance(run, int) or run < 1:
+            raise ValidationError(f"clearRunPlot: runId must be an integer >= 1, got {runId!r}")
+        with self._lock:
+            self._points.pop(run, None)
+        self._send({"cmd": "plotDataPoint", "runId": run, "trId": None, "value": None})
+
+    @expose
+    def clearAllPlots(self) -> None:
+        """Remove every point of every run."""
+        with self._lock:
+            self._points.clear()
+        self.sendPreviousDataPoints()
+
+    @expose
+    def getPreviousDataPoints(self) -> list[list[dict[str, Any]]]:
+        """Every run's points so far: a list per run (index = runId - 1) of ``{x, y}``."""
+        with self._lock:
+            if not self._points:
+                return []
+            last = max(self._points)
+            return [
+                [{"x": x, "y": y} for x, y in sorted(self._points.get(run, {}).items())]
+                for run in range(1, last + 1)
+            ]
+
+    @expose
+    def sendPreviousDataPoints(self) -> None:
+        """Send every run's points to the page (it redraws all plots)."""
+        self._send({"cmd": "setDataPoints", "value": self.getPreviousDataPoints()})
