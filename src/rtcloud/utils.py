@@ -123,12 +123,12 @@ def natural_sort_key(name: str) -> tuple[Any, ...]:
 
 
 def findNewestFile(filepath: str, filepattern: str) -> str | None:
-    """The newest (by change time) file matching ``filepattern`` in ``filepath``, or None."""
+    """The newest (by modification time) file matching ``filepattern`` in ``filepath``, or None."""
     pattern = filepattern if os.path.isabs(filepattern) else os.path.join(filepath, filepattern)
     files = [f for f in glob.glob(pattern) if os.path.isfile(f)]
     if not files:
         return None
-    return max(files, key=os.path.getctime)
+    return max(files, key=os.path.getmtime)
 
 
 def copyFileWildcard(src: str, dst: str) -> None:

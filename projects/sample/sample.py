@@ -1,0 +1,142 @@
+"""Sample rtcloud experiment: ROI feedback for every volume of a run.
+
+Written the way RT-Cloud experiment scripts are (it imports the ``rtCommon`` names), so it
+also shows what an existing script needs to run on rtcloud: nothing.
+
+For each volume: get the DICOM as soon as the scanner has written it, turn the Siemens
+mosaic into a 3-D volume, average a region of interest, send the percent signal change
+(against the first volumes) to the participant and to the web page's plot. At the end of a
+run, write the values to a results file through the data interface.
+
+Run it on its own (no server; -y skips the "continue with local files?" question)::
+
+    python projects/sample/sample.py -y --config projects/sample/conf/sample.toml
+
+or press Run on the web page of ``rtcloud serve -p sample``.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+currPath = os.path.dirname(os.path.realpath(__file__))
+rootPath = os.path.dirname(os.path.dirname(currPath))
+sys.path.append(rootPath)  # what RT-Cloud scripts do; harmless with rtcloud installed
+
+from rtCommon.clientInterface import ClientInterface  # noqa: E402
+from rtCommon.imageHandling import convertDicomImgToNifti, dicomTimeToNextTr  # noqa: E402
+from rtCommon.utils import calcAvgRoundTripTime, loadConfigFile, stringPartialFormat  # noqa: E402
+
+defaultConfig = os.path.join(currPath, "conf", "sample.toml")
+
+
+def roiMean(volume, cfg):
+    """Mean of the region of interest given by cfg.roiX/roiY/roiZ (voxel index ranges)."""
+    x0, x1 = cfg.roiX or [0, volume.shape[0]]
+    y0, y1 = cfg.roiY or [0, volume.shape[1]]
+    z0, z1 = cfg.roiZ or [0, volume.shape[2]]
+    return float(np.mean(volume[x0:x1, y0:y1, z0:z1]))
+
+
+def projectPath(path):
+    """A path from the config: relative ones are relative to this project's folder."""
+    path = os.path.expanduser(str(path))
+    return path if os.path.isabs(path) else os.path.join(currPath, path)
+
+
+def doRun(cfg, runNum, scanNum, clientInterface):
+    dataInterface = clientInterface.dataInterface
+    subjInterface = clientInterface.subjInterface
+    webInterface = clientInterface.webInterface
+
+    dicomDir = projectPath(cfg.imgDir or "dicomDir")
+    pattern = stringPartialFormat(cfg.dicomNamePattern, "SCAN", scanNum)
+    numVolumes = int(cfg.numVolumes or 10)
+    trInterval = float(cfg.trInterval or 2.0)
+    delayMs = float(cfg.onsetTimeDelayMs or 0)
+
+    subjInterface.setMessage(f"Preparing run {runNum} ...")
+    roundTrip = calcAvgRoundTripTime(dataInterface.ping)
+    clockSkew = dataInterface.getClockSkew(time.time(), roundTrip)
+    print(
+        f"run {runNum} scan {scanNum}: watching {dicomDir} for {pattern} "
+        f"(round trip {roundTrip * 1000:.2f} ms, clock skew {clockSkew:+.3f} s)",
+        flush=True,
+    )
+    streamId = dataInterface.initScannerStream(
+        dicomDir, pattern, cfg.minExpectedDicomSize or 0, anonymize=True
+    )
+    webInterface.clearRunPlot(runNum)
+
+    baseline = []
+    values = []
+    for tr in range(numVolumes):
+        timeout = float(cfg.firstVolumeTimeout or 60) if tr == 0 else trInterval + 10
+        dicom = dataInterface.getImageData(streamId, int(tr), timeout=timeout)
+        received = time.time()
+        volume = convertDicomImgToNifti(dicom).get_fdata()
+        mean = roiMean(volume, cfg)
+        if tr < int(cfg.baselineVolumes or 4):
+            baseline.append(mean)
+        reference = float(np.mean(baseline))
+        change = 100.0 * (mean - reference) / reference if reference else 0.0
+        try:
+            toNextTr = dicomTimeToNextTr(dicom, clockSkew)
+        except Exception:  # data without usable acquisition time: feedback at once
+            toNextTr = None
+        subjInterface.setResult(runNum, int(tr), float(change), delayMs)
+        webInterface.plotDataPoint(runNum, int(tr), float(change))
+        values.append(change)
+        fileName = os.path.join(dicomDir, pattern.format(TR=tr))
+        latency = ""
+        if os.path.exists(fileName):  # local data: time since the scanner's last byte
+            latency = f", {1000 * (received - os.path.getmtime(fileName)):.1f} ms after write"
+        nextTr = f", next TR in {toNextTr:.2f} s" if toNextTr is not None else ""
+        print(
+            f"run {runNum} TR {tr:3d}: ROI mean {mean:9.2f}  change {change:+6.2f} %"
+            f"{latency}{nextTr}",
+            flush=True,
+        )
+
+    subjInterface.setMessage("End run")
+    responses = subjInterface.getAllResponses()
+    print(f"run {runNum}: {len(responses)} responses from the participant", flush=True)
+    resultsDir = projectPath(cfg.resultsDir or "results")
+    resultsFile = os.path.join(resultsDir, f"{cfg.subjectName}_run{runNum}_values.txt")
+    dataInterface.putFile(resultsFile, "\n".join(f"{v:.6f}" for v in values) + "\n")
+    print(f"run {runNum}: wrote {resultsFile}", flush=True)
+    return values
+
+
+def main(argv=None):
+    argParser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    argParser.add_argument("--config", "-c", default=defaultConfig, type=str,
+                           help="experiment config file (.json or .toml)")
+    argParser.add_argument("--runs", "-r", default="", type=str,
+                           help="Comma separated list of run numbers")
+    argParser.add_argument("--scans", "-s", default="", type=str,
+                           help="Comma separated list of scan numbers")
+    argParser.add_argument("--yesToPrompts", "-y", default=False, action="store_true",
+                           help="use local files without asking when no server runs")
+    args = argParser.parse_args(argv)
+
+    cfg = loadConfigFile(args.config)
+    if args.runs:
+        cfg.runNum = [int(r) for r in args.runs.split(",")]
+    if args.scans:
+        cfg.scanNum = [int(s) for s in args.scans.split(",")]
+    if len(cfg.scanNum) < len(cfg.runNum):
+        argParser.error("give a scan number for every run (--scans)")
+
+    clientInterface = ClientInterface(yesToPrompts=args.yesToPrompts)
+    for runNum, scanNum in zip(cfg.runNum, cfg.scanNum):
+        doRun(cfg, runNum, scanNum, clientInterface)
+    print("sample: all runs complete", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
