@@ -81,10 +81,19 @@ class ConfigError(ValidationError, InvocationError):
     It is also an ``InvocationError``, which is what RT-Cloud raised for a bad config file.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        field: str | None = None,
+        errors: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.field = field
+        #: For a refused save of several settings: setting name -> what is wrong with it.
+        self.errors = dict(errors or {})
 
 
 class InvalidDicomError(ValidationError):

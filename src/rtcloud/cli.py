@@ -1,0 +1,196 @@
+"""The ``rtcloud`` command: serve, demo, add-user, generate, replay, and the remote services.
+
+``main(argv)`` parses, configures logging (only here), runs the subcommand and returns the
+exit status. Errors of rtcloud become one clear line on stderr and a non-zero status, never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rtcloud import __version__
+from rtcloud.errors import InvocationError, RTCloudError
+
+__all__ = ["EXIT_ERROR", "EXIT_USAGE", "main"]
+
+logger = logging.getLogger("rtcloud")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("rtcloud.rpyc", "uvicorn.error", "watchdog", "rpyc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------------------- serve
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--projectName", required=True, help="project name (projects/NAME/NAME.py)")
+    parser.add_argument("-d", "--projectDir", help="project folder (default: projects/NAME)")
+    parser.add_argument("-m", "--mainScript", help="main script (default: NAME.py)")
+    parser.add_argument("-i", "--initScript", help="session set-up script (default: initialize.py)")
+    parser.add_argument("-f", "--finalizeScript", help="session end script (default: finalize.py)")
+    parser.add_argument("-c", "--config", help="experiment config (default: conf/NAME.toml)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8888, help="web port (default 8888)")
+    parser.add_argument("-rd", "--dataRemote", action="store_true", help="data comes from a remote data service")
+    parser.add_argument("-rs", "--subjectRemote", action="store_true", help="feedback goes to a remote subject service")
+    parser.add_argument("-r", "--remote", action="store_true", help="both --dataRemote and --subjectRemote")
+    parser.add_argument("--test", action="store_true", help="also accept user test / password test (127.0.0.1 only)")
+    parser.add_argument("--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)")
+    parser.add_argument("--tls-cert", type=Path, help="TLS certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
+    parser.add_argument("--insecure", action="store_true", help="allow listening beyond 127.0.0.1 without TLS")
+
+
+def server_config_from_args(args: argparse.Namespace) -> object:
+    from rtcloud.server.config import ServerConfig
+
+    return ServerConfig.for_project(
+        args.projectName,
+        project_dir=args.projectDir,
+        main_script=args.mainScript,
+        init_script=args.initScript,
+        finalize_script=args.finalizeScript,
+        config=args.config,
+        host=args.host,
+        port=args.port,
+        data_remote=args.dataRemote or args.remote,
+        subject_remote=args.subjectRemote or args.remote,
+        test=args.test,
+        password_file=args.password_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        insecure=args.insecure,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rtcloud.server.config import ServerConfig
+    from rtcloud.server.server import ProjectServer
+
+    config = server_config_from_args(args)
+    assert isinstance(config, ServerConfig)
+    server = ProjectServer(config)
+    print(f"rtcloud serving project {config.project_name!r} at {server.url}", flush=True)
+    print(f"open this link to log in (works once): {server.login_url}", flush=True)
+    if config.test:
+        print("test mode: user 'test', password 'test' also accepted", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    print("rtcloud: server stopped", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------- users
+
+
+def cmd_add_user(args: argparse.Namespace) -> int:
+    from rtcloud.server.auth import PasswordFile, default_password_file
+
+    path = args.password_file or default_password_file()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise InvocationError(
+                "no terminal to ask for the password; pipe it in with --password-stdin"
+            )
+        password = getpass.getpass(f"Password for {args.username}: ")
+        again = getpass.getpass("Retype the password: ")
+        if password != again:
+            raise InvocationError("the two passwords differ; nothing was changed")
+    PasswordFile(path).set_password(args.username, password)
+    print(f"user {args.username!r} saved in {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rtcloud.demo import run_demo
+
+    return run_demo(
+        volumes=args.volumes,
+        tr=args.tr,
+        port=args.port,
+        local=args.local,
+        keep_open=args.keep_open,
+        workdir=args.workdir,
+    )
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtcloud",
+        description="Real-time fMRI: stream scanner volumes to your script, feedback to the participant.",
+    )
+    parser.add_argument("--version", action="version", version=f"rtcloud {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run a project's server and web page")
+    add_server_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="replay a synthetic scan through the sample project")
+    demo.add_argument("--volumes", type=int, default=20, help="volumes to replay (default 20)")
+    demo.add_argument("--tr", type=float, default=1.0, help="seconds between volumes (default 1.0)")
+    demo.add_argument("--port", type=int, default=8888, help="web port (default 8888; any free port if taken)")
+    demo.add_argument("--local", action="store_true", help="no server: run the script on its own")
+    demo.add_argument("--keep-open", action="store_true", help="keep the server running after the run (Ctrl-C ends)")
+    demo.add_argument("--workdir", type=Path, help="folder for the demo's files (default: a temporary one)")
+    demo.set_defaults(func=cmd_demo)
+
+    add_user = sub.add_parser("add-user", help="add a user or change a password")
+    add_user.add_argument("-u", "--username", required=True)
+    add_user.add_argument("--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)")
+    add_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add_user.set_defaults(func=cmd_add_user)
+
+    from rtcloud.simulate.cli import add_generate_parser, add_replay_parser
+
+    add_generate_parser(sub)
+    add_replay_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    configure_logging(args.verbose)
+    try:
+        result: int = args.func(args)
+        return result
+    except InvocationError as exc:
+        print(f"rtcloud: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RTCloudError as exc:
+        print(f"rtcloud: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("rtcloud: interrupted", file=sys.stderr)
+        return 130

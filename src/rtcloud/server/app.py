@@ -1,0 +1,199 @@
+"""The Starlette application: login, the page and its files, and the page's live channel.
+
+Every route needs a logged-in session except the login page, its assets and logout. Pages
+without a session are redirected to ``/login``; other requests get 401; WebSocket upgrades
+without a session, or from another site's page (``Origin`` check), are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from rtcloud.errors import AuthenticationError
+
+if TYPE_CHECKING:
+    from rtcloud.server.server import ProjectServer
+
+__all__ = ["COOKIE_NAME", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+COOKIE_NAME = "rtcloud_session"
+PUBLIC_PREFIXES = ("/login", "/logout", "/assets/")
+#: The only files served without a session: what the login page itself needs.
+PUBLIC_ASSETS = frozenset({"login.css", "favicon.svg"})
+#: Paths that authenticate on their own (the remote services' sockets).
+SELF_AUTHENTICATED = ("/ws/service/",)
+
+
+def web_dir() -> Path:
+    return Path(str(resources.files("rtcloud") / "web"))
+
+
+def plotly_js() -> Path:
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return path
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths may be redirect targets (no ``//host`` or ``scheme:``)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def origin_allowed(conn: HTTPConnection) -> bool:
+    """A WebSocket upgrade from a browser must come from this server's own page."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True  # not a browser: services authenticate on their own
+    host = conn.headers.get("host", "")
+    parts = urlsplit(origin)
+    return bool(parts.netloc) and parts.netloc.lower() == host.lower()
+
+
+class AuthGate:
+    """ASGI middleware: a valid session for everything but the public paths."""
+
+    def __init__(self, app: ASGIApp, server: ProjectServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith(PUBLIC_PREFIXES) or path.startswith(SELF_AUTHENTICATED):
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        user = self.server.sessions.user_of(conn.cookies.get(COOKIE_NAME))
+        if scope["type"] == "websocket":
+            if user is None or not origin_allowed(conn):
+                logger.warning("refused a WebSocket to %s (no session or foreign origin)", path)
+                ws = WebSocket(scope, receive, send)
+                await ws.close(code=4401)
+                return
+        elif user is None:
+            response: Response
+            if scope["method"] == "GET" and not path.startswith(("/static/", "/api/")):
+                response = RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+            else:
+                response = PlainTextResponse("log in first", status_code=401)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["user"] = user
+        await self.app(scope, receive, send)
+
+
+def create_app(server: ProjectServer) -> ASGIApp:
+    """The web application of one project server."""
+    webdir = web_dir()
+
+    def login_page(error: str = "", next_path: str = "/", status: int = 200) -> HTMLResponse:
+        text = (webdir / "login.html").read_text(encoding="utf-8")
+        text = text.replace("{{error}}", html.escape(error)).replace(
+            "{{next}}", html.escape(next_path, quote=True)
+        )
+        return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def logged_in(user: str, target: str) -> Response:
+        response = RedirectResponse(safe_next(target), status_code=303)
+        response.set_cookie(
+            COOKIE_NAME,
+            server.sessions.sign(user),
+            max_age=int(server.sessions.max_age),
+            httponly=True,
+            samesite="strict",
+            secure=server.uses_tls,
+            path="/",
+        )
+        return response
+
+    async def login_get(request: Request) -> Response:
+        token = request.query_params.get("token")
+        if token:
+            try:
+                user = server.tokens.redeem(token)
+            except AuthenticationError as exc:
+                return login_page(str(exc), "/", status=401)
+            logger.info("user %s logged in with the one-time link", user)
+            return logged_in(user, "/")
+        return login_page("", safe_next(request.query_params.get("next")))
+
+    async def login_post(request: Request) -> Response:
+        form = await request.form()
+        user = str(form.get("username") or "").strip()
+        password = str(form.get("password") or "")
+        target = safe_next(str(form.get("next") or "/"))
+        client = request.client.host if request.client else "?"
+        keys = (f"ip:{client}", f"user:{user}")
+        delay = server.throttle.delay(*keys)
+        if delay:
+            await asyncio.sleep(delay)
+        ok = await asyncio.to_thread(server.check_password, user, password)
+        if not ok:
+            server.throttle.failed(*keys)
+            logger.warning("failed login for user %r from %s", user, client)
+            return login_page("Wrong user name or password.", target, status=401)
+        server.throttle.succeeded(*keys)
+        logger.info("user %s logged in from %s", user, client)
+        return logged_in(user, target)
+
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE_NAME, path="/")
+        return response
+
+    async def index(request: Request) -> Response:
+        return FileResponse(webdir / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def assets(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in PUBLIC_ASSETS:
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(webdir / name)
+
+    async def plotly(request: Request) -> Response:
+        return FileResponse(plotly_js(), media_type="text/javascript")
+
+    async def api_config(request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(server.config_message())
+
+    async def ui_socket(ws: WebSocket) -> None:
+        user = ws.scope.get("state", {}).get("user", "?")
+        await server.ui.serve(ws, lambda sock, msg: server.handle_ui(sock, msg, user))
+
+    routes: list[Any] = [
+        Route("/login", login_get, methods=["GET"]),
+        Route("/login", login_post, methods=["POST"]),
+        Route("/logout", logout, methods=["GET", "POST"]),
+        Route("/", index),
+        Route("/static/plotly.min.js", plotly),
+        Route("/api/config", api_config),
+        WebSocketRoute("/ws/ui", ui_socket),
+        Mount("/static", StaticFiles(directory=webdir), name="static"),
+        Route("/assets/{name}", assets),
+    ]
+    routes.extend(server.extra_routes())
+    app = Starlette(routes=routes, lifespan=server.lifespan)
+    return AuthGate(app, server)

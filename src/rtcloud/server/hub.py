@@ -1,0 +1,151 @@
+"""The hub: where every call from an experiment script is routed.
+
+Each interface name (``DataInterface``, ``SubjectInterface``, ``WebDisplayInterface``) maps
+to a *target*: an object inside the server (local mode) or a channel to a remote service
+(``--dataRemote`` / ``--subjectRemote``). Only methods marked with ``@expose`` can be called;
+a ``timeout`` argument of the method (how long it may wait for a file) stretches the call's
+deadline so that long waits need no ``rpc_timeout``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rtcloud.errors import ServiceUnavailableError, ValidationError
+from rtcloud.interfaces.expose import exposed_methods
+
+__all__ = ["Hub", "InterfaceInfo", "RemoteTarget", "timeout_parameter"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds added to a method's own wait so the transport does not time out first.
+DEADLINE_MARGIN = 5.0
+
+
+class RemoteTarget(Protocol):
+    """A channel to a remote service that serves one or more interfaces."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def call(
+        self, interface: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        timeout: float,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class InterfaceInfo:
+    """What a client needs to know about one interface."""
+
+    name: str
+    methods: dict[str, int | None]  # method -> index of its ``timeout`` parameter (or None)
+    remote: bool
+    service_hint: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "methods": self.methods, "remote": self.remote}
+
+
+def timeout_parameter(func: Callable[..., Any]) -> int | None:
+    """Position (after self) of a method's parameter named ``timeout``, or None."""
+    try:
+        params = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return None
+    if params and params[0] == "self":
+        params = params[1:]
+    return params.index("timeout") if "timeout" in params else None
+
+
+def method_wait(info: InterfaceInfo, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+    """The seconds a call asks the method itself to wait (its ``timeout`` argument), or 0."""
+    index = info.methods.get(method)
+    value: Any = kwargs.get("timeout")
+    if value is None and index is not None and len(args) > index:
+        value = args[index]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return 0.0
+
+
+class Hub:
+    """Routes ``(interface, method, args, kwargs)`` to the object or service that serves it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local: dict[str, object] = {}
+        self._remote: dict[str, RemoteTarget] = {}
+        self._info: dict[str, InterfaceInfo] = {}
+        self.default_remote_timeout = 60.0
+
+    def register_local(self, name: str, obj: object) -> None:
+        methods = {m: timeout_parameter(getattr(obj, m)) for m in exposed_methods(type(obj))}
+        with self._lock:
+            self._local[name] = obj
+            self._remote.pop(name, None)
+            self._info[name] = InterfaceInfo(name, methods, remote=False)
+
+    def register_remote(
+        self, name: str, cls: type, target: RemoteTarget, service_hint: str
+    ) -> None:
+        """Serve ``name`` through ``target``; ``cls`` gives the allowed methods."""
+        methods = {m: timeout_parameter(getattr(cls, m)) for m in exposed_methods(cls)}
+        with self._lock:
+            self._remote[name] = target
+            self._local.pop(name, None)
+            self._info[name] = InterfaceInfo(name, methods, remote=True, service_hint=service_hint)
+
+    def describe(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [info.as_dict() for info in self._info.values()]
+
+    def info(self, interface: str) -> InterfaceInfo:
+        try:
+            return self._info[interface]
+        except KeyError:
+            raise ValidationError(
+                f"unknown interface {interface!r}; this server serves {sorted(self._info)}"
+            ) from None
+
+    def call(
+        self,
+        interface: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``interface.method(*args, **kwargs)`` where it is served; return its result.
+
+        ``timeout`` (seconds) bounds the remote hop; None uses the default, stretched to
+        cover the method's own ``timeout`` argument.
+        """
+        info = self.info(interface)
+        if method not in info.methods:
+            raise ValidationError(
+                f"{interface}.{method} cannot be called remotely; callable methods: "
+                f"{sorted(info.methods)}"
+            )
+        kwargs = dict(kwargs)
+        kwargs.pop("rpc_timeout", None)
+        if not info.remote:
+            return getattr(self._local[interface], method)(*args, **kwargs)
+        target = self._remote.get(interface)
+        if target is None or not target.connected:
+            raise ServiceUnavailableError(
+                f"{interface}.{method}: no {info.service_hint or 'remote service'} is connected; "
+                f"start it, e.g. rtcloud {_service_command(interface)} -s HOST:PORT"
+            )
+        if timeout is None:
+            timeout = max(self.default_remote_timeout, method_wait(info, method, args, kwargs) + DEADLINE_MARGIN)
+        return target.call(interface, method, args, kwargs, timeout)
+
+
+def _service_command(interface: str) -> str:
+    return "subject-service" if interface == "SubjectInterface" else "data-service"

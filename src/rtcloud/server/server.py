@@ -1,0 +1,419 @@
+"""ProjectServer: one experiment's server, from start to stop.
+
+It owns the parts and wires them together: the hub with the experiment's interfaces, the
+RPyC bridge scripts connect to, the script runner, the settings file, the login machinery
+and the uvicorn server. It can run in the foreground (``rtcloud serve``) or in a thread
+(tests, the demo): :meth:`ProjectServer.start_in_thread` returns once the server accepts
+connections, and :meth:`ProjectServer.stop` ends everything, including a running script.
+
+At start it writes a connection file (address and RPyC secret, readable by this OS user
+only) so that ``ClientInterface()`` in any script of this user finds the server; the scripts
+it starts get the file's path in ``RTCLOUD_SERVER_INFO``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.websockets import WebSocket
+
+from rtcloud.errors import ConfigError, InvocationError, RTCloudError, StateError
+from rtcloud.interfaces.data import DataInterface
+from rtcloud.interfaces.subject import SubjectInterface
+from rtcloud.interfaces.web import WebDisplayInterface
+from rtcloud.server.app import create_app
+from rtcloud.server.auth import (
+    TEST_PASSWORD,
+    TEST_USER,
+    LoginThrottle,
+    OneTimeTokens,
+    PasswordFile,
+    SessionSigner,
+    default_password_file,
+    write_private_file,
+)
+from rtcloud.server.config import ServerConfig
+from rtcloud.server.hub import Hub
+from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
+from rtcloud.server.settings import SettingsFile
+from rtcloud.server.ui_channel import UIChannel
+from rtcloud.transport.discovery import ENV_VAR
+from rtcloud.transport.rpyc_bridge import SECRET_BYTES, RpycBridge
+
+__all__ = ["ProjectServer"]
+
+logger = logging.getLogger(__name__)
+
+SCRIPTS = ("mainScript", "initScript", "finalizeScript")
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn.Server that reports when it accepts connections, and no signal handling."""
+
+    def __init__(self, config: uvicorn.Config, started: threading.Event) -> None:
+        super().__init__(config)
+        self._started_event = started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self._started_event.set()
+
+    def install_signal_handlers(self) -> None:  # the CLI handles Ctrl-C
+        pass
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket, or InvocationError saying the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if os.name != "nt":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+            raise InvocationError(
+                f"port {port} on {host} is already in use (another rtcloud serve?); stop that "
+                "server or choose another port with --port"
+            ) from None
+        raise InvocationError(f"cannot listen on {host}:{port}: {exc}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class ProjectServer:
+    """The server of one experiment project."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        config.check_listen_policy()
+        self.config = config
+        self.settings = SettingsFile(config.config_path)
+        self.settings.load()  # a broken config stops the start with a clear message
+        self.sessions = SessionSigner()
+        self.tokens = OneTimeTokens()
+        self.throttle = LoginThrottle()
+        self.passwords = PasswordFile(config.password_file or default_password_file())
+        self.ui = UIChannel()
+        self.hub = Hub()
+        self.web = WebDisplayInterface(sink=self.ui.broadcast)
+        self.data: DataInterface | None = None
+        self.subject: SubjectInterface | None = None
+        if not config.data_remote:
+            self.data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
+            self.hub.register_local("DataInterface", self.data)
+        if not config.subject_remote:
+            self.subject = SubjectInterface()
+            self.hub.register_local("SubjectInterface", self.subject)
+        self.hub.register_local("WebDisplayInterface", self.web)
+        self._secret = secrets.token_bytes(SECRET_BYTES)
+        self.bridge = RpycBridge(self.hub, self._secret, port=config.rpyc_port)
+        self.info_path = self._info_path()
+        self.runner = ScriptRunner(
+            self._on_script_line,
+            self._on_run_status,
+            env={ENV_VAR: str(self.info_path)},
+            grace_period=config.grace_period,
+        )
+        self._sock = bind_socket(config.host, config.port)
+        self.port: int = self._sock.getsockname()[1]
+        self.started = threading.Event()
+        #: Called with (script, stream, line) for every line a script prints.
+        self.line_hooks: list[Callable[[str, str, str], None]] = []
+        self._uvicorn: _Uvicorn | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.login_token = self.tokens.issue(TEST_USER if config.test else "local")
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.config.tls_cert is not None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.uses_tls else "http"
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{shown}:{self.port}/"
+
+    @property
+    def login_url(self) -> str:
+        """A URL that logs a browser in once (printed at start)."""
+        return f"{self.url}login?token={self.login_token}"
+
+    def check_password(self, user: str, password: str) -> bool:
+        if self.config.test and user == TEST_USER and password == TEST_PASSWORD:
+            return True
+        return self.passwords.verify(user, password)
+
+    def _info_path(self) -> Path:
+        override = os.environ.get(ENV_VAR)
+        if override:
+            return Path(override)
+        return self.config.state_dir / "server.json"
+
+    def _write_info(self) -> None:
+        info = {
+            "host": "127.0.0.1",
+            "rpycPort": self.bridge.port,
+            "secret": self._secret.hex(),
+            "pid": os.getpid(),
+            "url": self.url,
+            "project": self.config.project_name,
+        }
+        write_private_file(self.info_path, json.dumps(info, indent=2) + "\n")
+
+    def _remove_info(self) -> None:
+        try:
+            info = json.loads(self.info_path.read_text(encoding="utf-8"))
+            if info.get("secret") == self._secret.hex():
+                self.info_path.unlink()
+        except (OSError, ValueError):
+            pass
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The server's event loop (once started)."""
+        if self._loop is None:
+            raise StateError("the project server is not running")
+        return self._loop
+
+    # ------------------------------------------------------------ routes and lifespan
+
+    def extra_routes(self) -> list[Any]:
+        """Routes added by later layers (the remote services' sockets)."""
+        return []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
+        self.ui.bind_loop(self._loop)
+        yield
+        await self.runner.stop()
+
+    # ------------------------------------------------------------ messages to pages
+
+    def config_message(self) -> dict[str, Any]:
+        cfg = self.settings.load()
+        x_range = None if cfg.plotAutoRangeX else [cfg.plotXRangeLow, cfg.plotXRangeHigh]
+        y_range = None if cfg.plotAutoRangeY else [cfg.plotYRangeLow, cfg.plotYRangeHigh]
+        return {
+            "cmd": "config",
+            "filename": str(self.settings.path),
+            "items": self.settings.items(),
+            "plot": {
+                "title": cfg.plotTitle,
+                "xLabel": cfg.plotXLabel,
+                "yLabel": cfg.plotYLabel,
+                "xRange": x_range,
+                "yRange": y_range,
+            },
+            "runNum": cfg.runNum,
+            "scanNum": cfg.scanNum,
+            "title": cfg.title,
+        }
+
+    def conn_status(self) -> dict[str, Any]:
+        return {
+            "cmd": "connStatus",
+            "data": {"remote": self.config.data_remote, "connected": self._connected("data")},
+            "subject": {
+                "remote": self.config.subject_remote,
+                "connected": self._connected("subject"),
+            },
+        }
+
+    def _connected(self, kind: str) -> bool:
+        remote = self.config.data_remote if kind == "data" else self.config.subject_remote
+        return not remote  # remote services are added by a later layer
+
+    def _on_script_line(self, script: str, stream: str, line: str) -> None:
+        cmd = "userLog" if script == "mainScript" else "sessionLog"
+        self.ui.broadcast({"cmd": cmd, "value": line})
+        for hook in self.line_hooks:
+            hook(script, stream, line)
+
+    def _on_run_status(self, status: RunStatus) -> None:
+        self.ui.broadcast(status.as_message())
+        if status.state == RunState.FAILED:
+            self.ui.broadcast({"cmd": "userError", "error": status.message})
+
+    # ------------------------------------------------------------ commands from pages
+
+    async def handle_ui(self, ws: WebSocket, message: dict[str, Any], user: str) -> None:
+        cmd = message["cmd"]
+        try:
+            if cmd == "getState":
+                await self.ui.send_to(ws, {
+                    "cmd": "hello",
+                    "project": self.config.project_name,
+                    "user": user,
+                    "title": self.settings.load().title,
+                })
+                await self.ui.send_to(ws, self.config_message())
+                await self.ui.send_to(ws, self.runner.status.as_message())
+                await self.ui.send_to(ws, self.conn_status())
+                await self.ui.send_to(
+                    ws, {"cmd": "setDataPoints", "value": self.web.getPreviousDataPoints()}
+                )
+            elif cmd == "runScript":
+                await self.run_script(
+                    str(message.get("script")), message.get("runNum"), message.get("scanNum")
+                )
+            elif cmd == "stop":
+                await self.runner.stop()
+            elif cmd == "saveConfig":
+                values = message.get("values")
+                if not isinstance(values, dict):
+                    raise ConfigError("saveConfig needs a 'values' object")
+                try:
+                    await asyncio.to_thread(self.settings.save, values)
+                except ConfigError as exc:
+                    await self.ui.send_to(
+                        ws, {"cmd": "configError", "errors": exc.errors or {"config": str(exc)}}
+                    )
+                    return
+                logger.info("user %s saved settings %s", user, sorted(values))
+                self.ui.broadcast({"cmd": "configSaved", "filename": str(self.settings.path)})
+                self.ui.broadcast(self.config_message())
+            elif cmd == "clearPlots":
+                self.web.clearAllPlots()
+            else:
+                raise StateError(f"unknown command {cmd!r}")
+        except RTCloudError as exc:
+            await self.ui.send_to(ws, {"cmd": "userError", "error": str(exc)})
+
+    async def run_script(self, script: str, run_num: Any = None, scan_num: Any = None) -> None:
+        """Start one of the project's scripts with the current settings."""
+        if script not in SCRIPTS:
+            raise StateError(f"unknown script {script!r}; expected one of {list(SCRIPTS)}")
+        path = {
+            "mainScript": self.config.main_script,
+            "initScript": self.config.init_script,
+            "finalizeScript": self.config.finalize_script,
+        }[script]
+        args = ["--config", str(self.settings.path)]
+        if script == "mainScript":
+            cfg = self.settings.load()
+            runs = _int_list(run_num if run_num is not None else cfg.runNum, "run numbers")
+            scans = _int_list(scan_num if scan_num is not None else cfg.scanNum, "scan numbers")
+            args += ["--runs", ",".join(map(str, runs)), "--scans", ",".join(map(str, scans))]
+        await self.runner.start(script, path, args, self.config.project_dir)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _uvicorn_config(self) -> uvicorn.Config:
+        kwargs: dict[str, Any] = {}
+        if self.config.tls_cert is not None:
+            kwargs["ssl_certfile"] = str(self.config.tls_cert)
+            kwargs["ssl_keyfile"] = str(self.config.tls_key) if self.config.tls_key else None
+        return uvicorn.Config(
+            create_app(self),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            ws="websockets-sansio",
+            ws_max_size=64 * 1024 * 1024,
+            ws_ping_interval=5.0,
+            ws_ping_timeout=10.0,
+            timeout_graceful_shutdown=3,
+            **kwargs,
+        )
+
+    def _prepare(self) -> None:
+        self.bridge.start()
+        self._write_info()
+        if self.config.host not in ("127.0.0.1", "localhost", "::1"):
+            if self.config.insecure and not self.uses_tls:
+                logger.warning(
+                    "INSECURE: listening on %s without TLS (--insecure); passwords and data "
+                    "cross the network in clear text",
+                    self.config.host,
+                )
+
+    def run(self) -> None:
+        """Serve in this thread until :meth:`stop` (or Ctrl-C)."""
+        self._prepare()
+        self._uvicorn = _Uvicorn(self._uvicorn_config(), self.started)
+        try:
+            self._uvicorn.run(sockets=[self._sock])
+        finally:
+            self._cleanup()
+
+    def start_in_thread(self, timeout: float = 30.0) -> ProjectServer:
+        """Start serving in a background thread; return once connections are accepted."""
+        self._prepare()
+        self._uvicorn = _Uvicorn(self._uvicorn_config(), self.started)
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            assert self._uvicorn is not None
+            try:
+                self._uvicorn.run(sockets=[self._sock])
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                self.started.set()
+
+        self._thread = threading.Thread(target=target, name="rtcloud-server", daemon=True)
+        self._thread.start()
+        if not self.started.wait(timeout):
+            raise StateError(f"the project server did not start within {timeout} s")
+        if failure:
+            raise StateError(f"the project server failed to start: {failure[0]}")
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the script, the web server and the RPyC bridge."""
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self.bridge.stop()
+        self._remove_info()
+        if self.data is not None:
+            self.data.close()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def __enter__(self) -> ProjectServer:
+        return self.start_in_thread()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _int_list(value: Any, what: str) -> list[int]:
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{what} must be a non-empty list of whole numbers, got {value!r}")
+    out = []
+    for item in value:
+        try:
+            if isinstance(item, bool):
+                raise ValueError
+            out.extend(int(part) for part in str(item).split(",") if part.strip())
+        except ValueError:
+            raise ConfigError(f"{what} must be whole numbers, got {item!r}") from None
+    if not out:
+        raise ConfigError(f"{what} must not be empty")
+    return out
