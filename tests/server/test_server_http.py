@@ -1,0 +1,197 @@
+"""The project server over real HTTP and WebSockets: login, sessions, the page's channel."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from rtcloud.errors import InvocationError
+from rtcloud.server.app import COOKIE_NAME
+from rtcloud.server.config import ServerConfig
+from rtcloud.server.server import ProjectServer
+
+
+def login(server, user="test", password="test"):
+    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+    response = client.post("/login", data={"username": user, "password": password, "next": "/"})
+    return client, response
+
+
+def ws_connect(server, cookie, origin=None):
+    headers = {"Cookie": f"{COOKIE_NAME}={cookie}"} if cookie else {}
+    url = server.url.replace("http://", "ws://") + "ws/ui"
+    return connect(url, additional_headers=headers, origin=origin, open_timeout=5)
+
+
+def receive_until(ws, predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        message = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        seen.append(message)
+        if predicate(message):
+            return message, seen
+    raise AssertionError(f"no matching message; saw {[m.get('cmd') for m in seen]}")
+
+
+def test_pages_need_a_session(server):
+    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+    response = client.get("/")
+    assert response.status_code == 303 and response.headers["location"] == "/login?next=/"
+    assert client.get("/static/app.js").status_code == 401
+    assert client.get("/api/config").status_code == 401
+    assert client.get("/static/plotly.min.js").status_code == 401
+    login_page = client.get("/login")
+    assert login_page.status_code == 200 and 'name="password"' in login_page.text
+
+
+def test_wrong_password_is_refused_and_right_one_logs_in(server):
+    client, response = login(server, password="nope")
+    assert response.status_code == 401
+    assert "Wrong user name or password" in response.text
+    assert COOKIE_NAME not in response.cookies
+    client, response = login(server)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    page = client.get("/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert client.get("/static/plotly.min.js").status_code == 200
+    config = client.get("/api/config").json()
+    assert config["title"] == "Test study"
+
+
+def test_login_redirect_only_to_local_paths(server):
+    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+    response = client.post(
+        "/login", data={"username": "test", "password": "test", "next": "//evil.example/x"}
+    )
+    assert response.headers["location"] == "/"
+
+
+def test_repeated_wrong_passwords_slow_down(server):
+    times = []
+    for _ in range(6):
+        start = time.monotonic()
+        _, response = login(server, user="mallory", password="guess")
+        times.append(time.monotonic() - start)
+        assert response.status_code == 401
+    assert times[-1] > times[0] + 0.9, times  # later attempts wait, earlier ones do not
+
+
+def test_one_time_login_link(server):
+    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+    token = server.login_url.split("token=")[1]
+    first = client.get(f"/login?token={token}")
+    assert first.status_code == 303 and COOKIE_NAME in first.cookies
+    second = httpx.get(f"{server.url}login?token={token}", timeout=10)
+    assert second.status_code == 401 and "already used" in second.text
+
+
+def test_users_from_the_password_file(server_factory, tmp_path):
+    from rtcloud.server.auth import PasswordFile
+
+    PasswordFile(tmp_path / "users.json", rounds=4).set_password("alice", "s3cret!")
+    server = server_factory(test=False)
+    _, bad = login(server, user="test", password="test")  # test user only in --test mode
+    assert bad.status_code == 401
+    _, good = login(server, user="alice", password="s3cret!")
+    assert good.status_code == 303
+
+
+def test_websocket_needs_session_and_same_origin(server):
+    with pytest.raises(Exception):
+        with ws_connect(server, None) as ws:
+            ws.recv(timeout=5)
+    _, response = login(server)
+    cookie = response.cookies[COOKIE_NAME]
+    with pytest.raises(Exception):
+        with ws_connect(server, cookie, origin="http://evil.example") as ws:
+            ws.recv(timeout=5)
+    host = server.url.rstrip("/")
+    with ws_connect(server, cookie, origin=host) as ws:
+        ws.send(json.dumps({"cmd": "getState"}))
+        hello, _ = receive_until(ws, lambda m: m["cmd"] == "hello")
+        assert hello["user"] == "test" and hello["project"] == "proj"
+        config, _ = receive_until(ws, lambda m: m["cmd"] == "config")
+        keys = [item["key"] for item in config["items"]]
+        assert keys[:3] == ["title", "subjectName", "runNum"]
+        assert config["plot"]["xRange"] is None  # no range in the file: auto-range
+
+
+def test_run_streams_lines_and_plot_points_then_completes(server):
+    _, response = login(server)
+    with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
+        ws.send(json.dumps({"cmd": "runScript", "script": "mainScript", "runNum": [2], "scanNum": [7]}))
+        done, seen = receive_until(
+            ws, lambda m: m["cmd"] == "runStatus" and m["state"] in ("complete", "failed")
+        )
+        logs = [m["value"] for m in seen if m["cmd"] == "userLog"]
+        assert done["state"] == "complete", logs
+        assert "connected to server: True" in logs
+        assert "run 2 tr 2 value 4.0" in logs
+        points = [(m["trId"], m["value"]) for m in seen if m["cmd"] == "plotDataPoint" and m["trId"] is not None]
+        assert points == [(0, 0.0), (1, 2.0), (2, 4.0)]
+        states = [m["state"] for m in seen if m["cmd"] == "runStatus"]
+        assert states[0] == "running"
+    assert server.subject is not None and server.subject.msgQueue.qsize() == 3
+
+
+def test_stop_midway_says_stopped(server):
+    server.settings.save({"numVolumes": 1000, "pause": 0.05})
+    _, response = login(server)
+    with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
+        ws.send(json.dumps({"cmd": "runScript", "script": "mainScript"}))
+        receive_until(ws, lambda m: m["cmd"] == "userLog" and m["value"].startswith("run 1 tr 3"))
+        ws.send(json.dumps({"cmd": "stop"}))
+        final, _ = receive_until(
+            ws, lambda m: m["cmd"] == "runStatus" and m["state"] in ("stopped", "failed", "complete")
+        )
+        assert final["state"] == "stopped"
+
+
+def test_session_scripts_and_bad_commands(server):
+    _, response = login(server)
+    with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
+        ws.send(json.dumps({"cmd": "runScript", "script": "initScript"}))
+        _, seen = receive_until(ws, lambda m: m["cmd"] == "runStatus" and m["state"] == "complete")
+        assert {"cmd": "sessionLog", "value": "initialized"} in seen
+        ws.send(json.dumps({"cmd": "runScript", "script": "rm -rf /"}))
+        error, _ = receive_until(ws, lambda m: m["cmd"] == "userError")
+        assert "unknown script" in error["error"]
+        ws.send("not json")
+        error, _ = receive_until(ws, lambda m: m["cmd"] == "userError")
+        assert "bad message" in error["error"]
+
+
+def test_save_settings_over_the_socket(server):
+    _, response = login(server)
+    with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
+        ws.send(json.dumps({"cmd": "saveConfig", "values": {"numVolumes": "many"}}))
+        error, _ = receive_until(ws, lambda m: m["cmd"] == "configError")
+        assert "numVolumes" in error["errors"]
+        ws.send(json.dumps({"cmd": "saveConfig", "values": {"numVolumes": 7}}))
+        receive_until(ws, lambda m: m["cmd"] == "configSaved")
+    text = server.settings.path.read_text()
+    assert "numVolumes = 7 # volumes per run" in text and "# runs to process" in text
+
+
+def test_port_taken_and_listen_policy(server, project_dir, tmp_path):
+    config = ServerConfig.for_project("proj", project_dir=project_dir, port=server.port, state_dir=tmp_path)
+    with pytest.raises(InvocationError, match="already in use"):
+        ProjectServer(config)
+    config = ServerConfig.for_project("proj", project_dir=project_dir, host="0.0.0.0", test=True)
+    with pytest.raises(InvocationError, match="--test"):
+        ProjectServer(config)
+    config = ServerConfig.for_project("proj", project_dir=project_dir, host="0.0.0.0")
+    with pytest.raises(InvocationError, match="TLS"):
+        ProjectServer(config)
+
+
+def test_missing_project_is_a_clear_error(tmp_path):
+    with pytest.raises(InvocationError, match="not found"):
+        ServerConfig.for_project("nosuchproject")

@@ -1,0 +1,71 @@
+"""RT-Cloud scripts run unchanged: rtCommon module names, sys.path tricks, the sample project."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+RTCOMMON_NAMES = {
+    "rtCommon.clientInterface": ["ClientInterface"],
+    "rtCommon.dataInterface": ["DataInterface", "uploadFilesToCloud", "downloadFolderFromCloud"],
+    "rtCommon.subjectInterface": ["SubjectInterface"],
+    "rtCommon.webDisplayInterface": ["WebDisplayInterface"],
+    "rtCommon.imageHandling": [
+        "readRetryDicomFromDataInterface", "convertDicomImgToNifti", "dicomTimeToNextTr",
+        "anonymizeDicom", "readDicomFromBuffer",
+    ],
+    "rtCommon.utils": ["loadConfigFile", "stringPartialFormat", "calcAvgRoundTripTime", "writeFile"],
+    "rtCommon.structDict": ["StructDict"],
+    "rtCommon.errors": ["ValidationError", "StateError", "RequestError", "RTError"],
+    "rtCommon.fileWatcher": ["FileWatcher"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(RTCOMMON_NAMES))
+def test_rtcommon_modules_export_rtcloud_names(module):
+    mod = importlib.import_module(module)
+    for name in RTCOMMON_NAMES[module]:
+        assert hasattr(mod, name), f"{module} lacks {name}"
+
+
+def test_errors_are_the_same_classes():
+    from rtCommon.errors import ValidationError as Compat
+
+    from rtcloud.errors import ValidationError
+
+    assert Compat is ValidationError
+
+
+def test_script_that_appends_its_own_root_still_imports_rtcloud(tmp_path):
+    # An RT-Cloud checkout next to the script holds its own rtCommon folder; appending the
+    # root (as RT-Cloud scripts do) must not shadow the installed package.
+    fake_root = tmp_path / "rt-cloud"
+    (fake_root / "rtCommon").mkdir(parents=True)
+    (fake_root / "rtCommon" / "__init__.py").write_text("raise ImportError('old rtCommon')\n")
+    script = fake_root / "projects" / "mine" / "mine.py"
+    script.parent.mkdir(parents=True)
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        currPath = os.path.dirname(os.path.realpath(__file__))
+        rootPath = os.path.dirname(os.path.dirname(currPath))
+        sys.path.append(rootPath)
+        from rtCommon.clientInterface import ClientInterface
+        from rtCommon.utils import stringPartialFormat
+        ci = ClientInterface(yesToPrompts=True)
+        print(stringPartialFormat("001_{SCAN:06d}_{TR:06d}.dcm", "SCAN", 13))
+        print(ci.isUsingProjectServer())
+    """))
+    env = dict(os.environ)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["001_000013_{TR:06d}.dcm", "False"]
