@@ -52,6 +52,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-r", "--remote", action="store_true", help="both --dataRemote and --subjectRemote")
     parser.add_argument("--test", action="store_true", help="also accept user test / password test (127.0.0.1 only)")
     parser.add_argument("--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)")
+    parser.add_argument("--tls", choices=["auto"], help="auto: make (once) and use a self-signed certificate")
     parser.add_argument("--tls-cert", type=Path, help="TLS certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
     parser.add_argument("--insecure", action="store_true", help="allow listening beyond 127.0.0.1 without TLS")
@@ -60,6 +61,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 def server_config_from_args(args: argparse.Namespace) -> object:
     from rtcloud.server.config import ServerConfig
 
+    tls_cert, tls_key = args.tls_cert, args.tls_key
+    if args.tls == "auto":
+        from rtcloud.tls import ensure_self_signed
+
+        tls_cert, tls_key, _ = ensure_self_signed(Path.home() / ".rtcloud" / "tls")
+    elif (tls_cert is None) != (tls_key is None):
+        raise InvocationError("give both --tls-cert and --tls-key (or --tls auto)")
     return ServerConfig.for_project(
         args.projectName,
         project_dir=args.projectDir,
@@ -73,8 +81,8 @@ def server_config_from_args(args: argparse.Namespace) -> object:
         subject_remote=args.subjectRemote or args.remote,
         test=args.test,
         password_file=args.password_file,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         insecure=args.insecure,
     )
 
@@ -87,6 +95,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     assert isinstance(config, ServerConfig)
     server = ProjectServer(config)
     print(f"rtcloud serving project {config.project_name!r} at {server.url}", flush=True)
+    if config.tls_cert is not None:
+        from rtcloud.tls import fingerprint_of_file
+
+        fingerprint = fingerprint_of_file(config.tls_cert)
+        print(f"TLS certificate SHA-256 fingerprint: {fingerprint}", flush=True)
+        print(f"  services connect with: --fingerprint {fingerprint}", flush=True)
     print(f"open this link to log in (works once): {server.login_url}", flush=True)
     if config.test:
         print("test mode: user 'test', password 'test' also accepted", flush=True)
