@@ -1,0 +1,107 @@
+"""Feedback results as files, for presentation software that polls a folder (MATLAB, PsychoPy).
+
+For every ``setResult(runId, trId, value)`` the subject side writes
+
+- ``<outDir>/run<R>/classoutput/vol-<R>-<T>.txt`` holding just the value (RT-Cloud's layout), and
+- ``<outDir>/run<R>/results/vol-<R>-<T>.json`` holding every field and timestamp,
+
+and for every ``setResultDict(values, name=NAME)`` it writes ``<outDir>/<NAME>.json``. Each
+file is written to a temporary name in the same folder and renamed into place, so a reader
+never sees half a file. A name can never write outside the output folder: it must be a plain
+file name of letters, digits, ``-``, ``_`` and ``.``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rtcloud.errors import ValidationError
+
+__all__ = ["ResultFileWriter", "atomic_write_bytes", "safe_name"]
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def safe_name(name: str) -> str:
+    """``name`` if it is a plain file name (no folders, no ``..``); else ValidationError."""
+    if not isinstance(name, str) or not _SAFE.match(name) or ".." in name:
+        raise ValidationError(
+            f"result name {name!r} is not allowed: use letters, digits, '-', '_' and '.' only "
+            "(no folders), e.g. 'feedback_run1_tr5'"
+        )
+    return name
+
+
+def _run_part(value: Any, what: str) -> str:
+    text = str(value)
+    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", text):
+        raise ValidationError(f"{what} {value!r} cannot be used in a file name")
+    return text
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix + ".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class ResultFileWriter:
+    """Writes each feedback result into ``out_dir`` as described in the module docstring."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir).resolve()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def _inside(self, path: Path) -> Path:
+        real = path.resolve()
+        if real != self.out_dir and self.out_dir not in real.parents:
+            raise ValidationError(f"refusing to write {str(path)!r} outside {str(self.out_dir)!r}")
+        return path
+
+    def write(self, result: dict[str, Any]) -> list[Path]:
+        """Write one result (a dict as queued by SubjectInterface); return the files written."""
+        record = _json_safe(dict(result))
+        record.setdefault("writtenAt", time.time())
+        text = json.dumps(record, indent=1, sort_keys=True).encode("utf-8")
+        if "name" in result and "runId" not in result:
+            path = self._inside(self.out_dir / f"{safe_name(str(result['name']))}.json")
+            atomic_write_bytes(path, text)
+            return [path]
+        missing = [k for k in ("runId", "trId", "value") if k not in result]
+        if missing:
+            raise ValidationError(f"a result needs runId, trId and value; missing {missing}")
+        run = _run_part(result["runId"], "runId")
+        tr = _run_part(result["trId"], "trId")
+        folder = self.out_dir / f"run{run}"
+        txt = self._inside(folder / "classoutput" / f"vol-{run}-{tr}.txt")
+        js = self._inside(folder / "results" / f"vol-{run}-{tr}.json")
+        atomic_write_bytes(js, text)
+        atomic_write_bytes(txt, f"{result['value']}\n".encode())
+        return [txt, js]

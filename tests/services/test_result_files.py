@@ -1,0 +1,70 @@
+"""Result files for MATLAB/PsychoPy readers: layout, atomic writes, names that cannot escape."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from rtcloud.errors import ValidationError
+from rtcloud.services.result_files import ResultFileWriter
+
+
+def test_set_result_writes_text_and_json(tmp_path):
+    writer = ResultFileWriter(tmp_path / "out")
+    written = writer.write({"runId": 2, "trId": 7, "value": 0.25, "onsetTimeDelayMs": 500, "timestamp": 1.5})
+    txt = tmp_path / "out" / "run2" / "classoutput" / "vol-2-7.txt"
+    js = tmp_path / "out" / "run2" / "results" / "vol-2-7.json"
+    assert written == [txt, js]
+    assert txt.read_text() == "0.25\n"
+    record = json.loads(js.read_text())
+    assert record["value"] == 0.25 and record["onsetTimeDelayMs"] == 500 and "writtenAt" in record
+
+
+def test_result_dict_with_name(tmp_path):
+    writer = ResultFileWriter(tmp_path)
+    writer.write({"a": 1, "b": [1, 2], "name": "trial_5", "onsetTimeDelayMs": 0, "timestamp": 2})
+    assert json.loads((tmp_path / "trial_5.json").read_text())["b"] == [1, 2]
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs/path", "a/b", "..", "", "x" * 300, "a\\b"])
+def test_names_cannot_escape(tmp_path, name):
+    writer = ResultFileWriter(tmp_path / "out")
+    with pytest.raises(ValidationError):
+        writer.write({"name": name, "x": 1})
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["out"]
+
+
+def test_bad_run_ids_are_refused(tmp_path):
+    writer = ResultFileWriter(tmp_path)
+    with pytest.raises(ValidationError):
+        writer.write({"runId": "../../x", "trId": 1, "value": 1})
+    with pytest.raises(ValidationError, match="missing"):
+        writer.write({"runId": 1, "value": 1})
+
+
+def test_readers_never_see_half_a_file(tmp_path):
+    writer = ResultFileWriter(tmp_path)
+    big = "v" * 200_000
+    stop = threading.Event()
+    bad = []
+    target = tmp_path / "run1" / "classoutput" / "vol-1-1.txt"
+
+    def reader():
+        while not stop.is_set():
+            try:
+                text = target.read_text()
+            except FileNotFoundError:
+                continue
+            if text not in (f"{big}\n", f"{big[:-1]}w\n"):
+                bad.append(len(text))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(100):
+        value = big if i % 2 else big[:-1] + "w"
+        writer.write({"runId": 1, "trId": 1, "value": value})
+    stop.set()
+    thread.join()
+    assert not bad
