@@ -6,6 +6,7 @@ The tree::
     ├── ValidationError (also ValueError)    bad argument: a path outside the allowed
     │   │                                    directories, a forbidden file type, a bad value
     │   ├── ConfigError (also InvocationError)  an experiment config file is missing or invalid
+    │   ├── WatchDirectoryError (also NotADirectoryError)  a folder to watch does not exist
     │   └── InvalidDicomError                bytes that are not a (complete) DICOM image
     ├── StateError                           a call made in the wrong state (watchFile before
     │                                        initWatch, unknown stream id, ...)
@@ -56,6 +57,7 @@ __all__ = [
     "StateError",
     "ValidationError",
     "VersionError",
+    "WatchDirectoryError",
 ]
 
 
@@ -98,6 +100,10 @@ class ConfigError(ValidationError, InvocationError):
 
 class InvalidDicomError(ValidationError):
     """Bytes that are not a DICOM image, or one whose pixel data is not all there yet."""
+
+
+class WatchDirectoryError(ValidationError, NotADirectoryError):
+    """The folder to watch does not exist or is not a folder."""
 
 
 class StateError(RTCloudError):

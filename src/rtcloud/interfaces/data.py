@@ -406,9 +406,9 @@ class DataInterface(Interface):
     @expose
     def getFile(self, filename: str) -> bytes:
         """Return the bytes of ``filename`` (an absolute path in an allowed folder)."""
-        path = self._check_file(filename)
-        if path.is_dir():
+        if self._resolve(filename).is_dir():
             raise IsADirectoryError(f"getFile: {filename!r} is a directory, not a file")
+        path = self._check_file(filename)
         try:
             return path.read_bytes()
         except FileNotFoundError:

@@ -1,0 +1,127 @@
+"""DICOM to NIfTI in memory, with nibabel: Siemens mosaics and ordinary images.
+
+A Siemens mosaic packs the slices of a volume as tiles of one big 2-D image; nibabel's DICOM
+wrapper cuts it into a 3-D volume and computes the voxel-to-scanner affine from the image
+position, orientation, pixel spacing and the CSA header's slice normal. No external program
+(``dcm2niix``) and no temporary files are needed.
+
+Pure module: no threads, sockets or event loops.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from pydicom.dataset import Dataset
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # nibabel calls its DICOM readers experimental
+    from nibabel.nicom import dicomwrappers
+
+from rtcloud.errors import ValidationError
+
+__all__ = [
+    "convertDicomFileToNifti",
+    "convertDicomImgToNifti",
+    "dicom_to_nifti",
+    "niftiToMem",
+    "parseDicomVolume",
+    "readNifti",
+]
+
+
+def _wrapper(ds: Dataset) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nibabel calls its DICOM readers experimental
+        return dicomwrappers.wrapper_from_data(ds)
+
+
+def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
+    """A 3-D (or 4-D for multi-frame) NIfTI image of a DICOM dataset, with its affine."""
+    if not isinstance(ds, Dataset):
+        raise ValidationError(f"expected a pydicom Dataset, got {type(ds).__name__}")
+    try:
+        wrapper = _wrapper(ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = wrapper.get_data()
+            affine = wrapper.affine
+    except (dicomwrappers.WrapperError, AttributeError, KeyError, ValueError, TypeError) as exc:
+        raise ValidationError(f"cannot convert this DICOM image to NIfTI: {exc}") from exc
+    if data.ndim == 2:
+        data = data[:, :, np.newaxis]
+    image = nib.Nifti1Image(np.asarray(data), affine)
+    image.header.set_xyzt_units("mm", "sec")
+    tr = ds.get("RepetitionTime")
+    if tr is not None and data.ndim == 4:
+        zooms = list(image.header.get_zooms()[:3]) + [float(tr) / 1000.0]
+        image.header.set_zooms(zooms)
+    return image
+
+
+def convertDicomImgToNifti(dicomImg: Dataset, dicomFilename: str | None = None) -> nib.Nifti1Image:
+    """RT-Cloud name: DICOM dataset (a Siemens mosaic, say) to an in-memory NIfTI image."""
+    return dicom_to_nifti(dicomImg)
+
+
+def convertDicomFileToNifti(dicomFilename: str | os.PathLike[str], niftiFilename: str | os.PathLike[str]) -> None:
+    """Convert a DICOM file to a NIfTI file (``.nii`` or ``.nii.gz``)."""
+    from rtcloud.imaging.dicom import read_dicom_file
+
+    image = dicom_to_nifti(read_dicom_file(dicomFilename))
+    nib.save(image, os.fspath(niftiFilename))
+
+
+def niftiToMem(niftiImg: nib.Nifti1Image) -> nib.Nifti1Image:
+    """A copy of a NIfTI image whose data is held in memory (not read lazily from disk)."""
+    return nib.Nifti1Image(np.asarray(niftiImg.dataobj), niftiImg.affine, niftiImg.header)
+
+
+def readNifti(filename: str | os.PathLike[str], memCached: bool = True) -> nib.Nifti1Image:
+    """Load a NIfTI file; with ``memCached`` its data is read into memory at once."""
+    path = Path(filename)
+    if not path.exists():
+        raise FileNotFoundError(f"NIfTI file {str(path)!r} does not exist")
+    image = nib.load(os.fspath(path))
+    return niftiToMem(image) if memCached else image
+
+
+def parseDicomVolume(dicomImg: Dataset, sliceDim: int) -> np.ndarray:
+    """Cut a mosaic into a float volume of shape ``(sliceDim, sliceDim, nSlices)``.
+
+    The slices are the tiles in row-major order; ``nSlices`` comes from the Siemens private
+    tag NumberOfImagesInMosaic (0019,100a) when present, else from the mosaic's tile count.
+    """
+    pixels = np.asarray(dicomImg.pixel_array, dtype=np.float64)
+    rows, cols = pixels.shape
+    if sliceDim <= 0 or rows % sliceDim or cols % sliceDim:
+        raise ValidationError(
+            f"parseDicomVolume: a {rows}x{cols} mosaic cannot be cut into {sliceDim}-pixel tiles"
+        )
+    per_row = cols // sliceDim
+    tiles = (rows // sliceDim) * per_row
+    count = tiles
+    element = dicomImg.get((0x0019, 0x100A))
+    if element is not None:
+        try:
+            value = element.value
+            count = int(value if not isinstance(value, bytes) else int.from_bytes(value[:2], "little"))
+        except (TypeError, ValueError):
+            count = tiles
+    count = max(1, min(count, tiles))
+    volume = np.zeros((sliceDim, sliceDim, count))
+    for index in range(count):
+        r, c = divmod(index, per_row)
+        volume[:, :, index] = pixels[r * sliceDim : (r + 1) * sliceDim, c * sliceDim : (c + 1) * sliceDim]
+    return volume
+
+
+def mosaic_grid(n_slices: int) -> int:
+    """Tiles per side of the square mosaic Siemens uses for ``n_slices`` slices."""
+    return int(math.ceil(math.sqrt(n_slices)))

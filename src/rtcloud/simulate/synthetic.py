@@ -1,0 +1,248 @@
+"""A synthetic Siemens scanner series: realistic mosaic DICOMs with a visible block design.
+
+Each volume is a classic MR Image Storage file (explicit VR little endian, 16-bit) holding
+the slices as tiles of one mosaic, with the Siemens CSA image header that analysis tools
+(nibabel) read for the slice count and slice direction, consistent geometry, acquisition
+times advancing by TR, and identifying-looking patient attributes for anonymization tests.
+
+The content is a smooth head-like ellipsoid with noise and, in a box-shaped region of
+interest, a block-design activation (``block`` volumes off, ``block`` on, ...) of a few
+percent, so feedback values visibly follow the blocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from rtcloud.imaging.dicom import write_dicom_bytes
+
+__all__ = ["SeriesSpec", "activation_roi", "encode_csa2", "generate_series", "make_volume_dataset"]
+
+#: Voxel ranges (x, y, z as fractions of the shape) of the activated region.
+ROI_FRACTIONS = ((0.5625, 0.75), (0.5625, 0.75), (0.4, 0.6))
+
+
+def activation_roi(shape: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Voxel index ranges [start, stop) of the activated box for a volume shape."""
+    return tuple(
+        (int(round(lo * n)), max(int(round(lo * n)) + 1, int(round(hi * n))))
+        for (lo, hi), n in zip(ROI_FRACTIONS, shape)
+    )
+
+
+def encode_csa2(tags: dict[str, tuple[str, Sequence[str]]]) -> bytes:
+    """Siemens CSA2 ("SV10") header bytes for ``{name: (vr, [values as text])}``."""
+    out = [b"SV10", b"\x04\x03\x02\x01", struct.pack("<2I", len(tags), 77)]
+    for name, (vr, values) in tags.items():
+        out.append(
+            struct.pack(
+                "<64si4s3i",
+                name.encode("ascii"),
+                len(values),
+                vr.encode("ascii"),
+                0,
+                len(values),
+                77,
+            )
+        )
+        for value in values:
+            raw = value.encode("ascii") + b"\0"
+            out.append(struct.pack("<4i", len(raw), len(raw), 77, len(raw)))
+            out.append(raw + b"\0" * ((4 - len(raw) % 4) % 4))
+    return b"".join(out)
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """Shape and timing of a synthetic series."""
+
+    shape: tuple[int, int, int] = (64, 64, 30)
+    voxel_mm: tuple[float, float, float] = (3.0, 3.0, 3.5)
+    tr_ms: int = 2000
+    block: int = 10
+    activation: float = 0.04
+    noise: float = 0.01
+    seed: int = 0
+
+
+def _phantom(spec: SeriesSpec) -> np.ndarray:
+    nx, ny, nz = spec.shape
+    x, y, z = np.meshgrid(
+        np.linspace(-1, 1, nx), np.linspace(-1, 1, ny), np.linspace(-1, 1, nz), indexing="ij"
+    )
+    r = np.sqrt((x / 0.8) ** 2 + (y / 0.9) ** 2 + (z / 0.85) ** 2)
+    head = np.clip(1.2 - r, 0, 0.2) / 0.2  # soft edge
+    texture = 0.85 + 0.15 * np.cos(6 * x) * np.cos(5 * y) * np.cos(4 * z)
+    return 800.0 * head * texture
+
+
+def _mosaic(volume: np.ndarray) -> np.ndarray:
+    nx, ny, nz = volume.shape
+    grid = int(math.ceil(math.sqrt(nz)))
+    mosaic = np.zeros((grid * ny, grid * nx), dtype=np.uint16)
+    for k in range(nz):
+        r, c = divmod(k, grid)
+        # a tile holds rows (y) by columns (x), as DICOM stores slices
+        mosaic[r * ny : (r + 1) * ny, c * nx : (c + 1) * nx] = volume[:, :, k].T
+    return mosaic
+
+
+def make_volume_dataset(
+    index: int,
+    spec: SeriesSpec,
+    *,
+    base: np.ndarray,
+    rng: np.random.Generator,
+    series_uid: str,
+    study_uid: str,
+    frame_uid: str,
+    scan: int,
+    start: dt.datetime,
+) -> Dataset:
+    """The DICOM dataset of volume ``index`` of a series."""
+    nx, ny, nz = spec.shape
+    volume = base.copy()
+    on = (index // spec.block) % 2 == 1
+    if on:
+        (x0, x1), (y0, y1), (z0, z1) = activation_roi(spec.shape)
+        volume[x0:x1, y0:y1, z0:z1] *= 1.0 + spec.activation
+    volume = volume * (1.0 + spec.noise * rng.standard_normal(volume.shape)) + 20.0
+    pixels = _mosaic(np.clip(volume, 0, 65535).astype(np.uint16))
+    rows, cols = pixels.shape
+    dx, dy, dz = spec.voxel_mm
+
+    # geometry: axial slices, rows along +y, columns along +x (patient LPS)
+    iop = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    slice0 = np.array([-(nx - 1) * dx / 2, -(ny - 1) * dy / 2, -(nz - 1) * dz / 2])
+    # Siemens stores the position of the whole mosaic; shift back from the first tile
+    row_dir, col_dir = np.array(iop[:3]), np.array(iop[3:])
+    shift = ((cols - nx) / 2) * dx * row_dir + ((rows - ny) / 2) * dy * col_dir
+    mosaic_pos = slice0 - shift
+
+    acquired = start + dt.timedelta(milliseconds=index * spec.tr_ms)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = generate_uid(prefix="1.2.826.0.1.3680043.10.1001.")
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = frame_uid
+    ds.Modality = "MR"
+    ds.Manufacturer = "SIEMENS"
+    ds.ManufacturerModelName = "Synthetic"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]
+    # identifying-looking values: material for anonymization
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "RTC-000123"
+    ds.PatientBirthDate = "19800101"
+    ds.PatientSex = "F"
+    ds.PatientAge = "045Y"
+    ds.PatientWeight = "61.5"
+    ds.InstitutionName = "Example Imaging Center"
+    ds.InstitutionAddress = "1 Scanner Road, Brainville"
+    ds.ReferringPhysicianName = "House^Gregory"
+    ds.OperatorsName = "Tech^Terry"
+    ds.StationName = "SYNTH01"
+    ds.DeviceSerialNumber = "99999"
+    ds.StudyDescription = "rtcloud^synthetic"
+    ds.StudyDate = start.strftime("%Y%m%d")
+    ds.SeriesDate = ds.StudyDate
+    ds.AcquisitionDate = ds.StudyDate
+    ds.ContentDate = ds.StudyDate
+    ds.StudyTime = start.strftime("%H%M%S")
+    ds.AcquisitionTime = acquired.strftime("%H%M%S.%f")
+    ds.ContentTime = ds.AcquisitionTime
+    ds.SeriesDescription = "func_bold_synthetic"
+    ds.ProtocolName = "func_bold_synthetic"
+    ds.SeriesNumber = scan
+    ds.AcquisitionNumber = index + 1
+    ds.InstanceNumber = index + 1
+    ds.RepetitionTime = str(spec.tr_ms)
+    ds.EchoTime = "30"
+    ds.FlipAngle = "70"
+    ds.MagneticFieldStrength = "3"
+    ds.SliceThickness = str(dz)
+    ds.SpacingBetweenSlices = str(dz)
+    ds.PixelSpacing = [str(dy), str(dx)]
+    ds.ImageOrientationPatient = [str(v) for v in iop]
+    ds.ImagePositionPatient = [f"{v:.6f}" for v in mosaic_pos]
+    ds.AcquisitionMatrix = [0, nx, ny, 0]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    # Siemens private data: mosaic slice count, and the CSA image header
+    block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    block.add_new(0x0A, "US", nz)
+    csa = encode_csa2(
+        {
+            "NumberOfImagesInMosaic": ("IS", [str(nz)]),
+            "AcquisitionMatrixText": ("SH", [f"{nx}p*{ny}"]),
+            "SliceNormalVector": ("FD", ["0.0", "0.0", "1.0"]),
+            "MosaicRefAcqTimes": ("FD", [f"{k * spec.tr_ms / nz:.4f}" for k in range(nz)]),
+        }
+    )
+    csa_block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    csa_block.add_new(0x08, "CS", "IMAGE NUM 4")
+    csa_block.add_new(0x10, "OB", csa)
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def generate_series(
+    out_dir: str | Path,
+    *,
+    num_volumes: int = 20,
+    shape: tuple[int, int, int] = (64, 64, 30),
+    tr_ms: int = 2000,
+    pattern: str = "001_{SCAN:06d}_{TR:06d}.dcm",
+    scan: int = 1,
+    seed: int = 0,
+    block: int = 10,
+    start: dt.datetime | None = None,
+) -> list[Path]:
+    """Write ``num_volumes`` mosaic DICOM files into ``out_dir``; return their paths.
+
+    ``pattern`` names volume ``TR`` (0-based) of scan ``SCAN``.
+    """
+    spec = SeriesSpec(shape=shape, tr_ms=tr_ms, block=block, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    base = _phantom(spec)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    start = start or dt.datetime.now().replace(microsecond=0)
+    paths = []
+    for index in range(num_volumes):
+        ds = make_volume_dataset(
+            index,
+            spec,
+            base=base,
+            rng=rng,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            frame_uid=frame_uid,
+            scan=scan,
+            start=start,
+        )
+        path = out / pattern.format(SCAN=scan, TR=index)
+        path.write_bytes(write_dicom_bytes(ds))
+        paths.append(path)
+    return paths

@@ -1,0 +1,275 @@
+"""FileWatcher: wait for files in one folder, never early and never missing one.
+
+File-system events (inotify on Linux, FSEvents on macOS, ReadDirectoryChangesW on Windows,
+through watchdog) wake the waiters as soon as something happens to a matching file, so a
+complete file is handed over within milliseconds of its last byte, with no settle delay.
+A backstop timer re-checks every ``poll_interval`` seconds, because events get lost and
+network shares (SMB/NFS) send none: with ``polling=True`` (or when the native observer cannot
+start) only the timer runs, at a shorter interval.
+
+Waiting never holds a lock that other waiters need: any number of threads may wait on one
+watcher, each for its own file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from rtcloud.errors import FileWaitTimeout, ValidationError, WatchDirectoryError
+from rtcloud.watcher.filters import (
+    CompletenessCheck,
+    make_completeness_check,
+    matches,
+    sort_paths,
+)
+
+__all__ = ["FileWatcher", "WatchDirectoryError"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Backstop re-check interval with native events, and with polling only (seconds).
+EVENT_BACKSTOP = 0.25
+POLL_INTERVAL = 0.05
+
+
+class _Handler(FileSystemEventHandler):  # type: ignore[misc]
+    def __init__(self, watcher: FileWatcher) -> None:
+        self._watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        paths = [event.src_path]
+        if isinstance(event, FileMovedEvent):
+            paths.append(event.dest_path)
+        self._watcher._on_event(event, [os.fsdecode(p) for p in paths])
+
+
+class FileWatcher:
+    """Watches one folder for files matching a glob pattern.
+
+    Args:
+        directory: the folder (must exist).
+        pattern: glob of the file names that count (``*.dcm``, ``001_000013_*.dcm``).
+        min_file_size: files smaller than this many bytes are never complete.
+        completeness: predicate deciding when a file is complete (default: see
+            :func:`~rtcloud.watcher.filters.make_completeness_check`).
+        polling: True to use only periodic checks (network shares); False to require
+            events; None (default) for events with a polling backstop.
+        poll_interval: seconds between backstop checks.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        pattern: str = "*",
+        min_file_size: int = 0,
+        *,
+        completeness: CompletenessCheck | None = None,
+        polling: bool | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        path = Path(directory)
+        if not path.is_dir():
+            raise WatchDirectoryError(
+                f"cannot watch {os.fspath(directory)!r}: no such folder; create it first or "
+                "check the path (the scanner's export folder must exist before the watch starts)"
+            )
+        self.directory = Path(os.path.realpath(path))
+        self.pattern = pattern
+        self.min_file_size = int(min_file_size or 0)
+        self._open_writes: set[str] = set()
+        self._writes_lock = threading.Lock()
+        self._close_events = sys.platform.startswith("linux")
+        self.completeness = completeness or make_completeness_check(
+            self.min_file_size, still_open=self._still_open
+        )
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._closed = threading.Event()
+        self._observer: Any = None
+        self.polling = bool(polling)
+        if not self.polling:
+            try:
+                observer = Observer()
+                observer.schedule(_Handler(self), str(self.directory), recursive=False)
+                observer.daemon = True
+                observer.start()
+                self._observer = observer
+            except Exception as exc:  # inotify limits, unsupported file systems, ...
+                if polling is False:
+                    raise
+                logger.warning(
+                    "file events unavailable for %s (%s); checking every %.0f ms instead",
+                    self.directory, exc, 1000 * POLL_INTERVAL,
+                )
+                self.polling = True
+        self.poll_interval = poll_interval or (POLL_INTERVAL if self.polling else EVENT_BACKSTOP)
+        self._ticker = threading.Thread(target=self._tick, name="rtcloud-watch-poll", daemon=True)
+        self._ticker.start()
+
+    # ------------------------------------------------------------ event plumbing
+
+    def _still_open(self, path: Path) -> bool:
+        with self._writes_lock:
+            return str(path) in self._open_writes
+
+    def _on_event(self, event: FileSystemEvent, paths: list[str]) -> None:
+        relevant = False
+        for raw in paths:
+            name = os.path.basename(raw)
+            if not matches(name, self.pattern):
+                continue
+            relevant = True
+            key = str(self.directory / name)
+            if self._close_events:
+                with self._writes_lock:
+                    if isinstance(event, (FileCreatedEvent, FileModifiedEvent)) and raw == event.src_path:
+                        self._open_writes.add(key)
+                    elif isinstance(event, (FileClosedEvent, FileMovedEvent)):
+                        self._open_writes.discard(key)
+        if relevant:
+            self._notify()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(self.poll_interval):
+            self._notify()
+
+    # ------------------------------------------------------------ waiting
+
+    def wait_until(self, predicate: Callable[[], T | None], timeout: float, description: str) -> T:
+        """Re-evaluate ``predicate`` on every change until it returns a value; return it.
+
+        Raises :class:`~rtcloud.errors.FileWaitTimeout` after ``timeout`` seconds.
+        """
+        start = time.monotonic()
+        deadline = start + max(0.0, float(timeout))
+        while True:
+            with self._cond:
+                generation = self._generation
+            value = predicate()
+            if value is not None:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed.is_set():
+                waited = time.monotonic() - start
+                why = "the watch was closed" if self._closed.is_set() else f"waited {waited:.2f} s"
+                raise FileWaitTimeout(
+                    f"{description}: not complete ({why})", path=None, waited=waited
+                )
+            with self._cond:
+                if self._generation == generation:
+                    self._cond.wait(min(remaining, self.poll_interval * 2))
+
+    def _resolve(self, path_or_name: str | os.PathLike[str]) -> Path:
+        raw = os.fspath(path_or_name)
+        if not os.path.dirname(raw):
+            return self.directory / raw
+        parent = Path(os.path.realpath(os.path.dirname(raw)))
+        if os.path.normcase(str(parent)) != os.path.normcase(str(self.directory)):
+            raise ValidationError(
+                f"{raw!r} is not in the watched folder {str(self.directory)!r}"
+            )
+        return self.directory / os.path.basename(raw)
+
+    def wait_for_file(self, path_or_name: str | os.PathLike[str], timeout: float) -> Path:
+        """Wait until the file is complete; return its path.
+
+        A bare name means a file in the watched folder. Raises
+        :class:`~rtcloud.errors.FileWaitTimeout` (a ``TimeoutError``) naming the file, the
+        time waited and, when the file is there but too small, its size.
+        """
+        path = self._resolve(path_or_name)
+        try:
+            return self.wait_until(
+                lambda: path if self.completeness(path) else None, timeout, str(path)
+            )
+        except FileWaitTimeout as exc:
+            raise FileWaitTimeout(
+                f"file {str(path)!r} was not complete after {exc.waited or 0:.2f} s"
+                f"{self._diagnose(path)}",
+                path=str(path),
+                waited=exc.waited,
+            ) from None
+
+    def _diagnose(self, path: Path) -> str:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return " (it does not exist yet)"
+        except OSError as exc:
+            return f" ({exc})"
+        if size < self.min_file_size:
+            return (
+                f" (it has {size} bytes, less than minFileSize={self.min_file_size}: is "
+                "minFileSize too high?)"
+            )
+        return f" (it has {size} bytes but is not a complete image yet)"
+
+    def list_matching(self) -> list[Path]:
+        """Files in the folder whose names match the pattern, in natural name order."""
+        found: list[Path] = []
+        try:
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    if matches(entry.name, self.pattern) and not entry.name.startswith("."):
+                        try:
+                            if entry.is_file():
+                                found.append(self.directory / entry.name)
+                        except OSError:
+                            continue
+        except FileNotFoundError:
+            return []
+        return sort_paths(found)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Stop watching; waiters return with FileWaitTimeout promptly."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._notify()
+        if self._observer is not None:
+            try:
+                self._observer.stop()
+                self._observer.join(timeout=2)
+            except Exception:  # the observer may already be gone
+                pass
+        self._ticker.join(timeout=2)
+
+    def __enter__(self) -> FileWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
