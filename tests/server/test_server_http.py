@@ -15,8 +15,24 @@ from rtcloud.server.config import ServerConfig
 from rtcloud.server.server import ProjectServer
 
 
-def login(server, user="test", password="test"):
+_CLIENTS: list[httpx.Client] = []
+
+
+def new_client(server):
     client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def close_clients():
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
+def login(server, user="test", password="test"):
+    client = new_client(server)
     response = client.post("/login", data={"username": user, "password": password, "next": "/"})
     return client, response
 
@@ -39,7 +55,7 @@ def receive_until(ws, predicate, timeout=15.0):
 
 
 def test_pages_need_a_session(server):
-    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+    client = new_client(server)
     response = client.get("/")
     assert response.status_code == 303 and response.headers["location"] == "/login?next=/"
     assert client.get("/static/app.js").status_code == 401
@@ -66,7 +82,7 @@ def test_wrong_password_is_refused_and_right_one_logs_in(server):
 
 
 def test_login_redirect_only_to_local_paths(server):
-    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+    client = new_client(server)
     response = client.post(
         "/login", data={"username": "test", "password": "test", "next": "//evil.example/x"}
     )
@@ -84,11 +100,11 @@ def test_repeated_wrong_passwords_slow_down(server):
 
 
 def test_one_time_login_link(server):
-    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=10)
+    client = new_client(server)
     token = server.login_url.split("token=")[1]
     first = client.get(f"/login?token={token}")
     assert first.status_code == 303 and COOKIE_NAME in first.cookies
-    second = httpx.get(f"{server.url}login?token={token}", timeout=10)
+    second = new_client(server).get(f"/login?token={token}")
     assert second.status_code == 401 and "already used" in second.text
 
 

@@ -1,0 +1,393 @@
+// The experimenter page: one WebSocket (/ws/ui) carries everything (see docs/web-protocol.md).
+// Server-provided text is only ever set with textContent, never parsed as HTML.
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  ws: null,
+  backoff: 500,
+  config: null,          // last `config` message
+  plot: null,            // its plot settings
+  runs: new Map(),       // runId -> Map(x -> y)
+  status: { state: "idle", script: null },
+};
+
+// ------------------------------------------------------------------ tabs
+
+for (const tab of document.querySelectorAll(".tab")) {
+  tab.addEventListener("click", () => showTab(tab.dataset.tab));
+}
+
+function showTab(name) {
+  for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.tab === name);
+  for (const pane of document.querySelectorAll(".pane")) pane.classList.toggle("active", pane.id === `pane-${name}`);
+  if (name === "plots") redrawAll();
+}
+
+// ------------------------------------------------------------------ logs
+
+function appendLog(el, text, cls) {
+  const nearBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 30;
+  const line = document.createElement("div");
+  if (cls) line.className = cls;
+  line.textContent = text;
+  el.appendChild(line);
+  while (el.childElementCount > 5000) el.removeChild(el.firstChild);
+  if (nearBottom) el.scrollTop = el.scrollHeight;
+}
+
+function debugLine(text, cls) {
+  const stamp = new Date().toLocaleTimeString();
+  const el = $("debug-log");
+  const nearBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 30;
+  const line = document.createElement("div");
+  if (cls) line.className = cls;
+  const ts = document.createElement("span");
+  ts.className = "ts";
+  ts.textContent = `${stamp} `;
+  line.appendChild(ts);
+  line.appendChild(document.createTextNode(text));
+  el.appendChild(line);
+  while (el.childElementCount > 10000) el.removeChild(el.firstChild);
+  if (nearBottom) el.scrollTop = el.scrollHeight;
+}
+
+$("clear-log").addEventListener("click", () => { $("debug-log").textContent = ""; });
+
+// ------------------------------------------------------------------ socket
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws/ui`);
+  state.ws = ws;
+  ws.onopen = () => {
+    state.backoff = 500;
+    setIndicator("ind-browser", "on", "browser: connected");
+    send({ cmd: "getState" });
+  };
+  ws.onclose = () => {
+    setIndicator("ind-browser", "", "browser: disconnected");
+    setIndicator("ind-data", "", "data: unknown");
+    setIndicator("ind-subject", "", "subject: unknown");
+    setTimeout(connect, state.backoff);
+    state.backoff = Math.min(state.backoff * 2, 5000);
+  };
+  ws.onmessage = (event) => {
+    let msg;
+    try { msg = JSON.parse(event.data); } catch { debugLine(`unreadable message from server`, "err"); return; }
+    const handler = handlers[msg.cmd];
+    if (handler) handler(msg);
+    else debugLine(`unknown message from server: ${msg.cmd}`, "err");
+  };
+}
+
+function send(message) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify(message));
+    return true;
+  }
+  $("run-error").textContent = "Not connected to the server.";
+  return false;
+}
+
+function setIndicator(id, cls, title) {
+  const el = $(id);
+  el.classList.remove("on", "local");
+  if (cls) el.classList.add(cls);
+  el.title = title;
+  el.dataset.state = cls || "off";
+}
+
+// ------------------------------------------------------------------ server messages
+
+const handlers = {
+  hello(msg) {
+    $("project").textContent = `project ${msg.project}`;
+    $("user").textContent = msg.user;
+    if (msg.title) setTitle(msg.title);
+  },
+  config(msg) {
+    state.config = msg;
+    state.plot = msg.plot;
+    setTitle(msg.title || "Real-Time Study");
+    $("config-file").textContent = msg.filename;
+    $("run-num").value = (msg.runNum || []).join(",");
+    $("scan-num").value = (msg.scanNum || []).join(",");
+    const items = Object.fromEntries(msg.items.map((i) => [i.key, i.value]));
+    const info = [];
+    if (items.subjectNum !== undefined) info.push(`subjectNum: ${items.subjectNum}`);
+    if (items.subjectDay !== undefined) info.push(`subjectDay: ${items.subjectDay}`);
+    $("subject-info").textContent = info.join("   ");
+    $("plot-title").textContent = msg.plot.title || "Plots";
+    buildSettings(msg.items);
+    redrawAll();
+  },
+  configSaved() {
+    const el = $("settings-message");
+    el.className = "ok";
+    el.textContent = "Saved.";
+  },
+  configError(msg) {
+    const el = $("settings-message");
+    el.className = "bad";
+    el.textContent = "Not saved: " + Object.entries(msg.errors).map(([k, v]) => `${k} ${v}`).join("; ");
+    for (const [key, text] of Object.entries(msg.errors)) {
+      const err = document.querySelector(`[data-error-for="${CSS.escape(key)}"]`);
+      if (err) err.textContent = text;
+      const input = document.querySelector(`[data-key="${CSS.escape(key)}"]`);
+      if (input) input.classList.add("invalid");
+    }
+  },
+  runStatus(msg) {
+    state.status = msg;
+    const running = msg.state === "running" || msg.state === "stopping";
+    const text = msg.message || msg.state;
+    const isMain = msg.script === "mainScript" || msg.script === null;
+    for (const id of isMain ? ["run-status"] : ["session-status"]) {
+      const el = $(id);
+      el.textContent = text;
+      el.className = `status ${msg.state}`;
+      el.dataset.state = msg.state;
+    }
+    $("run-button").disabled = running;
+    $("init-button").disabled = running;
+    $("finalize-button").disabled = running;
+    $("stop-button").disabled = !running;
+    $("session-stop-button").disabled = !running;
+    debugLine(`status: ${text}`);
+  },
+  connStatus(msg) {
+    for (const kind of ["data", "subject"]) {
+      const s = msg[kind];
+      if (!s.remote) setIndicator(`ind-${kind}`, "local", `${kind}: served inside the server`);
+      else setIndicator(`ind-${kind}`, s.connected ? "on" : "", `${kind} service: ${s.connected ? "connected" : "disconnected"}`);
+    }
+  },
+  userLog(msg) { appendLog($("user-log"), msg.value); debugLine(msg.value); },
+  sessionLog(msg) { appendLog($("session-log"), msg.value); debugLine(msg.value); },
+  debugLog(msg) { debugLine(msg.value); },
+  userError(msg) {
+    $("run-error").textContent = msg.error;
+    debugLine(`error: ${msg.error}`, "err");
+  },
+  debugError(msg) { debugLine(`error: ${msg.error}`, "err"); },
+  plotDataPoint(msg) {
+    if (msg.trId === null || msg.trId === undefined) {
+      state.runs.delete(msg.runId);
+    } else {
+      if (!state.runs.has(msg.runId)) state.runs.set(msg.runId, new Map());
+      state.runs.get(msg.runId).set(msg.trId, msg.value);
+    }
+    schedulePlot(msg.runId);
+  },
+  setDataPoints(msg) {
+    state.runs.clear();
+    msg.value.forEach((points, index) => {
+      if (points.length) state.runs.set(index + 1, new Map(points.map((p) => [p.x, p.y])));
+    });
+    redrawAll();
+  },
+  uploadStatus(msg) { debugLine(`file: ${msg.file}`); },
+};
+
+function setTitle(text) {
+  $("title").textContent = text;
+  document.title = `${text} - rtcloud`;
+}
+
+// ------------------------------------------------------------------ run and session
+
+function parseNumbers(text) {
+  const parts = text.split(",").map((s) => s.trim()).filter((s) => s.length);
+  if (!parts.length || parts.some((p) => !/^\d+$/.test(p))) return null;
+  return parts.map(Number);
+}
+
+$("run-button").addEventListener("click", () => {
+  const runs = parseNumbers($("run-num").value);
+  const scans = parseNumbers($("scan-num").value);
+  $("run-num").classList.toggle("invalid", !runs);
+  $("scan-num").classList.toggle("invalid", !scans);
+  if (!runs || !scans) {
+    $("run-error").textContent = "Run # and Scan # must be whole numbers, separated by commas.";
+    return;
+  }
+  $("run-error").textContent = "";
+  $("user-log").textContent = "";
+  send({ cmd: "runScript", script: "mainScript", runNum: runs, scanNum: scans });
+});
+$("stop-button").addEventListener("click", () => send({ cmd: "stop" }));
+$("session-stop-button").addEventListener("click", () => send({ cmd: "stop" }));
+$("init-button").addEventListener("click", () => {
+  $("session-log").textContent = "";
+  send({ cmd: "runScript", script: "initScript" });
+});
+$("finalize-button").addEventListener("click", () => {
+  $("session-log").textContent = "";
+  send({ cmd: "runScript", script: "finalizeScript" });
+});
+
+// ------------------------------------------------------------------ settings
+
+function buildSettings(items) {
+  const form = $("settings-form");
+  form.textContent = "";
+  let target = form;
+  for (const item of items) {
+    if (item.key === "advancedOptionDemarcation") {
+      const details = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = "Advanced options";
+      details.appendChild(summary);
+      const grid = document.createElement("div");
+      grid.id = "advanced-settings";
+      grid.style.display = "contents";
+      details.appendChild(grid);
+      form.appendChild(details);
+      target = details;
+      continue;
+    }
+    const label = document.createElement("label");
+    label.className = "key";
+    label.textContent = item.key;
+    const input = makeInput(item);
+    input.id = `setting-${item.key}`;
+    label.htmlFor = input.id;
+    const help = document.createElement("span");
+    help.className = "help";
+    help.textContent = item.comment || "";
+    const err = document.createElement("div");
+    err.className = "fielderr";
+    err.dataset.errorFor = item.key;
+    help.appendChild(err);
+    target.append(label, input, help);
+  }
+  $("settings-message").textContent = "";
+}
+
+function makeInput(item) {
+  let input;
+  if (item.type === "table") {
+    input = document.createElement("pre");
+    input.textContent = JSON.stringify(item.value, null, 1);
+    input.dataset.readonly = "1";
+  } else {
+    input = document.createElement("input");
+    if (item.type === "bool") {
+      input.type = "checkbox";
+      input.checked = Boolean(item.value);
+    } else if (item.type === "int" || item.type === "float") {
+      input.type = "number";
+      input.step = item.type === "int" ? "1" : "any";
+      input.value = String(item.value);
+    } else if (item.type === "list") {
+      const nested = item.value.some((v) => typeof v === "object" && v !== null);
+      input.value = nested ? JSON.stringify(item.value) : item.value.join(", ");
+      input.dataset.json = nested ? "1" : "";
+    } else {
+      input.value = String(item.value);
+    }
+  }
+  input.dataset.key = item.key;
+  input.dataset.type = item.type;
+  input.addEventListener?.("input", () => input.classList.remove("invalid"));
+  return input;
+}
+
+function readSetting(input) {
+  const type = input.dataset.type;
+  if (type === "bool") return input.checked;
+  if (type === "int" || type === "float") {
+    const text = input.value.trim();
+    if (text === "" || Number.isNaN(Number(text))) return text;  // the server refuses it
+    return Number(text);
+  }
+  if (type === "list") {
+    if (input.dataset.json) {
+      try { return JSON.parse(input.value); } catch { return input.value; }
+    }
+    const parts = input.value.split(",").map((s) => s.trim()).filter((s) => s.length);
+    return parts.every((p) => p !== "" && !Number.isNaN(Number(p))) ? parts.map(Number) : parts;
+  }
+  return input.value;
+}
+
+$("save-settings").addEventListener("click", (event) => {
+  event.preventDefault();
+  for (const el of document.querySelectorAll(".fielderr")) el.textContent = "";
+  const values = {};
+  for (const input of document.querySelectorAll("#settings-form [data-key]")) {
+    if (input.dataset.readonly) continue;
+    values[input.dataset.key] = readSetting(input);
+  }
+  $("settings-message").className = "";
+  $("settings-message").textContent = "Saving ...";
+  send({ cmd: "saveConfig", values });
+});
+$("reset-settings").addEventListener("click", (event) => {
+  event.preventDefault();
+  if (state.config) buildSettings(state.config.items);
+});
+$("settings-form").addEventListener("submit", (event) => event.preventDefault());
+
+// ------------------------------------------------------------------ plots
+
+const pending = new Set();
+function schedulePlot(runId) {
+  pending.add(runId);
+  requestAnimationFrame(() => {
+    for (const id of pending) drawRun(id);
+    pending.clear();
+  });
+}
+
+function redrawAll() {
+  const box = $("plots");
+  for (const el of [...box.querySelectorAll(".plot")]) {
+    const runId = Number(el.dataset.run);
+    if (!state.runs.has(runId)) {
+      if (window.Plotly) Plotly.purge(el);
+      el.remove();
+    }
+  }
+  for (const runId of state.runs.keys()) drawRun(runId);
+  $("no-plots").style.display = state.runs.size ? "none" : "";
+}
+
+function drawRun(runId) {
+  const box = $("plots");
+  let el = $(`plot-run-${runId}`);
+  const points = state.runs.get(runId);
+  if (!points) {
+    if (el) { if (window.Plotly) Plotly.purge(el); el.remove(); }
+    $("no-plots").style.display = state.runs.size ? "none" : "";
+    return;
+  }
+  if (!el) {
+    el = document.createElement("div");
+    el.className = "plot";
+    el.id = `plot-run-${runId}`;
+    el.dataset.run = String(runId);
+    el.dataset.testid = `plot-run-${runId}`;
+    const after = [...box.querySelectorAll(".plot")].find((p) => Number(p.dataset.run) > runId);
+    box.insertBefore(el, after || null);
+  }
+  $("no-plots").style.display = "none";
+  const xs = [...points.keys()].sort((a, b) => a - b);
+  const ys = xs.map((x) => points.get(x));
+  el.dataset.points = String(xs.length);
+  if (!window.Plotly || !$("pane-plots").classList.contains("active")) return;
+  const plot = state.plot || {};
+  const layout = {
+    title: { text: `Run ${runId}`, font: { size: 14 } },
+    margin: { l: 60, r: 20, t: 36, b: 44 },
+    xaxis: { title: { text: plot.xLabel || "TR #" }, autorange: !plot.xRange, range: plot.xRange || undefined },
+    yaxis: { title: { text: plot.yLabel || "Value" }, autorange: !plot.yRange, range: plot.yRange || undefined },
+  };
+  Plotly.react(el, [{ x: xs, y: ys, mode: "lines+markers", line: { color: "#2f6fb0" }, name: `run ${runId}` }],
+    layout, { responsive: true, displaylogo: false });
+}
+
+$("clear-plots").addEventListener("click", () => send({ cmd: "clearPlots" }));
+
+connect();
