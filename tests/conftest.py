@@ -80,7 +80,6 @@ def server_factory(tmp_path, project_dir):
     def start(**options):
         options.setdefault("port", 0)
         options.setdefault("test", True)
-        options.setdefault("state_dir", tmp_path / "state")
         options.setdefault("password_file", tmp_path / "users.json")
         options.setdefault("grace_period", 2.0)
         config = ServerConfig.for_project("proj", project_dir=project_dir, **options)

@@ -7,6 +7,8 @@ The tree::
     │   │                                    directories, a forbidden file type, a bad value
     │   ├── ConfigError (also InvocationError)  an experiment config file is missing or invalid
     │   ├── WatchDirectoryError (also NotADirectoryError)  a folder to watch does not exist
+    │   ├── SerializationError (also TypeError)  a value that cannot be sent to another
+    │   │                                    process (type not supported, too deep, too big)
     │   └── InvalidDicomError                bytes that are not a (complete) DICOM image
     ├── StateError                           a call made in the wrong state (watchFile before
     │                                        initWatch, unknown stream id, ...)
@@ -18,6 +20,7 @@ The tree::
     │   ├── ServiceUnavailableError (also ConnectionError)
     │   │                                    no service connected, or it dropped mid-call
     │   ├── CallTimeout (also TimeoutError)  a remote call's deadline passed
+    │   ├── CallCancelled                    the caller gave up on a call before its result
     │   ├── RemoteCallError                  the peer raised an error type we do not re-create
     │   └── AuthenticationError (also PermissionError)  a wrong secret or password
     └── RT-Cloud's remaining names, kept so that ``except`` clauses in existing scripts work:
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "CallCancelled",
     "CallTimeout",
     "ConfigError",
     "DimensionError",
@@ -53,6 +57,7 @@ __all__ = [
     "RemoteCallError",
     "RequestError",
     "RpcError",
+    "SerializationError",
     "ServiceUnavailableError",
     "StateError",
     "ValidationError",
@@ -106,6 +111,12 @@ class WatchDirectoryError(ValidationError, NotADirectoryError):
     """The folder to watch does not exist or is not a folder."""
 
 
+class SerializationError(ValidationError, TypeError):
+    """A value cannot be sent to another process: its type is not supported, it is nested too
+    deeply, or it is larger than a message may be. It is a ``TypeError`` too, as with ``json``.
+    """
+
+
 class StateError(RTCloudError):
     """A call that is not valid in the current state."""
 
@@ -141,6 +152,10 @@ class ServiceUnavailableError(RpcError, ConnectionError):
 
 class CallTimeout(RpcError, TimeoutError):
     """A remote call's deadline passed before its result arrived."""
+
+
+class CallCancelled(RpcError):
+    """The caller cancelled a remote call before its result arrived."""
 
 
 class RemoteCallError(RpcError):

@@ -1,179 +1,582 @@
-"""Values to bytes and back, for calls between processes: msgpack with a few extension types.
+"""Values to msgpack and back, for calls between processes. Nothing is ever pickled.
 
-Bytes stay binary (msgpack ``bin``: no base64), nothing is ever pickled, and only these types
-cross: None, bool, int, float, str, bytes (bytearray and memoryview arrive as bytes), list,
-dict, and through extension types tuple, set, dicts with non-string keys, StructDict, numpy
-arrays (any non-object dtype) and scalars, pydicom datasets (as DICOM bytes, file meta
-included) and date/time values. Anything else raises :class:`~rtcloud.errors.ValidationError`
-naming the type. Decoding checks every extension payload and raises
-:class:`~rtcloud.errors.ProtocolError` on malformed input.
+What may cross, and what arrives:
 
-Pure module: no sockets, threads or clocks; numpy and pydicom are imported on first use.
+==========================================  ==============================================
+sent                                        received
+==========================================  ==============================================
+None, bool, int (any size), float, str      the same
+bytes, bytearray, memoryview                bytes (never base64; large ones out of band)
+list; tuple; set; frozenset                 list; tuple; set; frozenset
+dict (any hashable keys), OrderedDict ...   dict (StructDict stays StructDict)
+complex, datetime, date, time, timedelta    the same (a tz becomes a fixed UTC offset)
+pathlib paths                               str (path flavours differ between systems)
+numpy.ndarray (not object or structured)    a writable C-ordered ndarray of the same dtype
+numpy scalars                               their Python value (``.item()``), as RT-Cloud did
+pydicom Dataset                             a Dataset read back with ``dcmread`` (DICOM
+                                            bytes with their file meta travel); PersonName
+                                            and MultiValue arrive as str and list
+subclasses of int, float, str, list, dict   the base type (IntEnum -> int, DSfloat -> float)
+==========================================  ==============================================
+
+Anything else raises :class:`~rtcloud.errors.SerializationError` (a ``TypeError``) naming
+the type. Decoding validates every extension payload and raises
+:class:`~rtcloud.errors.ProtocolError` for anything malformed; it never instantiates a type
+named by the peer.
+
+Large binary values (``bytes`` of at least ``oob_threshold`` bytes, array data, DICOM files)
+go *out of band*: :func:`encode_parts` returns a small msgpack payload that refers to them by
+index, plus the buffers themselves, uncopied. The protocol streams those buffers in chunks
+and :func:`decode_parts` rebuilds each value from its received pieces with a single copy.
+:func:`encode` / :func:`decode` wrap the same in one self-contained byte string (used by the
+RPyC hop). Mutable buffers (bytearray, memoryview, arrays) are snapshotted when encoded, so
+later changes by the caller cannot tear a message.
+
+Pure module: no sockets, threads or clocks; it never imports asyncio, socket, threading,
+time, rpyc, starlette or websockets. numpy and pydicom are imported only inside the
+functions that decode their values (and recognised on encode only if already imported).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import pathlib
+import re
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 
-from rtcloud.errors import ProtocolError, ValidationError
+from rtcloud.errors import ProtocolError, SerializationError
 
-__all__ = ["decode", "encode"]
+__all__ = [
+    "MAX_BUFFERS",
+    "MAX_DEPTH",
+    "MAX_MESSAGE_SIZE",
+    "OOB_THRESHOLD",
+    "Buffer",
+    "decode",
+    "decode_parts",
+    "encode",
+    "encode_parts",
+]
 
-EXT_NDARRAY = 1
-EXT_NPSCALAR = 2
-EXT_DICOM = 3
-EXT_TUPLE = 4
-EXT_SET = 5
-EXT_STRUCTDICT = 6
-EXT_DATETIME = 7
-EXT_PAIRS = 8
+#: A piece of binary data as received or sent.
+Buffer = bytes | bytearray | memoryview
 
-#: Largest message decode() accepts (bytes).
-MAX_MESSAGE = 4 << 30
+#: Bytes values at least this long travel out of band (in chunks, uncopied).
+OOB_THRESHOLD = 64 * 1024
+#: At most this many out-of-band buffers per value; any further ones go in band.
+MAX_BUFFERS = 4095
+#: Deepest nesting of containers and extension values accepted either way.
+MAX_DEPTH = 64
+#: Largest encoded value :func:`decode` accepts (2 GiB).
+MAX_MESSAGE_SIZE = 2 << 30
+
+# Extension type codes (msgpack application range 0..127). Never reuse a retired code.
+EXT_TUPLE = 1
+EXT_SET = 2
+EXT_FROZENSET = 3
+EXT_PAIRS = 4  # a dict whose keys are not all str: flat [k0, v0, k1, v1, ...]
+EXT_STRUCTDICT = 5
+EXT_NDARRAY = 6  # [dtype.str, shape, data: bin or out-of-band index]
+EXT_DICOM = 7  # data: bin or out-of-band index
+EXT_DATETIME = 8
+EXT_DATE = 9
+EXT_TIME = 10
+EXT_TIMEDELTA = 11  # [days, seconds, microseconds]
+EXT_COMPLEX = 12  # [real, imag]
+EXT_BIGINT = 13  # two's complement, big endian
+EXT_OOB_BYTES = 14  # index of an out-of-band buffer holding a bytes value
+
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+_PLAIN = frozenset({str, float, bool, type(None)})
+_MAX_NDIM = 32
+_MAX_BIGINT_BYTES = 64 * 1024
+# dtype strings accepted on decode: byte order, kind, item size, optional datetime unit.
+_DTYPE_RE = re.compile(r"[<>|=][biufcmMSU][0-9]{1,5}(\[[0-9]{0,6}[a-zA-Z]{1,2}\])?")
+_SUPPORTED = (
+    "None, bool, int, float, complex, str, bytes, list, tuple, dict, set, datetime values, "
+    "numpy arrays and scalars, pydicom datasets and StructDict"
+)
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, (bytearray, memoryview)):
-        return bytes(obj)
-    if isinstance(obj, tuple):
-        return msgpack.ExtType(EXT_TUPLE, _pack(list(obj)))
-    if isinstance(obj, (set, frozenset)):
-        return msgpack.ExtType(EXT_SET, _pack(list(obj)))
-    if isinstance(obj, dt.datetime):
-        return msgpack.ExtType(EXT_DATETIME, _pack(["datetime", obj.isoformat()]))
-    if isinstance(obj, dt.date):
-        return msgpack.ExtType(EXT_DATETIME, _pack(["date", obj.isoformat()]))
-    if isinstance(obj, dt.time):
-        return msgpack.ExtType(EXT_DATETIME, _pack(["time", obj.isoformat()]))
-    module = type(obj).__module__
-    if module.startswith("numpy"):
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------- encoding
+
+
+class _Encoder:
+    """Turns a value into a msgpack-ready tree; collects large buffers out of band."""
+
+    __slots__ = ("buffers", "max_buffers", "max_depth", "oob_threshold")
+
+    def __init__(self, oob_threshold: int, max_buffers: int, max_depth: int) -> None:
+        self.buffers: list[memoryview] = []
+        self.oob_threshold = oob_threshold
+        self.max_buffers = max_buffers
+        self.max_depth = max_depth
+
+    def value(self, v: Any, depth: int) -> Any:
+        t = type(v)
+        if t in _PLAIN:
+            return v
+        if t is int:
+            return v if _INT_MIN <= v <= _INT_MAX else self._bigint(v)
+        if t is bytes:
+            return self._bytes(v)
+        if t is list:
+            return self._seq(v, depth)
+        if t is dict:
+            return self._dict(v, depth)
+        if t is tuple:
+            return msgpack.ExtType(EXT_TUPLE, _pack(self._seq(v, depth)))
+        return self._other(v, depth)
+
+    def _enter(self, depth: int) -> int:
+        if depth >= self.max_depth:
+            raise SerializationError(
+                f"value is nested more than {self.max_depth} levels deep; flatten it before "
+                "sending it to another process"
+            )
+        return depth + 1
+
+    def _seq(self, seq: list[Any] | tuple[Any, ...], depth: int) -> list[Any] | tuple[Any, ...]:
+        inner = self._enter(depth)
+        for item in seq:  # fast path: nothing to convert, msgpack packs it as is
+            t = type(item)
+            if t in _PLAIN or (t is int and _INT_MIN <= item <= _INT_MAX):
+                continue
+            return [self.value(x, inner) for x in seq]
+        return seq
+
+    def _dict(self, d: dict[Any, Any], depth: int) -> Any:
+        inner = self._enter(depth)
+        if all(type(k) is str for k in d):
+            return {k: self.value(x, inner) for k, x in d.items()}
+        flat: list[Any] = []
+        for k, x in d.items():
+            flat.append(self.value(k, inner))
+            flat.append(self.value(x, inner))
+        return msgpack.ExtType(EXT_PAIRS, _pack(flat))
+
+    def _bigint(self, v: int) -> msgpack.ExtType:
+        size = v.bit_length() // 8 + 1
+        if size > _MAX_BIGINT_BYTES:
+            raise SerializationError(f"an integer of {v.bit_length()} bits is too large to send")
+        return msgpack.ExtType(EXT_BIGINT, v.to_bytes(size, "big", signed=True))
+
+    def _blob(self, data: bytes) -> bytes | int:
+        """In-band bytes, or the index of an out-of-band buffer for large ones."""
+        if len(data) >= self.oob_threshold and len(self.buffers) < self.max_buffers:
+            self.buffers.append(memoryview(data))
+            return len(self.buffers) - 1
+        return data
+
+    def _bytes(self, data: bytes) -> Any:
+        ref = self._blob(data)
+        return ref if isinstance(ref, bytes) else msgpack.ExtType(EXT_OOB_BYTES, _pack(ref))
+
+    def _other(self, v: Any, depth: int) -> Any:
+        structdict = sys.modules.get("rtcloud.structdict")
+        if structdict is not None and isinstance(v, structdict.StructDict):
+            self._enter(depth)
+            return msgpack.ExtType(EXT_STRUCTDICT, _pack(self._dict(dict(v), depth)))
+        if isinstance(v, (bytearray, memoryview, bytes)):
+            return self._bytes(v.tobytes() if isinstance(v, memoryview) else bytes(v))
+        if isinstance(v, dict):
+            return self._dict(dict(v), depth)
+        if isinstance(v, int):  # bool cannot be subclassed; IntEnum, pydicom IS ...
+            return self.value(int(v), depth)
+        if isinstance(v, float):  # numpy.float64, pydicom DSfloat ...
+            return float(v)
+        if isinstance(v, str):
+            return str.__str__(v)  # the plain str value, whatever __str__ says
+        if isinstance(v, list):
+            return self._seq(list(v), depth)
+        if isinstance(v, tuple):  # named tuples arrive as plain tuples
+            return msgpack.ExtType(EXT_TUPLE, _pack(self._seq(tuple(v), depth)))
+        if isinstance(v, (set, frozenset)):
+            code = EXT_FROZENSET if isinstance(v, frozenset) else EXT_SET
+            return msgpack.ExtType(code, _pack(self._seq(list(v), depth)))
+        if isinstance(v, dt.datetime):  # before date: datetime is a date
+            return msgpack.ExtType(EXT_DATETIME, _pack(v.isoformat()))
+        if isinstance(v, dt.date):
+            return msgpack.ExtType(EXT_DATE, _pack(v.isoformat()))
+        if isinstance(v, dt.time):
+            return msgpack.ExtType(EXT_TIME, _pack(v.isoformat()))
+        if isinstance(v, dt.timedelta):
+            return msgpack.ExtType(EXT_TIMEDELTA, _pack([v.days, v.seconds, v.microseconds]))
+        if isinstance(v, complex):
+            return msgpack.ExtType(EXT_COMPLEX, _pack([v.real, v.imag]))
+        if isinstance(v, pathlib.PurePath):
+            return str(v)
+        np = sys.modules.get("numpy")
+        if np is not None:
+            if isinstance(v, np.ndarray):
+                return self._ndarray(v)
+            if isinstance(v, np.generic):
+                return self.value(v.item(), depth)
+        if sys.modules.get("pydicom") is not None:
+            converted = self._pydicom(v, depth)
+            if converted is not None:
+                return converted
+        raise SerializationError(
+            f"a value of type {_type_name(v)} cannot be sent to another process; "
+            f"supported are {_SUPPORTED}"
+        )
+
+    def _ndarray(self, array: Any) -> msgpack.ExtType:
         import numpy as np
 
-        if isinstance(obj, np.ndarray):
-            if obj.dtype.hasobject:
-                raise ValidationError("numpy arrays of Python objects cannot be sent; convert them")
-            array = np.ascontiguousarray(obj)
-            return msgpack.ExtType(
-                EXT_NDARRAY, _pack([array.dtype.str, list(array.shape), array.tobytes()])
+        if isinstance(array, np.ma.MaskedArray):
+            raise SerializationError(
+                "masked numpy arrays cannot be sent; send array.filled(...) or the data and "
+                "the mask as two arrays"
             )
-        if isinstance(obj, np.generic):
-            return msgpack.ExtType(EXT_NPSCALAR, _pack([obj.dtype.str, obj.tobytes()]))
-    if module.startswith("pydicom"):
+        array = np.asarray(array)  # subclasses (memmap, matrix) travel as plain arrays
+        dtype = array.dtype
+        if dtype.hasobject or dtype.fields is not None or dtype.kind == "V" or not dtype.itemsize:
+            raise SerializationError(
+                f"numpy arrays of dtype {dtype} cannot be sent; use a numeric, bool, "
+                "datetime or fixed-width string dtype (or a dict of arrays for records)"
+            )
+        ref = self._blob(array.tobytes(order="C"))
+        return msgpack.ExtType(EXT_NDARRAY, _pack([dtype.str, list(array.shape), ref]))
+
+    def _pydicom(self, v: Any, depth: int) -> Any:
         from pydicom.dataset import Dataset
-
-        if isinstance(obj, Dataset):
-            from rtcloud.imaging.dicom import write_dicom_bytes
-
-            return msgpack.ExtType(EXT_DICOM, write_dicom_bytes(obj))
+        from pydicom.multival import MultiValue
         from pydicom.valuerep import PersonName
 
-        if isinstance(obj, PersonName):
-            return str(obj)
-        from pydicom.multival import MultiValue
+        if isinstance(v, Dataset):
+            return msgpack.ExtType(EXT_DICOM, _pack(self._blob(_dicom_bytes(v))))
+        if isinstance(v, PersonName):
+            return str(v)
+        if isinstance(v, MultiValue):
+            return self._seq(list(v), depth)
+        return None
 
-        if isinstance(obj, MultiValue):
-            return list(obj)
+
+def _dicom_bytes(ds: Any) -> bytes:
+    import pydicom
+
+    buffer = io.BytesIO()
+    try:
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
+        else:  # pragma: no cover - pydicom 2.x
+            pydicom.dcmwrite(buffer, ds, write_like_original=True)
+    except Exception as exc:
+        raise SerializationError(
+            f"this pydicom Dataset cannot be written as DICOM ({exc}); give it a file_meta "
+            "with a TransferSyntaxUID, or send the file's bytes instead"
+        ) from exc
+    return buffer.getvalue()
+
+
+def _type_name(v: Any) -> str:
+    t = type(v)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def encode_parts(
+    value: Any,
+    *,
+    oob_threshold: int = OOB_THRESHOLD,
+    max_buffers: int = MAX_BUFFERS,
+    max_depth: int = MAX_DEPTH,
+) -> tuple[bytes, list[memoryview]]:
+    """Encode ``value`` as a msgpack payload plus its out-of-band buffers (not copied).
+
+    Raises:
+        SerializationError: a type that cannot be sent, or nesting deeper than ``max_depth``.
+    """
+    encoder = _Encoder(oob_threshold, max_buffers, max_depth)
+    tree = encoder.value(value, 0)
+    try:
+        payload = _pack(tree)
+    except (ValueError, OverflowError, TypeError) as exc:  # msgpack's own limits
+        raise SerializationError(f"value cannot be encoded: {exc}") from exc
+    return payload, encoder.buffers
+
+
+def encode(value: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
+    """One self-contained byte string holding ``value`` (large buffers copied once, at the end).
+
+    Layout: msgpack uint ``n``, then ``n`` bytes of msgpack ``[payload, [buffer sizes]]``,
+    then the out-of-band buffers back to back.
+    """
+    payload, buffers = encode_parts(value, max_depth=max_depth)
+    head = _pack([payload, [len(b) for b in buffers]])
+    return b"".join([_pack(len(head)), head, *buffers])
+
+
+# ---------------------------------------------------------------------------------- decoding
+
+
+class _Decoder:
+    """Rebuilds values from a payload; each out-of-band buffer may be used once."""
+
+    __slots__ = ("buffers", "depth", "max_depth", "used")
+
+    def __init__(self, buffers: Sequence[Sequence[Buffer]], max_depth: int) -> None:
+        self.buffers = buffers
+        self.used: set[int] = set()
+        self.depth = 0
+        self.max_depth = max_depth
+
+    def unpack(self, data: Buffer) -> Any:
+        return msgpack.unpackb(
+            data,
+            ext_hook=self.ext_hook,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            timestamp=3,  # msgpack's own timestamp type arrives as an aware datetime
+        )
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > self.max_depth:
+                raise ProtocolError(f"value nested more than {self.max_depth} levels deep")
+            handler = _EXT_HANDLERS.get(code)
+            if handler is None:
+                raise ProtocolError(f"unknown extension type {code} in a value")
+            return handler(self, data)
+        finally:
+            self.depth -= 1
+
+    def take(self, index: Any) -> Sequence[Buffer]:
+        if type(index) is not int or not 0 <= index < len(self.buffers):
+            raise ProtocolError(f"value refers to out-of-band buffer {index!r}, which was not sent")
+        if index in self.used:
+            raise ProtocolError(f"value refers to out-of-band buffer {index} twice")
+        self.used.add(index)
+        return self.buffers[index]
+
+    def blob(self, ref: Any) -> Sequence[Buffer]:
+        """The pieces of an in-band (bytes) or out-of-band (index) binary field."""
+        if type(ref) is bytes:
+            return (ref,)
+        return self.take(ref)
+
+    def items(self, data: bytes) -> list[Any]:
+        items = self.unpack(data)
+        if type(items) is not list:
+            raise ProtocolError("malformed container value")
+        return items
+
+    def text(self, data: bytes) -> str:
+        text = self.unpack(data)
+        if type(text) is not str or len(text) > 64:
+            raise ProtocolError("malformed date/time value")
+        return text
+
+
+def _join(pieces: Sequence[Buffer]) -> bytes:
+    if len(pieces) == 1 and type(pieces[0]) is bytes:
+        return pieces[0]
+    return b"".join(pieces)
+
+
+def _tuple(d: _Decoder, data: bytes) -> Any:
+    return tuple(d.items(data))
+
+
+def _set(d: _Decoder, data: bytes) -> Any:
+    return set(d.items(data))
+
+
+def _frozenset(d: _Decoder, data: bytes) -> Any:
+    return frozenset(d.items(data))
+
+
+def _pairs(d: _Decoder, data: bytes) -> Any:
+    flat = d.items(data)
+    if len(flat) % 2:
+        raise ProtocolError("malformed dict value (odd number of keys and values)")
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _structdict(d: _Decoder, data: bytes) -> Any:
     from rtcloud.structdict import StructDict
 
-    if isinstance(obj, StructDict):
-        return msgpack.ExtType(EXT_STRUCTDICT, _pack(dict(obj)))
-    if isinstance(obj, dict):
-        return msgpack.ExtType(EXT_PAIRS, _pack([[k, v] for k, v in obj.items()]))
-    if isinstance(obj, (int, float, str)):  # subclasses (IntEnum, DSfloat ...)
-        return int(obj) if isinstance(obj, int) else (float(obj) if isinstance(obj, float) else str(obj))
-    raise ValidationError(
-        f"values of type {type(obj).__module__}.{type(obj).__qualname__} cannot be sent "
-        "between processes; send bytes, numbers, strings, lists, dicts, numpy arrays or "
-        "pydicom datasets"
-    )
+    inner = d.unpack(data)
+    if not isinstance(inner, dict):
+        raise ProtocolError("malformed StructDict value")
+    return StructDict(inner)
 
 
-def _pack(value: Any) -> bytes:
+def _ndarray(d: _Decoder, data: bytes) -> Any:
+    import numpy as np
+
+    fields = d.items(data)
+    if len(fields) != 3:
+        raise ProtocolError("malformed numpy array value")
+    dtype_str, shape, ref = fields
+    if type(dtype_str) is not str or not _DTYPE_RE.fullmatch(dtype_str):
+        raise ProtocolError(f"numpy dtype {dtype_str!r} is not accepted")
+    if (
+        type(shape) is not list
+        or len(shape) > _MAX_NDIM
+        or any(type(n) is not int or n < 0 for n in shape)
+    ):
+        raise ProtocolError("malformed numpy array shape")
+    dtype = np.dtype(dtype_str)
+    if dtype.hasobject or not dtype.itemsize:
+        raise ProtocolError(f"numpy dtype {dtype_str!r} is not accepted")
+    count = 1
+    for n in shape:
+        count *= n
+    pieces = d.blob(ref)
+    nbytes = sum(len(p) for p in pieces)
+    if count * dtype.itemsize != nbytes:
+        raise ProtocolError(
+            f"numpy array data of {nbytes} bytes does not match shape {shape} and dtype {dtype}"
+        )
+    flat = np.empty(nbytes, dtype=np.uint8)
+    pos = 0
+    for piece in pieces:
+        flat[pos : pos + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+        pos += len(piece)
+    return flat.view(dtype).reshape(shape)
+
+
+def _dicom(d: _Decoder, data: bytes) -> Any:
+    import pydicom
+
+    raw = _join(d.blob(d.unpack(data)))
     try:
-        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        if isinstance(exc, ValidationError):
-            raise
-        raise ValidationError(f"cannot encode value: {exc}") from exc
-
-
-def encode(value: Any) -> bytes:
-    """msgpack bytes of ``value`` (see the module docstring for what may be sent)."""
-    return _pack(value)
-
-
-def _ext_hook(code: int, data: bytes) -> Any:
-    try:
-        if code == EXT_TUPLE:
-            return tuple(_unpack(data))
-        if code == EXT_SET:
-            return set(_unpack(data))
-        if code == EXT_PAIRS:
-            return {_hashable(k): v for k, v in _unpack(data)}
-        if code == EXT_STRUCTDICT:
-            from rtcloud.structdict import StructDict
-
-            return StructDict(_unpack(data))
-        if code == EXT_DATETIME:
-            kind, text = _unpack(data)
-            parse = {"datetime": dt.datetime, "date": dt.date, "time": dt.time}[kind]
-            return parse.fromisoformat(text)
-        if code == EXT_NDARRAY:
-            import numpy as np
-
-            dtype_str, shape, raw = _unpack(data)
-            dtype = np.dtype(dtype_str)
-            if dtype.hasobject:
-                raise ProtocolError("numpy object arrays are not accepted")
-            count = 1
-            for n in shape:
-                count *= int(n)
-            if count * dtype.itemsize != len(raw):
-                raise ProtocolError("numpy array payload does not match its shape and dtype")
-            return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-        if code == EXT_NPSCALAR:
-            import numpy as np
-
-            dtype_str, raw = _unpack(data)
-            dtype = np.dtype(dtype_str)
-            if dtype.hasobject or dtype.itemsize != len(raw):
-                raise ProtocolError("malformed numpy scalar")
-            return np.frombuffer(raw, dtype=dtype)[0]
-        if code == EXT_DICOM:
-            import io
-
-            import pydicom
-
-            return pydicom.dcmread(io.BytesIO(data))
-    except ProtocolError:
-        raise
+        return pydicom.dcmread(io.BytesIO(raw), force=True)
     except Exception as exc:
-        raise ProtocolError(f"malformed value of extension type {code}: {exc}") from exc
-    raise ProtocolError(f"unknown extension type {code}")
+        raise ProtocolError(f"a DICOM value could not be read: {exc}") from exc
 
 
-def _hashable(key: Any) -> Any:
-    if isinstance(key, list):
-        return tuple(_hashable(k) for k in key)
-    return key
+def _datetime(d: _Decoder, data: bytes) -> Any:
+    return dt.datetime.fromisoformat(d.text(data))
 
 
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(
-        data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True
-    )
+def _date(d: _Decoder, data: bytes) -> Any:
+    return dt.date.fromisoformat(d.text(data))
 
 
-def decode(data: bytes) -> Any:
-    """The value encoded in ``data``; ProtocolError when the bytes are not a valid encoding."""
-    if len(data) > MAX_MESSAGE:
-        raise ProtocolError(f"message of {len(data)} bytes is larger than {MAX_MESSAGE}")
+def _time(d: _Decoder, data: bytes) -> Any:
+    return dt.time.fromisoformat(d.text(data))
+
+
+def _timedelta(d: _Decoder, data: bytes) -> Any:
+    parts = d.items(data)
+    if len(parts) != 3 or any(type(p) is not int for p in parts):
+        raise ProtocolError("malformed timedelta value")
+    return dt.timedelta(days=parts[0], seconds=parts[1], microseconds=parts[2])
+
+
+def _complex(d: _Decoder, data: bytes) -> Any:
+    parts = d.items(data)
+    if len(parts) != 2 or any(type(p) not in (int, float) for p in parts):
+        raise ProtocolError("malformed complex value")
+    return complex(parts[0], parts[1])
+
+
+def _bigint(d: _Decoder, data: bytes) -> Any:
+    if not data or len(data) > _MAX_BIGINT_BYTES:
+        raise ProtocolError("malformed integer value")
+    return int.from_bytes(data, "big", signed=True)
+
+
+def _oob_bytes(d: _Decoder, data: bytes) -> Any:
+    return _join(d.take(d.unpack(data)))
+
+
+_EXT_HANDLERS: dict[int, Any] = {
+    EXT_TUPLE: _tuple,
+    EXT_SET: _set,
+    EXT_FROZENSET: _frozenset,
+    EXT_PAIRS: _pairs,
+    EXT_STRUCTDICT: _structdict,
+    EXT_NDARRAY: _ndarray,
+    EXT_DICOM: _dicom,
+    EXT_DATETIME: _datetime,
+    EXT_DATE: _date,
+    EXT_TIME: _time,
+    EXT_TIMEDELTA: _timedelta,
+    EXT_COMPLEX: _complex,
+    EXT_BIGINT: _bigint,
+    EXT_OOB_BYTES: _oob_bytes,
+}
+
+
+def decode_parts(
+    payload: Buffer, buffers: Sequence[Sequence[Buffer]] = (), *, max_depth: int = MAX_DEPTH
+) -> Any:
+    """Rebuild a value from its payload and out-of-band buffers (each given as its pieces).
+
+    Raises:
+        ProtocolError: malformed payload, unknown extension, bad buffer reference, or a
+            buffer that was sent but not used.
+    """
+    decoder = _Decoder(buffers, max_depth)
     try:
-        return _unpack(data)
+        value = decoder.unpack(payload)
     except ProtocolError:
         raise
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ProtocolError(f"malformed message: {exc}") from exc
+    except Exception as exc:  # msgpack, unicode, hashing and numpy errors on hostile input
+        raise ProtocolError(f"malformed value: {type(exc).__name__}: {exc}") from exc
+    if len(decoder.used) != len(buffers):
+        raise ProtocolError(
+            f"{len(buffers) - len(decoder.used)} out-of-band buffers were sent but not used"
+        )
+    return value
+
+
+def decode(
+    data: Buffer, *, max_size: int = MAX_MESSAGE_SIZE, max_depth: int = MAX_DEPTH
+) -> Any:
+    """The value :func:`encode` put in ``data``.
+
+    Raises:
+        ProtocolError: ``data`` is not a valid encoding, or is larger than ``max_size``.
+    """
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    if len(view) > max_size:
+        raise ProtocolError(f"encoded value of {len(view)} bytes is larger than {max_size}")
+    try:
+        prefix = msgpack.Unpacker(max_buffer_size=16)
+        prefix.feed(view[:9])
+        head_size = prefix.unpack()
+        start = prefix.tell()
+    except Exception as exc:
+        raise ProtocolError(f"malformed encoded value: {type(exc).__name__}: {exc}") from exc
+    if type(head_size) is not int or not 0 < head_size <= len(view) - start:
+        raise ProtocolError("malformed encoded value: bad header size")
+    try:
+        head = msgpack.unpackb(view[start : start + head_size], raw=False, use_list=True)
+    except Exception as exc:
+        raise ProtocolError(f"malformed encoded value: {type(exc).__name__}: {exc}") from exc
+    if (
+        type(head) is not list
+        or len(head) != 2
+        or type(head[0]) is not bytes
+        or type(head[1]) is not list
+        or len(head[1]) > MAX_BUFFERS
+        or any(type(n) is not int or n < 1 for n in head[1])
+    ):
+        raise ProtocolError("malformed encoded value: bad header")
+    payload, sizes = head
+    pos = start + head_size
+    if sum(sizes) != len(view) - pos:
+        raise ProtocolError("malformed encoded value: buffer sizes do not add up")
+    buffers: list[tuple[memoryview]] = []
+    for size in sizes:
+        buffers.append((view[pos : pos + size],))
+        pos += size
+    return decode_parts(payload, buffers, max_depth=max_depth)

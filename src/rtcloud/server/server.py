@@ -104,6 +104,8 @@ class ProjectServer:
         self.config = config
         self.settings = SettingsFile(config.config_path)
         self.settings.load()  # a broken config stops the start with a clear message
+        self._sock = bind_socket(config.host, config.port)
+        self.port: int = self._sock.getsockname()[1]
         self.sessions = SessionSigner()
         self.tokens = OneTimeTokens()
         self.throttle = LoginThrottle()
@@ -129,8 +131,6 @@ class ProjectServer:
             env={ENV_VAR: str(self.info_path)},
             grace_period=config.grace_period,
         )
-        self._sock = bind_socket(config.host, config.port)
-        self.port: int = self._sock.getsockname()[1]
         self.started = threading.Event()
         #: Called with (script, stream, line) for every line a script prints.
         self.line_hooks: list[Callable[[str, str, str], None]] = []

@@ -106,10 +106,11 @@ class RpycBridge:
         self._thread: threading.Thread | None = None
 
     def _authenticate(self, sock: socket.socket) -> tuple[socket.socket, None]:
-        sock.settimeout(10.0)
+        sock.settimeout(5.0)
         try:
             hello = _recv_exact(sock, len(HANDSHAKE) + SECRET_BYTES)
         except OSError as exc:
+            sock.close()
             raise RpycAuthenticationError(f"handshake failed: {exc}") from exc
         ok = hello[: len(HANDSHAKE)] == HANDSHAKE and hmac.compare_digest(
             hello[len(HANDSHAKE) :], self._secret
@@ -120,6 +121,7 @@ class RpycBridge:
             raise RpycAuthenticationError(f"handshake failed: {exc}") from exc
         if not ok:
             logger.warning("refused an RPyC client without this server's secret")
+            sock.close()  # rpyc does not close refused sockets itself
             raise RpycAuthenticationError("wrong secret")
         sock.settimeout(None)
         set_nodelay(sock)

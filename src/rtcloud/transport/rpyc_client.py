@@ -118,12 +118,16 @@ class ServerConnection:
             pending.set_expiry(wait)
             raw = pending.value
         except AsyncResultTimeout:
+            # The server may still be working on it: this connection is busy; use a new one.
+            self._local.conn = None
+            self._discard(conn)
             raise CallTimeout(
                 f"{interface}.{method}: no answer from the project server within {wait:g} s "
                 "(pass rpc_timeout=SECONDS for longer calls)"
             ) from None
         except EOFError as exc:
             self._local.conn = None
+            self._discard(conn)
             raise ServiceUnavailableError(
                 f"{interface}.{method}: the connection to the project server was lost ({exc}); "
                 "is rtcloud serve still running?"
@@ -143,15 +147,32 @@ class ServerConnection:
         name = {"data": "DataInterface", "subject": "SubjectInterface"}[kind]
         return bool(self._interfaces.get(name, {}).get("remote"))
 
+    def _discard(self, conn: Any) -> None:
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        _hard_close(conn)
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            _hard_close(conn)
+
+
+def _hard_close(conn: Any) -> None:
+    """Close an RPyC connection at once, even while the server still works on a call."""
+    sock = getattr(getattr(getattr(conn, "_channel", None), "stream", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        conn.close()
+    except Exception:  # already broken: nothing left to close
+        pass
 
 
 class RemoteInterface:
