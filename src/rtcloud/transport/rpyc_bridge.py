@@ -21,7 +21,7 @@ from rpyc.utils.authenticators import AuthenticationError as RpycAuthenticationE
 from rpyc.utils.server import ThreadedServer
 
 from rtcloud.rpc.codec import decode, encode
-from rtcloud.rpc.errors_wire import error_to_message
+from rtcloud.rpc.messages import error_to_message
 from rtcloud.server.hub import Hub
 from rtcloud.transport.rpyc_stream import set_nodelay, tune_connection
 

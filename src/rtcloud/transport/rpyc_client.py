@@ -25,7 +25,7 @@ from rpyc.utils.factory import connect_channel
 
 from rtcloud.errors import AuthenticationError, CallTimeout, ServiceUnavailableError, StateError
 from rtcloud.rpc.codec import decode, encode
-from rtcloud.rpc.errors_wire import message_to_exception
+from rtcloud.rpc.messages import message_to_exception
 from rtcloud.server.hub import DEADLINE_MARGIN
 from rtcloud.transport.rpyc_bridge import ACCEPTED, HANDSHAKE, rpyc_config
 from rtcloud.transport.rpyc_stream import FastSocketStream, set_nodelay, tune_connection
