@@ -31,7 +31,10 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("rtcloud.rpyc", "uvicorn.error", "watchdog", "rpyc"):
+    quiet = ["rtcloud.rpyc", "uvicorn.error", "watchdog", "rpyc"]
+    if not verbose:
+        quiet += ["rtcloud.interfaces", "rtcloud.server.runner"]
+    for noisy in quiet:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
