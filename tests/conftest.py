@@ -22,7 +22,7 @@ def private_home(tmp_path_factory, monkeypatch):
     return home
 
 
-PROJECT_SCRIPT = '''
+PROJECT_SCRIPT = """
 import argparse, sys, time
 from rtCommon.clientInterface import ClientInterface
 from rtCommon.utils import loadConfigFile
@@ -44,7 +44,7 @@ for run in runs:
         print(f"run {run} tr {tr} value {float(tr * run)}", flush=True)
         time.sleep(cfg.pause)
 print("done", flush=True)
-'''
+"""
 
 PROJECT_CONFIG = """# Test project
 title = "Test study"

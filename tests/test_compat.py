@@ -19,10 +19,18 @@ RTCOMMON_NAMES = {
     "rtCommon.subjectInterface": ["SubjectInterface"],
     "rtCommon.webDisplayInterface": ["WebDisplayInterface"],
     "rtCommon.imageHandling": [
-        "readRetryDicomFromDataInterface", "convertDicomImgToNifti", "dicomTimeToNextTr",
-        "anonymizeDicom", "readDicomFromBuffer",
+        "readRetryDicomFromDataInterface",
+        "convertDicomImgToNifti",
+        "dicomTimeToNextTr",
+        "anonymizeDicom",
+        "readDicomFromBuffer",
     ],
-    "rtCommon.utils": ["loadConfigFile", "stringPartialFormat", "calcAvgRoundTripTime", "writeFile"],
+    "rtCommon.utils": [
+        "loadConfigFile",
+        "stringPartialFormat",
+        "calcAvgRoundTripTime",
+        "writeFile",
+    ],
     "rtCommon.structDict": ["StructDict"],
     "rtCommon.errors": ["ValidationError", "StateError", "RequestError", "RTError"],
     "rtCommon.fileWatcher": ["FileWatcher"],
@@ -37,9 +45,8 @@ def test_rtcommon_modules_export_rtcloud_names(module):
 
 
 def test_errors_are_the_same_classes():
-    from rtCommon.errors import ValidationError as Compat
-
     from rtcloud.errors import ValidationError
+    from rtCommon.errors import ValidationError as Compat
 
     assert Compat is ValidationError
 
@@ -52,7 +59,8 @@ def test_script_that_appends_its_own_root_still_imports_rtcloud(tmp_path):
     (fake_root / "rtCommon" / "__init__.py").write_text("raise ImportError('old rtCommon')\n")
     script = fake_root / "projects" / "mine" / "mine.py"
     script.parent.mkdir(parents=True)
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import os, sys
         currPath = os.path.dirname(os.path.realpath(__file__))
         rootPath = os.path.dirname(os.path.dirname(currPath))
@@ -62,7 +70,8 @@ def test_script_that_appends_its_own_root_still_imports_rtcloud(tmp_path):
         ci = ClientInterface(yesToPrompts=True)
         print(stringPartialFormat("001_{SCAN:06d}_{TR:06d}.dcm", "SCAN", 13))
         print(ci.isUsingProjectServer())
-    """))
+    """)
+    )
     env = dict(os.environ)
     out = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env

@@ -52,7 +52,9 @@ def test_plot_defaults_and_auto_range(tmp_path):
         assert cfg[key] == PLOT_DEFAULTS[key]
     assert cfg.plotAutoRangeX is True and cfg.plotAutoRangeY is True
     ranged = GOOD + "\n"
-    ranged = ranged.replace('title = "My study"', 'title = "x"\nplotYRangeLow = -1\nplotYRangeHigh = 1.5')
+    ranged = ranged.replace(
+        'title = "My study"', 'title = "x"\nplotYRangeLow = -1\nplotYRangeHigh = 1.5'
+    )
     cfg = loadConfigFile(write(tmp_path, "r.toml", ranged))
     assert cfg.plotAutoRangeY is False and cfg.plotAutoRangeX is True
     assert cfg.plotYRangeHigh == 1.5

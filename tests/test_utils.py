@@ -22,7 +22,9 @@ from rtcloud.utils import (
 
 
 def test_string_partial_format_fills_only_the_tag():
-    assert stringPartialFormat("001_{SCAN:06d}_{TR:06d}.dcm", "SCAN", 13) == "001_000013_{TR:06d}.dcm"
+    assert (
+        stringPartialFormat("001_{SCAN:06d}_{TR:06d}.dcm", "SCAN", 13) == "001_000013_{TR:06d}.dcm"
+    )
     assert stringPartialFormat("{a}-{b!r}-{{lit}}", "a", 5) == "5-{b!r}-{{lit}}"
     filled = stringPartialFormat("001_000013_{TR:06d}.dcm", "TR", 7)
     assert filled == "001_000013_000007.dcm"

@@ -113,14 +113,26 @@ def doRun(cfg, runNum, scanNum, clientInterface):
 
 def main(argv=None):
     argParser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    argParser.add_argument("--config", "-c", default=defaultConfig, type=str,
-                           help="experiment config file (.json or .toml)")
-    argParser.add_argument("--runs", "-r", default="", type=str,
-                           help="Comma separated list of run numbers")
-    argParser.add_argument("--scans", "-s", default="", type=str,
-                           help="Comma separated list of scan numbers")
-    argParser.add_argument("--yesToPrompts", "-y", default=False, action="store_true",
-                           help="use local files without asking when no server runs")
+    argParser.add_argument(
+        "--config",
+        "-c",
+        default=defaultConfig,
+        type=str,
+        help="experiment config file (.json or .toml)",
+    )
+    argParser.add_argument(
+        "--runs", "-r", default="", type=str, help="Comma separated list of run numbers"
+    )
+    argParser.add_argument(
+        "--scans", "-s", default="", type=str, help="Comma separated list of scan numbers"
+    )
+    argParser.add_argument(
+        "--yesToPrompts",
+        "-y",
+        default=False,
+        action="store_true",
+        help="use local files without asking when no server runs",
+    )
     args = argParser.parse_args(argv)
 
     cfg = loadConfigFile(args.config)
@@ -132,7 +144,7 @@ def main(argv=None):
         argParser.error("give a scan number for every run (--scans)")
 
     clientInterface = ClientInterface(yesToPrompts=args.yesToPrompts)
-    for runNum, scanNum in zip(cfg.runNum, cfg.scanNum):
+    for runNum, scanNum in zip(cfg.runNum, cfg.scanNum, strict=False):
         doRun(cfg, runNum, scanNum, clientInterface)
     print("sample: all runs complete", flush=True)
     return 0

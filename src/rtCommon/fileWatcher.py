@@ -21,13 +21,17 @@ class FileWatcher:
         self.foundWithFileEvent = False
         self.waitLoopCount = 0
 
-    def initFileNotifier(self, dir: str, filePattern: str, minFileSize: int, demoStep: float = 0) -> None:
+    def initFileNotifier(
+        self, dir: str, filePattern: str, minFileSize: int, demoStep: float = 0
+    ) -> None:
         if self._watcher is not None:
             self._watcher.close()
         self._watcher = _Watcher(dir, filePattern, minFileSize)
         self._demo_step = float(demoStep or 0)
 
-    def waitForFile(self, filename: str, timeout: float = 0, timeCheckIncrement: float = 1) -> str | None:
+    def waitForFile(
+        self, filename: str, timeout: float = 0, timeCheckIncrement: float = 1
+    ) -> str | None:
         """Full path of the file once complete; None on timeout (``timeout=0``: wait forever)."""
         if self._watcher is None:
             from rtcloud.errors import StateError

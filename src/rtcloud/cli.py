@@ -42,23 +42,48 @@ def configure_logging(verbose: bool) -> None:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-p", "--projectName", required=True, help="project name (projects/NAME/NAME.py)")
+    parser.add_argument(
+        "-p", "--projectName", required=True, help="project name (projects/NAME/NAME.py)"
+    )
     parser.add_argument("-d", "--projectDir", help="project folder (default: projects/NAME)")
     parser.add_argument("-m", "--mainScript", help="main script (default: NAME.py)")
-    parser.add_argument("-i", "--initScript", help="session set-up script (default: initialize.py)")
+    parser.add_argument(
+        "-i", "--initScript", help="session set-up script (default: initialize.py)"
+    )
     parser.add_argument("-f", "--finalizeScript", help="session end script (default: finalize.py)")
     parser.add_argument("-c", "--config", help="experiment config (default: conf/NAME.toml)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     parser.add_argument("--port", type=int, default=8888, help="web port (default 8888)")
-    parser.add_argument("-rd", "--dataRemote", action="store_true", help="data comes from a remote data service")
-    parser.add_argument("-rs", "--subjectRemote", action="store_true", help="feedback goes to a remote subject service")
-    parser.add_argument("-r", "--remote", action="store_true", help="both --dataRemote and --subjectRemote")
-    parser.add_argument("--test", action="store_true", help="also accept user test / password test (127.0.0.1 only)")
-    parser.add_argument("--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)")
-    parser.add_argument("--tls", choices=["auto"], help="auto: make (once) and use a self-signed certificate")
+    parser.add_argument(
+        "-rd", "--dataRemote", action="store_true", help="data comes from a remote data service"
+    )
+    parser.add_argument(
+        "-rs",
+        "--subjectRemote",
+        action="store_true",
+        help="feedback goes to a remote subject service",
+    )
+    parser.add_argument(
+        "-r", "--remote", action="store_true", help="both --dataRemote and --subjectRemote"
+    )
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="also accept user test / password test (127.0.0.1 only)",
+    )
+    parser.add_argument(
+        "--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)"
+    )
+    parser.add_argument(
+        "--tls", choices=["auto"], help="auto: make (once) and use a self-signed certificate"
+    )
     parser.add_argument("--tls-cert", type=Path, help="TLS certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
-    parser.add_argument("--insecure", action="store_true", help="allow listening beyond 127.0.0.1 without TLS")
+    parser.add_argument(
+        "--insecure", action="store_true", help="allow listening beyond 127.0.0.1 without TLS"
+    )
 
 
 def server_config_from_args(args: argparse.Namespace) -> object:
@@ -160,7 +185,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtcloud",
-        description="Real-time fMRI: stream scanner volumes to your script, feedback to the participant.",
+        description="Real-time fMRI: scanner volumes to your script, feedback to the participant.",
     )
     parser.add_argument("--version", action="version", version=f"rtcloud {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -172,17 +197,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="replay a synthetic scan through the sample project")
     demo.add_argument("--volumes", type=int, default=20, help="volumes to replay (default 20)")
-    demo.add_argument("--tr", type=float, default=1.0, help="seconds between volumes (default 1.0)")
-    demo.add_argument("--port", type=int, default=8888, help="web port (default 8888; any free port if taken)")
+    demo.add_argument(
+        "--tr", type=float, default=1.0, help="seconds between volumes (default 1.0)"
+    )
+    demo.add_argument(
+        "--port", type=int, default=8888, help="web port (default 8888; any free port if taken)"
+    )
     demo.add_argument("--local", action="store_true", help="no server: run the script on its own")
-    demo.add_argument("--keep-open", action="store_true", help="keep the server running after the run (Ctrl-C ends)")
-    demo.add_argument("--workdir", type=Path, help="folder for the demo's files (default: a temporary one)")
+    demo.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="keep the server running after the run (Ctrl-C ends)",
+    )
+    demo.add_argument(
+        "--workdir", type=Path, help="folder for the demo's files (default: a temporary one)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     add_user = sub.add_parser("add-user", help="add a user or change a password")
     add_user.add_argument("-u", "--username", required=True)
-    add_user.add_argument("--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)")
-    add_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add_user.add_argument(
+        "--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)"
+    )
+    add_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
     add_user.set_defaults(func=cmd_add_user)
 
     from rtcloud.simulate.cli import add_generate_parser, add_replay_parser

@@ -42,7 +42,11 @@ PLOT_DEFAULTS: dict[str, Any] = {
 }
 
 _PLOT_RANGES = ("plotXRangeLow", "plotXRangeHigh", "plotYRangeLow", "plotYRangeHigh")
-_EXAMPLES = {"runNum": "runNum = [1]", "scanNum": "scanNum = [1]", "subjectName": 'subjectName = "subject01"'}
+_EXAMPLES = {
+    "runNum": "runNum = [1]",
+    "scanNum": "scanNum = [1]",
+    "subjectName": 'subjectName = "subject01"',
+}
 
 
 def loadConfigFile(filename: str | Path) -> StructDict:
@@ -66,7 +70,9 @@ def loadConfigFile(filename: str | Path) -> StructDict:
             path=str(path),
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read experiment config {str(path)!r}: {exc}", path=str(path)) from exc
+        raise ConfigError(
+            f"cannot read experiment config {str(path)!r}: {exc}", path=str(path)
+        ) from exc
     cfg = parse_config_text(text, path.suffix.lower(), source=str(path))
     validate_config(cfg, source=str(path))
     return cfg
@@ -81,7 +87,9 @@ def parse_config_text(text: str, suffix: str, *, source: str = "<config>") -> St
         else:
             data = tomlkit.parse(text).unwrap()
     except (TOMLKitError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot parse experiment config {source!r}: {exc}", path=source) from exc
+        raise ConfigError(
+            f"cannot parse experiment config {source!r}: {exc}", path=source
+        ) from exc
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"experiment config {source!r} must hold a table of settings at the top level",
@@ -91,9 +99,13 @@ def parse_config_text(text: str, suffix: str, *, source: str = "<config>") -> St
     for key, value in PLOT_DEFAULTS.items():
         cfg.setdefault(key, value)
     if cfg.get("plotAutoRangeX") is None:
-        cfg["plotAutoRangeX"] = cfg.get("plotXRangeLow") is None or cfg.get("plotXRangeHigh") is None
+        cfg["plotAutoRangeX"] = (
+            cfg.get("plotXRangeLow") is None or cfg.get("plotXRangeHigh") is None
+        )
     if cfg.get("plotAutoRangeY") is None:
-        cfg["plotAutoRangeY"] = cfg.get("plotYRangeLow") is None or cfg.get("plotYRangeHigh") is None
+        cfg["plotAutoRangeY"] = (
+            cfg.get("plotYRangeLow") is None or cfg.get("plotYRangeHigh") is None
+        )
     return cfg
 
 

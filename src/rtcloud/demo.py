@@ -40,7 +40,7 @@ def prepare_demo(workdir: Path, volumes: int, tr: float) -> tuple[Path, Path, Pa
         source,
         num_volumes=volumes,
         tr_ms=int(round(tr * 1000)),
-        scan=int(doc["scanNum"][0]),  # type: ignore[index]
+        scan=int(doc["scanNum"][0]),
         pattern=str(doc["dicomNamePattern"]),
     )
     doc["imgDir"] = str(scanner)
@@ -52,7 +52,9 @@ def prepare_demo(workdir: Path, volumes: int, tr: float) -> tuple[Path, Path, Pa
     return source, scanner, config
 
 
-def _start_replay(source: Path, scanner: Path, tr: float, stop: threading.Event) -> threading.Thread:
+def _start_replay(
+    source: Path, scanner: Path, tr: float, stop: threading.Event
+) -> threading.Thread:
     from rtcloud.simulate.replay import replay_series
 
     thread = threading.Thread(
@@ -108,14 +110,21 @@ def _run_local(source: Path, scanner: Path, config: Path, tr: float, stop: threa
 
 
 def _run_with_server(
-    source: Path, scanner: Path, config: Path, tr: float, port: int, keep_open: bool,
+    source: Path,
+    scanner: Path,
+    config: Path,
+    tr: float,
+    port: int,
+    keep_open: bool,
     stop: threading.Event,
 ) -> int:
     from rtcloud.server.server import ProjectServer
 
     state = Path(tempfile.mkdtemp(prefix="rtcloud-demo-state-"))
     try:
-        server_config = ServerConfig.for_project("sample", config=config, port=port, state_dir=state)
+        server_config = ServerConfig.for_project(
+            "sample", config=config, port=port, state_dir=state
+        )
         try:
             server = ProjectServer(server_config)
         except InvocationError:
@@ -132,7 +141,9 @@ def _run_with_server(
             replay.join(timeout=5)
             print(f"demo: run {status.state} ({status.message})", flush=True)
             if keep_open:
-                print(f"demo: server still running at {server.url} - press Ctrl-C to end", flush=True)
+                print(
+                    f"demo: server still running at {server.url} - press Ctrl-C to end", flush=True
+                )
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
                         time.sleep(3600)

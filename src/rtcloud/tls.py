@@ -92,7 +92,7 @@ def ensure_self_signed(
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rtcloud server")])
     now = dt.datetime.now(dt.timezone.utc)
-    alt = [x509.DNSName(d) for d in sorted(set(dns))]
+    alt: list[x509.GeneralName] = [x509.DNSName(d) for d in sorted(set(dns))]
     alt += [x509.IPAddress(ipaddress.ip_address(i)) for i in sorted(set(ips))]
     cert = (
         x509.CertificateBuilder()
@@ -119,7 +119,9 @@ def ensure_self_signed(
     return cert_path, key_path, fingerprint_of_file(cert_path)
 
 
-def client_context(*, fingerprint: str | None = None, cafile: Path | None = None) -> ssl.SSLContext:
+def client_context(
+    *, fingerprint: str | None = None, cafile: Path | None = None
+) -> ssl.SSLContext:
     """An SSL context for a service: pinned (checked after the handshake), CA file, or system."""
     if fingerprint:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

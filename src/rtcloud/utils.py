@@ -63,7 +63,9 @@ def stringPartialFormat(text: str, tag: str, val: Any) -> str:
     try:
         parsed = list(_FORMATTER.parse(text))
     except ValueError as exc:
-        raise ValidationError(f"stringPartialFormat: {text!r} is not a valid pattern: {exc}") from exc
+        raise ValidationError(
+            f"stringPartialFormat: {text!r} is not a valid pattern: {exc}"
+        ) from exc
     for literal, field, spec, conversion in parsed:
         out.append(_escape_braces(literal))
         if field is None:
@@ -81,7 +83,7 @@ def stringPartialFormat(text: str, tag: str, val: Any) -> str:
 
 
 def calcAvgRoundTripTime(pingFunc: Callable[[], Any], count: int = 10) -> float:
-    """Mean wall time in seconds of ``count`` calls of ``pingFunc`` (e.g. ``dataInterface.ping``)."""
+    """Mean wall time in seconds of ``count`` calls of ``pingFunc`` (``dataInterface.ping``)."""
     if count < 1:
         raise ValidationError("calcAvgRoundTripTime: count must be at least 1")
     total = 0.0

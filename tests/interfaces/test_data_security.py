@@ -37,7 +37,9 @@ def di(tree):
 def test_allowed_files_are_served(di, tree):
     assert di.getFile(str(tree / "data" / "sub" / "ok.txt")) == b"fine"
     assert di.getAllowedFileTypes() == [".txt", ".dcm"]
-    assert di.listFiles(str(tree / "data" / "**" / "*.txt")) == [str(tree / "data" / "sub" / "ok.txt")]
+    assert di.listFiles(str(tree / "data" / "**" / "*.txt")) == [
+        str(tree / "data" / "sub" / "ok.txt")
+    ]
     assert di.listDirs(str(tree / "data" / "*")) == [str(tree / "data" / "sub")]
 
 
@@ -100,9 +102,13 @@ def test_forbidden_types_are_refused(di, tree):
 
 def test_no_allowed_dirs_or_types(tree):
     with pytest.raises(ValidationError, match="no allowed directories"):
-        DataInterface(allowedDirs=[], allowedFileTypes=["*"]).getFile(str(tree / "data" / "ok.dcm"))
+        DataInterface(allowedDirs=[], allowedFileTypes=["*"]).getFile(
+            str(tree / "data" / "ok.dcm")
+        )
     with pytest.raises(ValidationError, match="no allowed file types"):
-        DataInterface(allowedDirs=[str(tree)], allowedFileTypes=None).getFile(str(tree / "data" / "ok.dcm"))
+        DataInterface(allowedDirs=[str(tree)], allowedFileTypes=None).getFile(
+            str(tree / "data" / "ok.dcm")
+        )
     with pytest.raises(StateError):
         DataInterface(dataRemote=True)
 

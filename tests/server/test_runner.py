@@ -35,13 +35,16 @@ def run(coro):
 
 def test_output_arrives_while_the_script_runs(tmp_path):
     rec = Recorder()
-    path = script(tmp_path, """
+    path = script(
+        tmp_path,
+        """
         import sys, time
         print("first", flush=True)
         print("oops", file=sys.stderr, flush=True)
         time.sleep(0.5)
         print("args", sys.argv[1:], flush=True)
-    """)
+    """,
+    )
 
     async def main():
         runner = ScriptRunner(rec.line, rec.status)
@@ -65,11 +68,14 @@ def test_output_arrives_while_the_script_runs(tmp_path):
 
 def test_failure_reports_exit_status_and_last_line(tmp_path):
     rec = Recorder()
-    path = script(tmp_path, """
+    path = script(
+        tmp_path,
+        """
         import sys
         print("working")
         raise SystemExit("bad input file")
-    """)
+    """,
+    )
 
     async def main():
         runner = ScriptRunner(rec.line, rec.status)
@@ -85,13 +91,16 @@ def test_failure_reports_exit_status_and_last_line(tmp_path):
 def test_stop_ends_script_and_children_and_says_stopped(tmp_path):
     rec = Recorder()
     pidfile = tmp_path / "child.pid"
-    path = script(tmp_path, f"""
+    path = script(
+        tmp_path,
+        f"""
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         open({str(pidfile)!r}, "w").write(str(child.pid))
         print("started child", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
 
     async def main():
         runner = ScriptRunner(rec.line, rec.status, grace_period=2)
@@ -122,12 +131,15 @@ def test_stop_ends_script_and_children_and_says_stopped(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="signals differ on Windows")
 def test_stop_kills_a_script_that_ignores_sigterm(tmp_path):
     rec = Recorder()
-    path = script(tmp_path, """
+    path = script(
+        tmp_path,
+        """
         import signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stubborn", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
 
     async def main():
         runner = ScriptRunner(rec.line, rec.status, grace_period=0.5)

@@ -7,13 +7,13 @@ import time
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from rtcloud.errors import InvocationError
 from rtcloud.server.app import COOKIE_NAME
 from rtcloud.server.config import ServerConfig
 from rtcloud.server.server import ProjectServer
-
 
 _CLIENTS: list[httpx.Client] = []
 
@@ -120,12 +120,12 @@ def test_users_from_the_password_file(server_factory, tmp_path):
 
 
 def test_websocket_needs_session_and_same_origin(server):
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidStatus):
         with ws_connect(server, None) as ws:
             ws.recv(timeout=5)
     _, response = login(server)
     cookie = response.cookies[COOKIE_NAME]
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidStatus):
         with ws_connect(server, cookie, origin="http://evil.example") as ws:
             ws.recv(timeout=5)
     host = server.url.rstrip("/")
@@ -142,7 +142,9 @@ def test_websocket_needs_session_and_same_origin(server):
 def test_run_streams_lines_and_plot_points_then_completes(server):
     _, response = login(server)
     with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
-        ws.send(json.dumps({"cmd": "runScript", "script": "mainScript", "runNum": [2], "scanNum": [7]}))
+        ws.send(
+            json.dumps({"cmd": "runScript", "script": "mainScript", "runNum": [2], "scanNum": [7]})
+        )
         done, seen = receive_until(
             ws, lambda m: m["cmd"] == "runStatus" and m["state"] in ("complete", "failed")
         )
@@ -150,7 +152,11 @@ def test_run_streams_lines_and_plot_points_then_completes(server):
         assert done["state"] == "complete", logs
         assert "connected to server: True" in logs
         assert "run 2 tr 2 value 4.0" in logs
-        points = [(m["trId"], m["value"]) for m in seen if m["cmd"] == "plotDataPoint" and m["trId"] is not None]
+        points = [
+            (m["trId"], m["value"])
+            for m in seen
+            if m["cmd"] == "plotDataPoint" and m["trId"] is not None
+        ]
         assert points == [(0, 0.0), (1, 2.0), (2, 4.0)]
         states = [m["state"] for m in seen if m["cmd"] == "runStatus"]
         assert states[0] == "running"
@@ -165,7 +171,8 @@ def test_stop_midway_says_stopped(server):
         receive_until(ws, lambda m: m["cmd"] == "userLog" and m["value"].startswith("run 1 tr 3"))
         ws.send(json.dumps({"cmd": "stop"}))
         final, _ = receive_until(
-            ws, lambda m: m["cmd"] == "runStatus" and m["state"] in ("stopped", "failed", "complete")
+            ws,
+            lambda m: m["cmd"] == "runStatus" and m["state"] in ("stopped", "failed", "complete"),
         )
         assert final["state"] == "stopped"
 
@@ -197,7 +204,9 @@ def test_save_settings_over_the_socket(server):
 
 
 def test_port_taken_and_listen_policy(server, project_dir, tmp_path):
-    config = ServerConfig.for_project("proj", project_dir=project_dir, port=server.port, state_dir=tmp_path)
+    config = ServerConfig.for_project(
+        "proj", project_dir=project_dir, port=server.port, state_dir=tmp_path
+    )
     with pytest.raises(InvocationError, match="already in use"):
         ProjectServer(config)
     config = ServerConfig.for_project("proj", project_dir=project_dir, host="0.0.0.0", test=True)

@@ -30,12 +30,25 @@ def settings(tmp_path):
 def test_items_have_types_and_comments_in_file_order(settings):
     items = settings.items()
     assert [i["key"] for i in items] == [
-        "title", "subjectName", "runNum", "scanNum", "trInterval", "numVolumes", "isSynthetic", "advanced",
+        "title",
+        "subjectName",
+        "runNum",
+        "scanNum",
+        "trInterval",
+        "numVolumes",
+        "isSynthetic",
+        "advanced",
     ]
     kinds = {i["key"]: i["type"] for i in items}
     assert kinds == {
-        "title": "str", "subjectName": "str", "runNum": "list", "scanNum": "list",
-        "trInterval": "float", "numVolumes": "int", "isSynthetic": "bool", "advanced": "table",
+        "title": "str",
+        "subjectName": "str",
+        "runNum": "list",
+        "scanNum": "list",
+        "trInterval": "float",
+        "numVolumes": "int",
+        "isSynthetic": "bool",
+        "advanced": "table",
     }
     comments = {i["key"]: i["comment"] for i in items}
     assert comments["title"] == "shown in the page header"

@@ -13,7 +13,9 @@ from rtcloud.services.result_files import ResultFileWriter
 
 def test_set_result_writes_text_and_json(tmp_path):
     writer = ResultFileWriter(tmp_path / "out")
-    written = writer.write({"runId": 2, "trId": 7, "value": 0.25, "onsetTimeDelayMs": 500, "timestamp": 1.5})
+    written = writer.write(
+        {"runId": 2, "trId": 7, "value": 0.25, "onsetTimeDelayMs": 500, "timestamp": 1.5}
+    )
     txt = tmp_path / "out" / "run2" / "classoutput" / "vol-2-7.txt"
     js = tmp_path / "out" / "run2" / "results" / "vol-2-7.json"
     assert written == [txt, js]

@@ -70,7 +70,9 @@ def convertDicomImgToNifti(dicomImg: Dataset, dicomFilename: str | None = None) 
     return dicom_to_nifti(dicomImg)
 
 
-def convertDicomFileToNifti(dicomFilename: str | os.PathLike[str], niftiFilename: str | os.PathLike[str]) -> None:
+def convertDicomFileToNifti(
+    dicomFilename: str | os.PathLike[str], niftiFilename: str | os.PathLike[str]
+) -> None:
     """Convert a DICOM file to a NIfTI file (``.nii`` or ``.nii.gz``)."""
     from rtcloud.imaging.dicom import read_dicom_file
 
@@ -89,6 +91,8 @@ def readNifti(filename: str | os.PathLike[str], memCached: bool = True) -> nib.N
     if not path.exists():
         raise FileNotFoundError(f"NIfTI file {str(path)!r} does not exist")
     image = nib.load(os.fspath(path))
+    if not isinstance(image, nib.Nifti1Image):
+        raise ValidationError(f"{str(path)!r} is not a NIfTI-1 image")
     return niftiToMem(image) if memCached else image
 
 
@@ -111,14 +115,18 @@ def parseDicomVolume(dicomImg: Dataset, sliceDim: int) -> np.ndarray:
     if element is not None:
         try:
             value = element.value
-            count = int(value if not isinstance(value, bytes) else int.from_bytes(value[:2], "little"))
+            count = int(
+                value if not isinstance(value, bytes) else int.from_bytes(value[:2], "little")
+            )
         except (TypeError, ValueError):
             count = tiles
     count = max(1, min(count, tiles))
     volume = np.zeros((sliceDim, sliceDim, count))
     for index in range(count):
         r, c = divmod(index, per_row)
-        volume[:, :, index] = pixels[r * sliceDim : (r + 1) * sliceDim, c * sliceDim : (c + 1) * sliceDim]
+        volume[:, :, index] = pixels[
+            r * sliceDim : (r + 1) * sliceDim, c * sliceDim : (c + 1) * sliceDim
+        ]
     return volume
 
 

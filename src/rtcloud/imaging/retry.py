@@ -29,7 +29,9 @@ def readRetryDicomFromDataInterface(
     ``filename`` may be a bare name in the folder given to ``dataInterface.initWatch``.
     """
     if timeout is None or timeout <= 0:
-        raise ValidationError(f"readRetryDicomFromDataInterface: timeout must be > 0, got {timeout!r}")
+        raise ValidationError(
+            f"readRetryDicomFromDataInterface: timeout must be > 0, got {timeout!r}"
+        )
     deadline = time.monotonic() + float(timeout)
     while True:
         remaining = deadline - time.monotonic()

@@ -71,7 +71,9 @@ def getTimeToNextTR(
     ``nowTime`` is a ``datetime.time`` or seconds since midnight. The result is in (0, TR].
     """
     if not isinstance(lastTrTime, dt.time):
-        raise StateError(f"getTimeToNextTR: lastTrTime must be a datetime.time, got {lastTrTime!r}")
+        raise StateError(
+            f"getTimeToNextTR: lastTrTime must be a datetime.time, got {lastTrTime!r}"
+        )
     if not trRepSec or trRepSec <= 0:
         raise ValidationError(f"getTimeToNextTR: TR must be > 0 seconds, got {trRepSec!r}")
     now = _seconds_of_day(nowTime) if isinstance(nowTime, dt.time) else float(nowTime)
@@ -85,7 +87,9 @@ def getTimeToNextTR(
     return remaining if remaining > 0 else trRepSec
 
 
-def dicomTimeToNextTr(dicomImg: Any, clockSkew: float, now: float | dt.time | None = None) -> float:
+def dicomTimeToNextTr(
+    dicomImg: Any, clockSkew: float, now: float | dt.time | None = None
+) -> float:
     """Seconds until the next TR, from a volume's AcquisitionTime and RepetitionTime.
 
     ``now`` defaults to the current local time. Raises StateError when the volume has no
@@ -104,7 +108,7 @@ def dicomTimeToNextTr(dicomImg: Any, clockSkew: float, now: float | dt.time | No
 
 
 def getDicomFileName(cfg: Any, scanNum: int, fileNum: int) -> str:
-    """Path of volume ``fileNum`` of scan ``scanNum``: ``cfg.dicomDir`` + ``cfg.dicomNamePattern``."""
+    """Path of volume ``fileNum`` of scan ``scanNum``, from ``cfg.dicomDir`` and its pattern."""
     pattern = str(cfg.dicomNamePattern)
     if "{TR" in pattern:
         name = pattern.format(SCAN=scanNum, TR=fileNum)

@@ -138,7 +138,9 @@ class DataInterface(Interface):
             )
         text = os.fspath(path)
         if not isinstance(text, str) or not text:
-            raise ValidationError(f"DataInterface: {what} must be a non-empty string, got {path!r}")
+            raise ValidationError(
+                f"DataInterface: {what} must be a non-empty string, got {path!r}"
+            )
         text = os.path.expanduser(text)
         if not os.path.isabs(text):
             if not self._allow_all_dirs:
@@ -226,9 +228,7 @@ class DataInterface(Interface):
     # ----------------------------------------------------------------- watching
 
     @expose
-    def initWatch(
-        self, dir: str, filePattern: str, minFileSize: int, demoStep: float = 0
-    ) -> None:
+    def initWatch(self, dir: str, filePattern: str, minFileSize: int, demoStep: float = 0) -> None:
         """Watch ``dir`` for files matching ``filePattern`` (a glob such as ``samp*.dcm``).
 
         After this, :meth:`watchFile` waits for a file in that folder; a bare file name means
@@ -242,8 +242,9 @@ class DataInterface(Interface):
             self._check_type(pattern)
         watcher = FileWatcher(directory, pattern, int(minFileSize or 0))
         with self._lock:
-            old, self._watch = self._watch, _Watch(
-                directory, pattern, int(minFileSize or 0), float(demoStep or 0), watcher
+            old, self._watch = (
+                self._watch,
+                _Watch(directory, pattern, int(minFileSize or 0), float(demoStep or 0), watcher),
             )
         if old is not None:
             old.watcher.close()
@@ -304,7 +305,8 @@ class DataInterface(Interface):
             others = fields - {"TR"}
             if others:
                 raise ValidationError(
-                    f"initScannerStream: pattern {pattern!r} has unfilled fields {sorted(others)}; "
+                    f"initScannerStream: pattern {pattern!r} has unfilled fields "
+                    f"{sorted(others)}; "
                     "fill them first, e.g. utils.stringPartialFormat(pattern, 'SCAN', 13)"
                 )
             try:
@@ -429,7 +431,9 @@ class DataInterface(Interface):
         return self._check_file(newest).read_bytes()
 
     @expose
-    def putFile(self, filename: str, data: bytes | str | int | float, compress: bool = False) -> None:
+    def putFile(
+        self, filename: str, data: bytes | str | int | float, compress: bool = False
+    ) -> None:
         """Write ``data`` to ``filename`` (creating folders), atomically.
 
         ``str`` is written as UTF-8, numbers as their text. Readers polling for the file

@@ -77,9 +77,7 @@ class SubjectInterface(Interface):
             self._on_result(result)
 
     @expose
-    def setResult(
-        self, runId: int, trId: int, value: float, onsetTimeDelayMs: float = 0
-    ) -> None:
+    def setResult(self, runId: int, trId: int, value: float, onsetTimeDelayMs: float = 0) -> None:
         """Send the result ``value`` of volume ``trId`` of run ``runId`` to the participant.
 
         ``onsetTimeDelayMs`` (>= 0) is how long after the result arrives the presentation
@@ -106,7 +104,9 @@ class SubjectInterface(Interface):
         """
         delay = _check_delay(onsetTimeDelayMs)
         if not isinstance(values, Mapping):
-            raise ValidationError(f"setResultDict: values must be a dict, got {type(values).__name__}")
+            raise ValidationError(
+                f"setResultDict: values must be a dict, got {type(values).__name__}"
+            )
         if not isinstance(name, str) or not name:
             raise ValidationError(f"setResultDict: name must be a non-empty string, got {name!r}")
         result = {str(k): npToPy(v) for k, v in values.items()}
@@ -124,7 +124,7 @@ class SubjectInterface(Interface):
 
     @expose
     def getResponse(self, runId: int, trId: int) -> dict[str, Any]:
-        """The participant's response recorded for volume ``trId`` of run ``runId`` ({} if none)."""
+        """The participant's response to volume ``trId`` of run ``runId`` ({} if none)."""
         with self._responses_lock:
             return dict(self._responses.get((npToPy(runId), npToPy(trId)), {}))
 

@@ -61,7 +61,7 @@ def uploadFilesFromList(
 def downloadFilesFromList(
     dataInterface: Any, fileList: Iterable[str], outputDir: str, srcDirPrefix: str | None = None
 ) -> list[str]:
-    """Copy each local file of ``fileList`` to ``outputDir`` on the data side; return those paths."""
+    """Copy each local file of ``fileList`` to ``outputDir`` on the data side; return the paths."""
     written = []
     for name in fileList:
         with open(name, "rb") as fh:

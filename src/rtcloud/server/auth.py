@@ -195,7 +195,7 @@ class SessionSigner:
         if not value:
             return None
         try:
-            data = self._serializer.loads(value, max_age=self.max_age)
+            data = self._serializer.loads(value, max_age=int(self.max_age))
         except (SignatureExpired, BadSignature):
             return None
         user = data.get("u") if isinstance(data, dict) else None

@@ -34,7 +34,11 @@ class RemoteTarget(Protocol):
     def connected(self) -> bool: ...
 
     def call(
-        self, interface: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        self,
+        interface: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         timeout: float,
     ) -> Any: ...
 
@@ -63,7 +67,9 @@ def timeout_parameter(func: Callable[..., Any]) -> int | None:
     return params.index("timeout") if "timeout" in params else None
 
 
-def method_wait(info: InterfaceInfo, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+def method_wait(
+    info: InterfaceInfo, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> float:
     """The seconds a call asks the method itself to wait (its ``timeout`` argument), or 0."""
     index = info.methods.get(method)
     value: Any = kwargs.get("timeout")
@@ -143,7 +149,10 @@ class Hub:
                 f"start it, e.g. rtcloud {_service_command(interface)} -s HOST:PORT"
             )
         if timeout is None:
-            timeout = max(self.default_remote_timeout, method_wait(info, method, args, kwargs) + DEADLINE_MARGIN)
+            timeout = max(
+                self.default_remote_timeout,
+                method_wait(info, method, args, kwargs) + DEADLINE_MARGIN,
+            )
         return target.call(interface, method, args, kwargs, timeout)
 
 

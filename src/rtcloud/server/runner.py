@@ -167,7 +167,9 @@ class ScriptRunner:
         try:
             await asyncio.wait_for(asyncio.shield(task), self.grace_period)
         except asyncio.TimeoutError:
-            logger.warning("script pid %s did not stop in %.1f s: killing it", proc.pid, self.grace_period)
+            logger.warning(
+                "script pid %s did not stop in %.1f s: killing it", proc.pid, self.grace_period
+            )
             _signal_group(proc.pid, force=True)
             await task
 

@@ -260,12 +260,15 @@ class ProjectServer:
         cmd = message["cmd"]
         try:
             if cmd == "getState":
-                await self.ui.send_to(ws, {
-                    "cmd": "hello",
-                    "project": self.config.project_name,
-                    "user": user,
-                    "title": self.settings.load().title,
-                })
+                await self.ui.send_to(
+                    ws,
+                    {
+                        "cmd": "hello",
+                        "project": self.config.project_name,
+                        "user": user,
+                        "title": self.settings.load().title,
+                    },
+                )
                 await self.ui.send_to(ws, self.config_message())
                 await self.ui.send_to(ws, self.runner.status.as_message())
                 await self.ui.send_to(ws, self.conn_status())
@@ -406,7 +409,7 @@ def _int_list(value: Any, what: str) -> list[int]:
         value = [value]
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{what} must be a non-empty list of whole numbers, got {value!r}")
-    out = []
+    out: list[int] = []
     for item in value:
         try:
             if isinstance(item, bool):

@@ -105,7 +105,8 @@ class SettingsFile:
         if self._is_json:
             data = json.loads(text)
             return [
-                {"key": k, "value": v, "type": value_type(v), "comment": ""} for k, v in data.items()
+                {"key": k, "value": v, "type": value_type(v), "comment": ""}
+                for k, v in data.items()
             ]
         doc = tomlkit.parse(text)
         out: list[dict[str, Any]] = []

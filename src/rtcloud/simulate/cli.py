@@ -18,7 +18,7 @@ def _generate(args: argparse.Namespace) -> int:
     paths = generate_series(
         args.out_dir,
         num_volumes=args.volumes,
-        shape=shape,  # type: ignore[arg-type]
+        shape=shape,
         tr_ms=int(args.tr * 1000),
         pattern=args.pattern,
         scan=args.scan,
@@ -35,7 +35,12 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"volume {index}: {path.name}", flush=True)
 
     count = replay_series(
-        args.source, args.dest, tr=args.tr, mode=args.mode, start_delay=args.delay, on_volume=report
+        args.source,
+        args.dest,
+        tr=args.tr,
+        mode=args.mode,
+        start_delay=args.delay,
+        on_volume=report,
     )
     print(f"replayed {count} volumes into {args.dest}")
     return 0

@@ -35,7 +35,7 @@ def activation_roi(shape: Sequence[int]) -> tuple[tuple[int, int], ...]:
     """Voxel index ranges [start, stop) of the activated box for a volume shape."""
     return tuple(
         (int(round(lo * n)), max(int(round(lo * n)) + 1, int(round(hi * n))))
-        for (lo, hi), n in zip(ROI_FRACTIONS, shape)
+        for (lo, hi), n in zip(ROI_FRACTIONS, shape, strict=True)
     )
 
 

@@ -128,7 +128,9 @@ class RpycBridge:
         return sock, None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.start, name="rtcloud-rpyc", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.start, name="rtcloud-rpyc", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

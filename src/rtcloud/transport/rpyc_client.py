@@ -37,7 +37,11 @@ def connect_from_info_file(path: Path, rpyc_timeout: float) -> ServerConnection 
     """Connect to the server described by ``path``; None when that server is not running."""
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-        host, port, secret = str(info["host"]), int(info["rpycPort"]), bytes.fromhex(info["secret"])
+        host, port, secret = (
+            str(info["host"]),
+            int(info["rpycPort"]),
+            bytes.fromhex(info["secret"]),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
@@ -111,7 +115,11 @@ class ServerConnection:
             hop2: float | None = float(rpc_timeout)
         else:
             wait = max(self.rpyc_timeout, method_wait + DEADLINE_MARGIN)
-            hop2 = None if remote_timeout is None else max(remote_timeout, method_wait + DEADLINE_MARGIN)
+            hop2 = (
+                None
+                if remote_timeout is None
+                else max(remote_timeout, method_wait + DEADLINE_MARGIN)
+            )
         conn = self._conn()
         try:
             pending = rpyc.async_(conn.root.call)(interface, method, payload, hop2)

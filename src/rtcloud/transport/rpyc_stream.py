@@ -44,7 +44,7 @@ class FastSocketStream(SocketStream):  # type: ignore[misc]
         while got < count:
             try:
                 n = self.sock.recv_into(view[got:], min(count - got, 4 << 20))
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except InterruptedError:
                 continue

@@ -18,7 +18,13 @@ from pathlib import Path
 from rtcloud.imaging.dicom import file_is_complete_dicom
 from rtcloud.utils import natural_sort_key
 
-__all__ = ["CompletenessCheck", "is_dicom_name", "make_completeness_check", "matches", "sort_paths"]
+__all__ = [
+    "CompletenessCheck",
+    "is_dicom_name",
+    "make_completeness_check",
+    "matches",
+    "sort_paths",
+]
 
 CompletenessCheck = Callable[[Path], bool]
 

@@ -51,7 +51,7 @@ EVENT_BACKSTOP = 0.25
 POLL_INTERVAL = 0.05
 
 
-class _Handler(FileSystemEventHandler):  # type: ignore[misc]
+class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: FileWatcher) -> None:
         self._watcher = watcher
 
@@ -120,7 +120,9 @@ class FileWatcher:
                     raise
                 logger.warning(
                     "file events unavailable for %s (%s); checking every %.0f ms instead",
-                    self.directory, exc, 1000 * POLL_INTERVAL,
+                    self.directory,
+                    exc,
+                    1000 * POLL_INTERVAL,
                 )
                 self.polling = True
         self.poll_interval = poll_interval or (POLL_INTERVAL if self.polling else EVENT_BACKSTOP)
@@ -143,7 +145,10 @@ class FileWatcher:
             key = str(self.directory / name)
             if self._close_events:
                 with self._writes_lock:
-                    if isinstance(event, (FileCreatedEvent, FileModifiedEvent)) and raw == event.src_path:
+                    if (
+                        isinstance(event, (FileCreatedEvent, FileModifiedEvent))
+                        and raw == event.src_path
+                    ):
                         self._open_writes.add(key)
                     elif isinstance(event, (FileClosedEvent, FileMovedEvent)):
                         self._open_writes.discard(key)
@@ -191,9 +196,7 @@ class FileWatcher:
             return self.directory / raw
         parent = Path(os.path.realpath(os.path.dirname(raw)))
         if os.path.normcase(str(parent)) != os.path.normcase(str(self.directory)):
-            raise ValidationError(
-                f"{raw!r} is not in the watched folder {str(self.directory)!r}"
-            )
+            raise ValidationError(f"{raw!r} is not in the watched folder {str(self.directory)!r}")
         return self.directory / os.path.basename(raw)
 
     def wait_for_file(self, path_or_name: str | os.PathLike[str], timeout: float) -> Path:
