@@ -154,7 +154,7 @@ class CallTimeout(RpcError, TimeoutError):
     """A remote call's deadline passed before its result arrived."""
 
 
-class CallCancelled(RpcError):
+class CallCancelled(RpcError):  # noqa: N818 (named like CallTimeout)
     """The caller cancelled a remote call before its result arrived."""
 
 
@@ -164,9 +164,7 @@ class RemoteCallError(RpcError):
     ``remote_type`` is the peer's type name and ``remote_traceback`` its traceback text.
     """
 
-    def __init__(
-        self, message: str, *, remote_type: str = "", remote_traceback: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, remote_type: str = "", remote_traceback: str = "") -> None:
         super().__init__(message)
         self.remote_type = remote_type
         self.remote_traceback = remote_traceback

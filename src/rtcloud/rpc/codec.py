@@ -268,16 +268,25 @@ def _dicom_bytes(ds: Any) -> bytes:
 
     buffer = io.BytesIO()
     try:
-        if int(pydicom.__version__.split(".")[0]) >= 3:
-            pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
-        else:  # pragma: no cover - pydicom 2.x
+        if int(pydicom.__version__.split(".")[0]) < 3:  # pragma: no cover - pydicom 2.x
             pydicom.dcmwrite(buffer, ds, write_like_original=True)
+        elif _has_encoding(ds):
+            pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
+        else:  # built in memory without file meta: explicit VR little endian, the default
+            pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True)
     except Exception as exc:
         raise SerializationError(
             f"this pydicom Dataset cannot be written as DICOM ({exc}); give it a file_meta "
             "with a TransferSyntaxUID, or send the file's bytes instead"
         ) from exc
     return buffer.getvalue()
+
+
+def _has_encoding(ds: Any) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return True
+    return getattr(ds, "original_encoding", (None, None))[0] is not None
 
 
 def _type_name(v: Any) -> str:
@@ -355,7 +364,9 @@ class _Decoder:
 
     def take(self, index: Any) -> Sequence[Buffer]:
         if type(index) is not int or not 0 <= index < len(self.buffers):
-            raise ProtocolError(f"value refers to out-of-band buffer {index!r}, which was not sent")
+            raise ProtocolError(
+                f"value refers to out-of-band buffer {index!r}, which was not sent"
+            )
         if index in self.used:
             raise ProtocolError(f"value refers to out-of-band buffer {index} twice")
         self.used.add(index)
@@ -402,7 +413,7 @@ def _pairs(d: _Decoder, data: bytes) -> Any:
     flat = d.items(data)
     if len(flat) % 2:
         raise ProtocolError("malformed dict value (odd number of keys and values)")
-    return dict(zip(flat[::2], flat[1::2]))
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _structdict(d: _Decoder, data: bytes) -> Any:
@@ -536,9 +547,7 @@ def decode_parts(
     return value
 
 
-def decode(
-    data: Buffer, *, max_size: int = MAX_MESSAGE_SIZE, max_depth: int = MAX_DEPTH
-) -> Any:
+def decode(data: Buffer, *, max_size: int = MAX_MESSAGE_SIZE, max_depth: int = MAX_DEPTH) -> Any:
     """The value :func:`encode` put in ``data``.
 
     Raises:

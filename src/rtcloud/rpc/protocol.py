@@ -1,0 +1,716 @@
+"""RpcConnection: the RPC protocol as a state machine without I/O (the Sans-I/O model).
+
+A transport (the server's async WebSocket endpoint, a service's sync client, a test) owns
+the socket, the clock and the threads; it drives one :class:`RpcConnection` per link:
+
+- **inputs**: :meth:`~RpcConnection.receive_frame` for each binary frame received;
+  :meth:`~RpcConnection.fail_all` when the link is lost;
+- **commands**: :meth:`~RpcConnection.call`, :meth:`~RpcConnection.send_result`,
+  :meth:`~RpcConnection.send_error`, :meth:`~RpcConnection.cancel`,
+  :meth:`~RpcConnection.expire`, :meth:`~RpcConnection.ping`, :meth:`~RpcConnection.close`;
+- **outputs**: :meth:`~RpcConnection.events_received` (what happened) and
+  :meth:`~RpcConnection.next_frame` / :meth:`~RpcConnection.frames_to_send` (what to write).
+
+Either side may call the other. Every call made with :meth:`~RpcConnection.call` ends with
+exactly one :class:`CallResult` or :class:`CallFailed` event: the reply, a cancel or
+timeout, or the link failing (:meth:`~RpcConnection.fail_all` fails every pending call at
+once with :class:`~rtcloud.errors.ServiceUnavailableError`).
+
+Sending is pull-based. Small messages wait in one queue; messages larger than a chunk, or
+holding large binary values, become streams cut into chunks of ``Limits.chunk_size``
+bytes, taken round-robin and only when the transport asks for the next frame (payload
+buffers are sliced lazily, never copied up front). Small messages go first, but after
+about one chunk's worth of them a waiting stream gets a chunk, so neither starves: a
+``setResult`` queued behind a 100 MB ``getFile`` leaves after at most one chunk.
+
+Deadlines are data: a call carries the seconds left when it was sent; the protocol has no
+clock. The transport keeps the timers and calls :meth:`~RpcConnection.expire` when one
+fires; the callee's transport sees ``IncomingCall.deadline_s`` and may stop waiting then.
+
+The object is not thread-safe: a transport serializes access (one lock or one loop).
+
+Pure module: no sockets, threads or clocks; it never imports asyncio, socket, threading,
+time, rpyc, starlette or websockets.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtcloud.errors import (
+    CallCancelled,
+    CallTimeout,
+    ProtocolError,
+    SerializationError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+from rtcloud.rpc.messages import (
+    PROTOCOL_VERSION,
+    Abort,
+    Begin,
+    Call,
+    Cancel,
+    Chunk,
+    Error,
+    Hello,
+    Limits,
+    Message,
+    Ping,
+    Pong,
+    Result,
+    Undecodable,
+    decode_frame,
+    decode_message,
+    encode_frame,
+    encode_message,
+    error_to_message,
+    message_to_exception,
+)
+
+__all__ = [
+    "CallFailed",
+    "CallResult",
+    "Event",
+    "HelloReceived",
+    "IncomingCall",
+    "IncomingCallCancelled",
+    "Limits",
+    "PingReceived",
+    "PongReceived",
+    "RpcConnection",
+    "State",
+    "error_to_message",
+    "message_to_exception",
+]
+
+_MAX_NAME = 256
+
+
+class State(enum.IntEnum):
+    """Connection state: OPEN, CLOSING (no new calls either way), CLOSED (link gone)."""
+
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+# ---------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class HelloReceived:
+    """The peer introduced itself (always the first event)."""
+
+    name: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """The peer calls ``interface.method(*args, **kwargs)``; answer with send_result/error.
+
+    ``deadline_s``: seconds the caller had left when it sent the call (None: no deadline).
+    """
+
+    call_id: int
+    interface: str
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    deadline_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """One of our calls returned ``value``."""
+
+    call_id: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    """One of our calls failed: raise ``exception`` to the caller."""
+
+    call_id: int
+    exception: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCallCancelled:
+    """The peer cancelled one of its calls to us (or the link was lost): drop its result."""
+
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingReceived:
+    """The peer pinged us; the pong is already queued."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    """The peer answered our ping ``nonce``."""
+
+    nonce: int
+
+
+Event = (
+    HelloReceived
+    | IncomingCall
+    | CallResult
+    | CallFailed
+    | IncomingCallCancelled
+    | PingReceived
+    | PongReceived
+)
+
+
+# ---------------------------------------------------------------------------------- streams
+
+
+@dataclass(slots=True)
+class _Pending:
+    interface: str
+    method: str
+    deadline_s: float | None
+
+
+class _OutStream:
+    """A message being sent in chunks: a begin frame, then its parts sliced lazily."""
+
+    __slots__ = ("begun", "key", "offset", "part", "parts", "seq", "stream_id")
+
+    def __init__(self, stream_id: int, key: tuple[str, int] | None, parts: list[memoryview]):
+        self.stream_id = stream_id
+        self.key = key
+        self.parts = parts
+        self.part = 0
+        self.offset = 0
+        self.seq = 0
+        self.begun = False
+
+    @property
+    def done(self) -> bool:
+        return self.part >= len(self.parts)
+
+    def next_frame(self, chunk_size: int) -> bytes:
+        if not self.begun:
+            self.begun = True
+            return encode_frame(Begin(self.stream_id, tuple(len(p) for p in self.parts)))
+        view = self.parts[self.part]
+        end = min(self.offset + chunk_size, len(view))
+        frame = encode_frame(Chunk(self.stream_id, self.seq, view[self.offset : end]))
+        self.seq += 1
+        if end >= len(view):
+            self.parts[self.part] = memoryview(b"")  # let a sent buffer go early
+            self.part += 1
+            self.offset = 0
+        else:
+            self.offset = end
+        return frame
+
+
+class _InStream:
+    """A message being received in chunks; keeps the pieces until the last one arrives."""
+
+    __slots__ = ("filled", "lengths", "part", "pieces", "seq", "size")
+
+    def __init__(self, lengths: tuple[int, ...]) -> None:
+        self.lengths = lengths
+        self.size = sum(lengths)
+        self.pieces: list[list[bytes]] = [[] for _ in lengths]
+        self.part = 0
+        self.filled = 0
+        self.seq = 0
+
+
+# ---------------------------------------------------------------------------------- connection
+
+
+class RpcConnection:
+    """One end of an RPC link (see the module docstring for how a transport drives it).
+
+    Args:
+        name: this side's name, sent to the peer in the hello message (for its logs).
+        limits: sizes and counts accepted and used when sending.
+        logger: where to log state changes (DEBUG) and dropped replies.
+    """
+
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        limits: Limits | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.limits = limits if limits is not None else Limits()
+        self.logger = logger if logger is not None else logging.getLogger(__name__)
+        self._state = State.OPEN
+        self._close_reason = ""
+        self._peer: Hello | None = None
+        self._next_call_id = 1
+        self._next_stream_id = 1
+        self._next_nonce = 1
+        self._pending: dict[int, _Pending] = {}
+        self._incoming: set[int] = set()
+        self._events: list[Event] = []
+        self._small: deque[bytes] = deque()
+        self._streams: deque[_OutStream] = deque()
+        self._stream_of: dict[tuple[str, int], _OutStream] = {}
+        self._credit = self.limits.chunk_size
+        self._partial: dict[int, _InStream] = {}
+        self._in_flight = 0
+        self._queue(Hello(PROTOCOL_VERSION, name[:_MAX_NAME]))
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def _set_state(self, state: State) -> None:
+        self.logger.debug("rpc connection %s: %s -> %s", self.name, self._state.name, state.name)
+        self._state = state
+
+    @property
+    def peer_name(self) -> str | None:
+        """The name the peer gave in its hello (None until it arrived)."""
+        return None if self._peer is None else self._peer.name
+
+    @property
+    def pending_calls(self) -> frozenset[int]:
+        """Ids of our calls still waiting for a reply."""
+        return frozenset(self._pending)
+
+    @property
+    def incoming_calls(self) -> frozenset[int]:
+        """Ids of the peer's calls we have not answered yet."""
+        return frozenset(self._incoming)
+
+    def close_expected(self) -> bool:
+        """True when the transport may close the link: closing, nothing pending or queued."""
+        return self._state is State.CLOSED or (
+            self._state is State.CLOSING
+            and not self._pending
+            and not self._incoming
+            and not self.has_frames_to_send()
+        )
+
+    # ------------------------------------------------------------------ commands
+
+    def call(
+        self,
+        interface: str,
+        method: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        deadline_s: float | None = None,
+    ) -> int:
+        """Queue a call to the peer and return its call id.
+
+        Raises:
+            ServiceUnavailableError: the connection is closing or closed.
+            SerializationError: an argument cannot be sent.
+            ValidationError: an empty or overlong name, or a negative or non-finite deadline.
+        """
+        if self._state is not State.OPEN:
+            raise ServiceUnavailableError(
+                f"{interface}.{method}: the connection is {self._state.name.lower()}"
+                + (f" ({self._close_reason})" if self._close_reason else "")
+            )
+        for what, name in (("interface", interface), ("method", method)):
+            if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME:
+                raise ValidationError(f"{what} name must be 1 to {_MAX_NAME} characters: {name!r}")
+        if deadline_s is not None:
+            if (
+                isinstance(deadline_s, bool)
+                or not isinstance(deadline_s, (int, float))
+                or not (math.isfinite(deadline_s) and deadline_s >= 0)
+            ):
+                raise ValidationError(
+                    f"deadline_s must be None or seconds >= 0, not {deadline_s!r}"
+                )
+            deadline_s = float(deadline_s)
+        kw = dict(kwargs or {})
+        if not all(isinstance(k, str) for k in kw):
+            raise SerializationError("keyword argument names must be strings")
+        call_id = self._next_call_id
+        self._queue(
+            Call(call_id, interface, method, tuple(args), kw, deadline_s), ("call", call_id)
+        )
+        self._next_call_id += 1
+        self._pending[call_id] = _Pending(interface, method, deadline_s)
+        return call_id
+
+    def send_result(self, call_id: int, value: Any) -> bool:
+        """Queue the result of the peer's call ``call_id``.
+
+        Returns False (and sends nothing) when that call is not waiting for a reply: it was
+        cancelled, already answered, or the link is gone. A value that cannot be sent is
+        replaced by an error reply saying why.
+        """
+        if call_id not in self._incoming or self._state is State.CLOSED:
+            return False
+        self._incoming.discard(call_id)
+        try:
+            self._queue(Result(call_id, value), ("reply", call_id))
+        except SerializationError as exc:
+            self.logger.warning("the result of call %d cannot be sent: %s", call_id, exc)
+            self._queue(Error.from_exception(call_id, exc))
+        return True
+
+    def send_error(self, call_id: int, exc: BaseException) -> bool:
+        """Queue ``exc`` as the reply to the peer's call ``call_id`` (False: not waiting)."""
+        if call_id not in self._incoming or self._state is State.CLOSED:
+            return False
+        self._incoming.discard(call_id)
+        self._queue(Error.from_exception(call_id, exc))
+        return True
+
+    def reply(self, message: Result | Error) -> bool:
+        """Queue a Result or Error made elsewhere (e.g. by a Dispatcher); False: not waiting."""
+        if isinstance(message, Result):
+            return self.send_result(message.call_id, message.value)
+        if message.call_id not in self._incoming or self._state is State.CLOSED:
+            return False
+        self._incoming.discard(message.call_id)
+        self._queue(message)
+        return True
+
+    def cancel(self, call_id: int, reason: Exception | None = None) -> bool:
+        """Give up on our call ``call_id``: tell the peer, and fail it with ``reason``.
+
+        The call ends with a :class:`CallFailed` event carrying ``reason`` (default
+        :class:`~rtcloud.errors.CallCancelled`); a reply arriving later is ignored.
+        Returns False when the call is not pending.
+        """
+        info = self._pending.pop(call_id, None)
+        if info is None:
+            return False
+        stream = self._stream_of.pop(("call", call_id), None)
+        if stream is not None:
+            self._drop_stream(stream)  # the peer never sees a call whose stream is aborted
+        else:
+            self._queue(Cancel(call_id))
+        if reason is None:
+            reason = CallCancelled(f"{info.interface}.{info.method} was cancelled")
+        self._events.append(CallFailed(call_id, reason))
+        return True
+
+    def expire(self, call_id: int, waited_s: float | None = None) -> bool:
+        """Cancel our call ``call_id`` because its deadline passed: CallFailed(CallTimeout).
+
+        ``waited_s`` (for the message) defaults to the call's own deadline.
+        """
+        info = self._pending.get(call_id)
+        if info is None:
+            return False
+        waited = waited_s if waited_s is not None else info.deadline_s
+        within = f"within {waited:g} s" if waited is not None else "before its deadline"
+        return self.cancel(
+            call_id,
+            CallTimeout(
+                f"{info.interface}.{info.method}: no result {within}; the service may be busy "
+                "or stuck (pass rpc_timeout=SECONDS for calls that need longer)"
+            ),
+        )
+
+    def ping(self) -> int:
+        """Queue a keepalive ping and return its nonce (the PongReceived event echoes it)."""
+        if self._state is State.CLOSED:
+            raise ServiceUnavailableError(
+                f"cannot ping: the connection is closed ({self._close_reason})"
+            )
+        nonce = self._next_nonce
+        self._next_nonce += 1
+        self._queue(Ping(nonce))
+        return nonce
+
+    def close(self) -> None:
+        """Stop accepting new calls either way; pending ones may still finish.
+
+        When :meth:`close_expected` turns true the transport closes the link and calls
+        :meth:`fail_all`.
+        """
+        if self._state is State.OPEN:
+            self._set_state(State.CLOSING)
+            self._close_reason = "closing"
+
+    def fail_all(self, reason: str = "the connection to the peer was lost") -> None:
+        """The link is gone: fail every pending call at once and drop all queued data.
+
+        Each of our pending calls gets a CallFailed event with
+        :class:`~rtcloud.errors.ServiceUnavailableError` (``reason`` in its message); each
+        of the peer's unanswered calls gets an IncomingCallCancelled event. Idempotent.
+        """
+        if self._state is State.CLOSED:
+            return
+        self._set_state(State.CLOSED)
+        self._close_reason = reason
+        for call_id, info in self._pending.items():
+            exc = ServiceUnavailableError(f"{info.interface}.{info.method}: {reason}")
+            self._events.append(CallFailed(call_id, exc))
+        for call_id in sorted(self._incoming):
+            self._events.append(IncomingCallCancelled(call_id))
+        self._pending.clear()
+        self._incoming.clear()
+        self._small.clear()
+        self._streams.clear()
+        self._stream_of.clear()
+        self._partial.clear()
+        self._in_flight = 0
+
+    # ------------------------------------------------------------------ sending
+
+    def _queue(self, message: Message, key: tuple[str, int] | None = None) -> None:
+        envelope, buffers = encode_message(message, self.limits)
+        size = len(envelope) + sum(len(b) for b in buffers)
+        if size > self.limits.max_message_size:
+            raise SerializationError(
+                f"a message of {size} bytes is larger than the limit of "
+                f"{self.limits.max_message_size} bytes; send the data in several calls"
+            )
+        if not buffers and len(envelope) <= self.limits.chunk_size:
+            self._small.append(envelope)
+            return
+        stream = _OutStream(self._next_stream_id, key, [memoryview(envelope), *buffers])
+        self._next_stream_id += 1
+        self._streams.append(stream)
+        if key is not None:
+            self._stream_of[key] = stream
+
+    def _drop_stream(self, stream: _OutStream) -> None:
+        try:
+            self._streams.remove(stream)
+        except ValueError:
+            return  # already fully sent
+        if stream.begun:
+            self._small.append(encode_frame(Abort(stream.stream_id)))
+
+    def has_frames_to_send(self) -> bool:
+        return bool(self._small or self._streams)
+
+    def next_frame(self) -> bytes | None:
+        """The next frame to write, or None when nothing is queued.
+
+        Pull one frame at a time to apply backpressure: chunks of large messages are only
+        made when asked for.
+        """
+        if self._small and (self._credit > 0 or not self._streams):
+            frame = self._small.popleft()
+            self._credit -= len(frame)
+            return frame
+        if self._streams:
+            stream = self._streams.popleft()
+            frame = stream.next_frame(self.limits.chunk_size)
+            if stream.done:
+                if stream.key is not None:
+                    self._stream_of.pop(stream.key, None)
+            else:
+                self._streams.append(stream)
+            self._credit = self.limits.chunk_size
+            return frame
+        return None
+
+    def frames_to_send(self) -> list[bytes]:
+        """Every queued frame (all chunks of large messages too); prefer :meth:`next_frame`."""
+        frames = []
+        while (frame := self.next_frame()) is not None:
+            frames.append(frame)
+        return frames
+
+    # ------------------------------------------------------------------ receiving
+
+    def events_received(self) -> list[Event]:
+        """Events since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def receive_frame(self, data: bytes | bytearray | memoryview) -> None:
+        """Process one frame received from the peer (ignored once the connection is closed).
+
+        Raises:
+            ProtocolError: the peer broke the protocol. The connection is then CLOSED and
+                every pending call has failed (see :meth:`fail_all`); close the link.
+        """
+        if self._state is State.CLOSED:
+            return
+        try:
+            self._receive(data)
+        except ProtocolError as exc:
+            self.fail_all(f"the link was dropped because the peer sent an invalid message ({exc})")
+            raise
+
+    def _receive(self, data: bytes | bytearray | memoryview) -> None:
+        frame = decode_frame(data, self.limits)
+        if self._peer is None and not isinstance(frame, Hello):
+            raise ProtocolError(
+                "the peer did not start with a hello message; is it an rtcloud peer of the "
+                "same version?"
+            )
+        if isinstance(frame, Chunk):
+            self._on_chunk(frame)
+        elif isinstance(frame, Begin):
+            self._on_begin(frame)
+        elif isinstance(frame, Abort):
+            stream = self._partial.pop(frame.stream_id, None)
+            if stream is not None:
+                self._in_flight -= stream.size
+        else:
+            self._on_message(frame)
+
+    def _on_begin(self, begin: Begin) -> None:
+        limits = self.limits
+        if begin.stream_id in self._partial:
+            raise ProtocolError(f"stream {begin.stream_id} was begun twice")
+        if len(self._partial) >= limits.max_partial_messages:
+            raise ProtocolError(
+                f"more than {limits.max_partial_messages} messages are being sent at once"
+            )
+        size = sum(begin.lengths)
+        if size > limits.max_message_size:
+            raise ProtocolError(
+                f"a message of {size} bytes is larger than the limit of "
+                f"{limits.max_message_size} bytes"
+            )
+        if self._in_flight + size > limits.max_bytes_in_flight:
+            raise ProtocolError(
+                f"messages in progress would hold {self._in_flight + size} bytes, over the "
+                f"limit of {limits.max_bytes_in_flight}"
+            )
+        self._partial[begin.stream_id] = _InStream(begin.lengths)
+        self._in_flight += size
+
+    def _on_chunk(self, chunk: Chunk) -> None:
+        stream = self._partial.get(chunk.stream_id)
+        if stream is None:
+            raise ProtocolError(f"chunk for stream {chunk.stream_id}, which was not begun")
+        if chunk.seq != stream.seq:
+            raise ProtocolError(
+                f"chunk {chunk.seq} of stream {chunk.stream_id} arrived out of order or twice "
+                f"(expected chunk {stream.seq})"
+            )
+        size = len(chunk.data)
+        room = stream.lengths[stream.part] - stream.filled
+        if not 0 < size <= room:
+            raise ProtocolError(
+                f"chunk {chunk.seq} of stream {chunk.stream_id} holds {size} bytes where "
+                f"1 to {room} were expected"
+            )
+        stream.pieces[stream.part].append(bytes(chunk.data))
+        stream.filled += size
+        stream.seq += 1
+        if stream.filled == stream.lengths[stream.part]:
+            stream.part += 1
+            stream.filled = 0
+        if stream.part < len(stream.lengths):
+            return
+        del self._partial[chunk.stream_id]
+        self._in_flight -= stream.size
+        head = stream.pieces[0]
+        envelope = head[0] if len(head) == 1 else b"".join(head)
+        self._on_message(decode_message(envelope, stream.pieces[1:], self.limits))
+
+    def _on_message(self, message: Message | Undecodable) -> None:
+        if isinstance(message, Hello):
+            self._on_hello(message)
+        elif isinstance(message, Call):
+            self._on_call(message)
+        elif isinstance(message, Result):
+            if self._pending.pop(message.call_id, None) is not None:
+                self._events.append(CallResult(message.call_id, message.value))
+            else:
+                self.logger.debug("dropped the result of call %d (not pending)", message.call_id)
+        elif isinstance(message, Error):
+            if self._pending.pop(message.call_id, None) is not None:
+                self._events.append(CallFailed(message.call_id, message_to_exception(message)))
+            else:
+                self.logger.debug("dropped the error of call %d (not pending)", message.call_id)
+        elif isinstance(message, Cancel):
+            self._on_cancel(message.call_id)
+        elif isinstance(message, Ping):
+            if self._state is not State.CLOSED:
+                self._queue(Pong(message.nonce))
+            self._events.append(PingReceived(message.nonce))
+        elif isinstance(message, Pong):
+            self._events.append(PongReceived(message.nonce))
+        else:
+            self._on_undecodable(message)
+
+    def _on_hello(self, hello: Hello) -> None:
+        if self._peer is not None:
+            raise ProtocolError("the peer sent a second hello message")
+        if hello.version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"the peer speaks version {hello.version} of the rtcloud RPC protocol and this "
+                f"side version {PROTOCOL_VERSION}; install the same rtcloud version on both "
+                "computers"
+            )
+        self._peer = hello
+        self._events.append(HelloReceived(hello.name, hello.version))
+
+    def _accept_call(self, call_id: int, what: str) -> bool:
+        """Register the peer's call, or answer it with an error when it cannot be taken."""
+        if call_id in self._incoming:
+            raise ProtocolError(f"call id {call_id} is already in progress")
+        if self._state is not State.OPEN:
+            refusal: Exception = ServiceUnavailableError(
+                f"{what}: the other side is shutting down and takes no new calls"
+            )
+        elif len(self._incoming) >= self.limits.max_incoming_calls:
+            refusal = ServiceUnavailableError(
+                f"{what}: {len(self._incoming)} calls are already in progress; try again later"
+            )
+        else:
+            self._incoming.add(call_id)
+            return True
+        self._queue(Error.from_exception(call_id, refusal))
+        return False
+
+    def _on_call(self, call: Call) -> None:
+        if self._accept_call(call.call_id, f"{call.interface}.{call.method}"):
+            self._events.append(
+                IncomingCall(
+                    call.call_id,
+                    call.interface,
+                    call.method,
+                    call.args,
+                    call.kwargs,
+                    call.deadline_s,
+                )
+            )
+
+    def _on_cancel(self, call_id: int) -> None:
+        stream = self._stream_of.pop(("reply", call_id), None)
+        if stream is not None:
+            self._drop_stream(stream)
+        if call_id in self._incoming:
+            self._incoming.discard(call_id)
+            self._events.append(IncomingCallCancelled(call_id))
+
+    def _on_undecodable(self, message: Undecodable) -> None:
+        if message.kind == "call":
+            what = f"{message.interface}.{message.method}"
+            if self._accept_call(message.call_id, what):
+                self.send_error(
+                    message.call_id,
+                    ProtocolError(f"{what}: the arguments could not be decoded: {message.error}"),
+                )
+            return
+        info = self._pending.pop(message.call_id, None)
+        if info is not None:
+            exc = ProtocolError(
+                f"{info.interface}.{info.method}: the reply could not be decoded: {message.error}"
+            )
+            self._events.append(CallFailed(message.call_id, exc))
