@@ -110,16 +110,7 @@ def parseDicomVolume(dicomImg: Dataset, sliceDim: int) -> np.ndarray:
         )
     per_row = cols // sliceDim
     tiles = (rows // sliceDim) * per_row
-    count = tiles
-    element = dicomImg.get((0x0019, 0x100A))
-    if element is not None:
-        try:
-            value = element.value
-            count = int(
-                value if not isinstance(value, bytes) else int.from_bytes(value[:2], "little")
-            )
-        except (TypeError, ValueError):
-            count = tiles
+    count = _mosaic_count(dicomImg) or tiles
     count = max(1, min(count, tiles))
     volume = np.zeros((sliceDim, sliceDim, count))
     for index in range(count):
@@ -128,6 +119,29 @@ def parseDicomVolume(dicomImg: Dataset, sliceDim: int) -> np.ndarray:
             r * sliceDim : (r + 1) * sliceDim, c * sliceDim : (c + 1) * sliceDim
         ]
     return volume
+
+
+def _mosaic_count(ds: Dataset) -> int | None:
+    """Slices in a Siemens mosaic: private tag (0019,100a), else the CSA image header."""
+    element = ds.get((0x0019, 0x100A))
+    if element is not None:
+        value = element.value
+        try:
+            if isinstance(value, bytes):
+                return int.from_bytes(value[:2], "little")
+            return int(value)
+        except (TypeError, ValueError):
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom import csareader
+
+        try:
+            header = csareader.get_csa_header(ds)
+            count = csareader.get_n_mosaic(header) if header else None
+        except csareader.CSAError:
+            return None
+    return int(count) if count else None
 
 
 def mosaic_grid(n_slices: int) -> int:

@@ -607,7 +607,7 @@ def error_to_message(exc: BaseException) -> dict[str, Any]:
         fields = {}
         for name in _field_names(cls):
             value = getattr(exc, name, None)
-            if value is not None and _is_plain(value, 2):
+            if value not in (None, {}, []) and _is_plain(value, 2):
                 fields[name] = value
         if fields:
             record["fields"] = fields
@@ -682,7 +682,7 @@ def message_to_exception(err: Error | Mapping[str, Any]) -> Exception:
 def _rebuild(cls: type[Exception], err: Error) -> Exception:
     fields = {k: v for k, v in err.fields.items() if k in _field_names(cls)}
     attempts: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    if err.args:
+    if err.args or not err.message:
         attempts.append((err.args, fields))
     attempts += [((err.message,), fields), ((err.message,), {})]
     for args, kwargs in attempts:

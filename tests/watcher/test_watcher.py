@@ -1,0 +1,162 @@
+"""FileWatcher with real files and real timing: never early, never missed, no settle delay."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+
+import pytest
+
+from rtcloud.errors import FileWaitTimeout, ValidationError, WatchDirectoryError
+from rtcloud.imaging.dicom import dicom_is_complete
+from rtcloud.simulate.synthetic import generate_series
+from rtcloud.watcher.watcher import FileWatcher
+
+
+@pytest.fixture(scope="module")
+def volume_bytes(tmp_path_factory):
+    (path,) = generate_series(tmp_path_factory.mktemp("src"), num_volumes=1)
+    return path.read_bytes()
+
+
+def write_in_pieces(path, data, chunk=32 * 1024, pause=0.01):
+    """Write like a scanner: chunks with pauses; return the time of the last byte."""
+    with open(path, "wb") as fh:
+        for offset in range(0, len(data), chunk):
+            if offset:
+                time.sleep(pause)
+            fh.write(data[offset : offset + chunk])
+            fh.flush()
+            last = time.monotonic()
+    return last
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["events", "polling"])
+def test_file_written_in_pieces_is_delivered_whole_and_quickly(tmp_path, volume_bytes, polling):
+    latencies = []
+    with FileWatcher(tmp_path, "*.dcm", 1000, polling=polling) as watcher:
+        for i in range(5):
+            path = tmp_path / f"vol{i}.dcm"
+            done = {}
+
+            def writer(path=path, done=done):
+                done["t"] = write_in_pieces(path, volume_bytes)
+
+            thread = threading.Thread(target=writer)
+            thread.start()
+            found = watcher.wait_for_file(path.name, timeout=10)
+            delivered = time.monotonic()
+            data = found.read_bytes()
+            thread.join()
+            assert data == volume_bytes, "delivered before the last byte was written"
+            latencies.append(delivered - done["t"])
+    median = statistics.median(latencies)
+    print(
+        f"{'polling' if polling else 'events'}: median delivery {median * 1000:.1f} ms after last byte"
+    )
+    assert median < (0.15 if polling else 0.05)
+
+
+def test_renamed_and_preexisting_files(tmp_path, volume_bytes):
+    (tmp_path / "already.dcm").write_bytes(volume_bytes)
+    with FileWatcher(tmp_path, "*.dcm") as watcher:
+        start = time.monotonic()
+        assert watcher.wait_for_file("already.dcm", timeout=5).name == "already.dcm"
+        assert time.monotonic() - start < 0.1
+
+        def rename_in():
+            time.sleep(0.2)
+            temp = tmp_path / ".incoming.tmp"
+            temp.write_bytes(volume_bytes)
+            os.replace(temp, tmp_path / "renamed.dcm")
+
+        thread = threading.Thread(target=rename_in)
+        thread.start()
+        found = watcher.wait_for_file(str(tmp_path / "renamed.dcm"), timeout=5)
+        thread.join()
+        assert found.read_bytes() == volume_bytes
+
+
+def test_timeout_names_file_time_and_size(tmp_path):
+    (tmp_path / "small.dcm").write_bytes(b"x" * 10)
+    with FileWatcher(tmp_path, "*.dcm", min_file_size=1000) as watcher:
+        with pytest.raises(TimeoutError) as info:
+            watcher.wait_for_file("small.dcm", timeout=0.3)
+        assert isinstance(info.value, FileWaitTimeout)
+        message = str(info.value)
+        assert "small.dcm" in message and "0.3" in message and "minFileSize=1000" in message
+        with pytest.raises(FileWaitTimeout, match="does not exist yet"):
+            watcher.wait_for_file("never.dcm", timeout=0.1)
+        with pytest.raises(ValidationError, match="not in the watched folder"):
+            watcher.wait_for_file("/elsewhere/x.dcm", timeout=0.1)
+
+
+def test_half_written_dicom_of_the_right_size_is_not_complete(tmp_path, volume_bytes):
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(volume_bytes[: len(volume_bytes) // 2])
+    assert not dicom_is_complete(path.read_bytes())
+    with FileWatcher(tmp_path, "*.dcm", min_file_size=10) as watcher:
+        with pytest.raises(FileWaitTimeout, match="not a complete image"):
+            watcher.wait_for_file("cut.dcm", timeout=0.3)
+
+
+def test_many_waiters_at_once(tmp_path, volume_bytes):
+    results = {}
+    with FileWatcher(tmp_path, "*.dcm") as watcher:
+
+        def wait(name):
+            results[name] = watcher.wait_for_file(name, timeout=10)
+
+        threads = [threading.Thread(target=wait, args=(f"f{i}.dcm",)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for i in reversed(range(6)):
+            (tmp_path / f"f{i}.dcm").write_bytes(volume_bytes)
+        for t in threads:
+            t.join(10)
+    assert sorted(results) == [f"f{i}.dcm" for i in range(6)]
+
+
+def test_wait_until_and_natural_order(tmp_path):
+    with FileWatcher(tmp_path, "samp*.txt") as watcher:
+        for name in ("samp10.txt", "samp2.txt", "samp1.txt", "other.txt"):
+            (tmp_path / name).write_text("x")
+        assert [p.name for p in watcher.list_matching()] == [
+            "samp1.txt",
+            "samp2.txt",
+            "samp10.txt",
+        ]
+
+        def third():
+            files = watcher.list_matching()
+            return files[3] if len(files) > 3 else None
+
+        threading.Timer(0.2, lambda: (tmp_path / "samp11.txt").write_text("y")).start()
+        assert watcher.wait_until(third, 5, "fourth file").name == "samp11.txt"
+
+
+def test_missing_folder_and_prompt_close(tmp_path):
+    with pytest.raises(WatchDirectoryError, match="no such folder"):
+        FileWatcher(tmp_path / "nope")
+    before = set(threading.enumerate())
+    watcher = FileWatcher(tmp_path, "*.dcm")
+    errors = []
+
+    def waiter():
+        try:
+            watcher.wait_for_file("x.dcm", timeout=30)
+        except FileWaitTimeout as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.1)
+    start = time.monotonic()
+    watcher.close()
+    thread.join(5)
+    assert errors and time.monotonic() - start < 3
+    time.sleep(0.1)
+    leftover = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert leftover == []
