@@ -53,9 +53,8 @@ def test_file_written_in_pieces_is_delivered_whole_and_quickly(tmp_path, volume_
             assert data == volume_bytes, "delivered before the last byte was written"
             latencies.append(delivered - done["t"])
     median = statistics.median(latencies)
-    print(
-        f"{'polling' if polling else 'events'}: median delivery {median * 1000:.1f} ms after last byte"
-    )
+    mode = "polling" if polling else "events"
+    print(f"{mode}: median delivery {median * 1000:.1f} ms after last byte")
     assert median < (0.15 if polling else 0.05)
 
 
