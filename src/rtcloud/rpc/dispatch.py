@@ -17,7 +17,6 @@ time, rpyc, starlette or websockets.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -25,8 +24,6 @@ from rtcloud.errors import ValidationError
 from rtcloud.rpc.messages import Error, Result
 
 __all__ = ["EXPOSED_MARK", "CallLike", "Dispatcher", "error_reply", "exposed_names"]
-
-logger = logging.getLogger(__name__)
 
 #: Attribute that marks a function as callable from another process.
 EXPOSED_MARK = "__rtcloud_exposed__"
@@ -140,5 +137,4 @@ class Dispatcher:
         try:
             return Result(call.call_id, self.dispatch(call))
         except Exception as exc:
-            logger.debug("%s.%s raised %s", call.interface, call.method, type(exc).__name__)
             return error_reply(call.call_id, exc)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import inspect
 import math
-import queue
+import sys
 import traceback as _traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +55,7 @@ from rtcloud.rpc import codec
 from rtcloud.rpc.codec import Buffer
 
 __all__ = [
-    "ALLOWED_ERRORS",
+    "ALLOWED_ERROR_NAMES",
     "PROTOCOL_VERSION",
     "Abort",
     "Begin",
@@ -71,6 +71,7 @@ __all__ = [
     "Pong",
     "Result",
     "Undecodable",
+    "allowed_error",
     "decode_frame",
     "decode_message",
     "encode_frame",
@@ -536,7 +537,6 @@ def _allowed_errors() -> dict[str, type[Exception]]:
         ZeroDivisionError,
     ):
         table[cls.__name__] = cls
-    table["queue.Empty"] = queue.Empty  # SubjectInterface.dequeueResult without a result
     for name in _errors.__all__:
         obj = getattr(_errors, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
@@ -544,14 +544,38 @@ def _allowed_errors() -> dict[str, type[Exception]]:
     return table
 
 
-#: Error types re-created as themselves on the receiving side, by wire name.
-ALLOWED_ERRORS: Mapping[str, type[Exception]] = _allowed_errors()
-_WIRE_NAMES = {cls: name for name, cls in ALLOWED_ERRORS.items()}
+_EAGER_ALLOWED = _allowed_errors()
+_WIRE_NAMES: dict[type, str] = {cls: name for name, cls in _EAGER_ALLOWED.items()}
+# ``queue.Empty`` (SubjectInterface.dequeueResult without a result) is resolved on first
+# use: importing queue loads threading, which this package must not import.
+_QUEUE_EMPTY = "queue.Empty"
+#: Wire names of the error types re-created as themselves on the receiving side.
+ALLOWED_ERROR_NAMES: frozenset[str] = frozenset([*_EAGER_ALLOWED, _QUEUE_EMPTY])
 _REMOTE_SUBCLASSES: dict[str, type[RemoteCallError]] = {}
 
 
+def allowed_error(name: str) -> type[Exception] | None:
+    """The error type sent under wire name ``name`` if it is allow-listed, else None."""
+    cls = _EAGER_ALLOWED.get(name)
+    if cls is None and name == _QUEUE_EMPTY:
+        import queue
+
+        cls = queue.Empty
+    return cls
+
+
+def _allowed_name(cls: type) -> str | None:
+    """The wire name of an allow-listed class, or None."""
+    name = _WIRE_NAMES.get(cls)
+    if name is None and cls.__name__ == "Empty":
+        queue = sys.modules.get("queue")
+        if queue is not None and cls is queue.Empty:
+            return _QUEUE_EMPTY
+    return name
+
+
 def _wire_name(cls: type[BaseException]) -> str:
-    name = _WIRE_NAMES.get(cls)  # type: ignore[arg-type]
+    name = _allowed_name(cls)
     if name is not None:
         return name
     if cls.__module__ == "builtins":
@@ -594,7 +618,7 @@ def error_to_message(exc: BaseException) -> dict[str, Any]:
         "message": _clip(message),
         "traceback": _clip(tb, keep_end=True),
     }
-    if cls in _WIRE_NAMES:
+    if _allowed_name(cls) is not None:
         args = list(exc.args)
         if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:
             args = [exc.errno, exc.strerror, exc.filename]  # args alone lose the file name
@@ -612,15 +636,14 @@ def error_to_message(exc: BaseException) -> dict[str, Any]:
         if fields:
             record["fields"] = fields
     else:
-        bases = [_WIRE_NAMES[b] for b in cls.__mro__ if b in _WIRE_NAMES]
-        if bases:
-            record["bases"] = bases[:1]
+        base = next((n for b in cls.__mro__ if (n := _allowed_name(b)) is not None), None)
+        if base is not None:
+            record["bases"] = [base]
     return record
 
 
-def _remote_subclass(base: type[Exception]) -> type[RemoteCallError]:
+def _remote_subclass(name: str, base: type[Exception]) -> type[RemoteCallError]:
     """RemoteCallError that is also ``base``, so ``except base`` catches it (cached)."""
-    name = _WIRE_NAMES[base]
     cls = _REMOTE_SUBCLASSES.get(name)
     if cls is None:
         try:
@@ -655,11 +678,14 @@ def message_to_exception(err: Error | Mapping[str, Any]) -> Exception:
             err = Error.from_record(0, err)
         except ProtocolError as bad:
             return ProtocolError(f"the peer sent a malformed error: {bad}")
-    cls = ALLOWED_ERRORS.get(err.type_name)
+    cls = allowed_error(err.type_name)
     result: Exception
     if cls is None:
-        base = next((ALLOWED_ERRORS[b] for b in err.bases if b in ALLOWED_ERRORS), None)
-        remote_cls = _remote_subclass(base) if base is not None else RemoteCallError
+        base_name = next((b for b in err.bases if b in ALLOWED_ERROR_NAMES), None)
+        base = allowed_error(base_name) if base_name is not None else None
+        remote_cls = RemoteCallError
+        if base_name is not None and base is not None:
+            remote_cls = _remote_subclass(base_name, base)
         text = f"{err.type_name}: {err.message}"
         try:
             result = remote_cls(text, remote_type=err.type_name, remote_traceback=err.traceback)

@@ -36,12 +36,11 @@ time, rpyc, starlette or websockets.
 from __future__ import annotations
 
 import enum
-import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rtcloud.errors import (
     CallCancelled,
@@ -82,6 +81,7 @@ __all__ = [
     "IncomingCall",
     "IncomingCallCancelled",
     "Limits",
+    "LoggerLike",
     "PingReceived",
     "PongReceived",
     "RpcConnection",
@@ -91,6 +91,13 @@ __all__ = [
 ]
 
 _MAX_NAME = 256
+
+
+class LoggerLike(Protocol):
+    """The part of ``logging.Logger`` (or a LoggerAdapter) the connection uses."""
+
+    def debug(self, msg: str, *args: Any) -> None: ...
+    def warning(self, msg: str, *args: Any) -> None: ...
 
 
 class State(enum.IntEnum):
@@ -243,7 +250,8 @@ class RpcConnection:
     Args:
         name: this side's name, sent to the peer in the hello message (for its logs).
         limits: sizes and counts accepted and used when sending.
-        logger: where to log state changes (DEBUG) and dropped replies.
+        logger: where to log state changes and dropped replies (DEBUG), and results that
+            cannot be sent (WARNING); default ``logging.getLogger("rtcloud.rpc.protocol")``.
     """
 
     def __init__(
@@ -251,11 +259,17 @@ class RpcConnection:
         name: str = "",
         *,
         limits: Limits | None = None,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: LoggerLike | None = None,
     ) -> None:
         self.name = name
         self.limits = limits if limits is not None else Limits()
-        self.logger = logger if logger is not None else logging.getLogger(__name__)
+        if logger is None:
+            # Imported here: the logging module loads threading, which the import-time
+            # purity check of this package forbids.
+            import logging
+
+            logger = logging.getLogger(__name__)
+        self.logger: LoggerLike = logger
         self._state = State.OPEN
         self._close_reason = ""
         self._peer: Hello | None = None
