@@ -262,7 +262,6 @@ function buildSettings(items) {
     help.appendChild(err);
     target.append(label, input, help);
   }
-  $("settings-message").textContent = "";
 }
 
 function makeInput(item) {
@@ -326,6 +325,7 @@ $("save-settings").addEventListener("click", (event) => {
 });
 $("reset-settings").addEventListener("click", (event) => {
   event.preventDefault();
+  $("settings-message").textContent = "";
   if (state.config) buildSettings(state.config.items);
 });
 $("settings-form").addEventListener("submit", (event) => event.preventDefault());

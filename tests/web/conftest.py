@@ -1,0 +1,56 @@
+"""Playwright driving Debian's chromium against a real project server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    """Where screenshots go: $RTCLOUD_SCREENSHOTS if set (to look at them), else tmp."""
+    folder = Path(os.environ.get("RTCLOUD_SCREENSHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def log_in(page, server, user="test", password="test"):
+    page.goto(server.url)
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login-submit")
+    if user == "test" and password == "test":
+        page.wait_for_selector("#ind-browser[data-state='on']")

@@ -1,0 +1,118 @@
+"""The experimenter page in a real browser: login, settings, runs, plots, stop, every tab."""
+
+from __future__ import annotations
+
+import threading
+
+import tomlkit
+from conftest import log_in
+
+from rtcloud.server.config import ServerConfig
+from rtcloud.server.server import ProjectServer
+from rtcloud.simulate.replay import replay_series
+from rtcloud.simulate.synthetic import generate_series
+
+
+def test_login_wrong_password_then_right(page, server, shots):
+    page.goto(server.url)
+    assert "/login" in page.url  # no session: redirected to the login page
+    page.screenshot(path=str(shots / "login.png"))
+    page.fill("#username", "test")
+    page.fill("#password", "wrong")
+    with page.expect_response(lambda r: r.url.endswith("/login")) as info:
+        page.click("#login-submit")
+    assert info.value.status == 401
+    assert "Wrong user name or password" in page.text_content("#login-error")
+    log_in(page, server)
+    page.wait_for_selector("#ind-browser[data-state='on']")
+    assert page.text_content("#title") == "Test study"
+    assert page.text_content("#user") == "test"
+
+
+def test_every_tab_renders(page, server, shots):
+    log_in(page, server)
+    page.wait_for_selector("#ind-browser[data-state='on']")
+    page.wait_for_selector("#setting-numVolumes", state="attached")
+    for tab in ("run", "session", "settings", "plots", "log"):
+        page.click(f"#tab-{tab}")
+        assert page.is_visible(f"#pane-{tab}")
+        page.screenshot(path=str(shots / f"tab-{tab}.png"))
+    # local services show as served inside the server
+    assert page.get_attribute("#ind-data", "data-state") == "local"
+
+
+def test_settings_are_saved_with_comments_and_bad_values_refused(page, server):
+    log_in(page, server)
+    page.click("#tab-settings")
+    page.wait_for_selector("#setting-numVolumes")
+    assert "volumes per run" in page.text_content("#pane-settings")
+    page.fill("#setting-numVolumes", "9")
+    page.click("#save-settings")
+    page.wait_for_selector("#settings-message.ok")
+    text = server.settings.path.read_text()
+    assert "numVolumes = 9 # volumes per run" in text and "# runs to process" in text
+    before = server.settings.path.read_text()
+    page.fill("#setting-numVolumes", "")
+    page.fill("#setting-subjectName", "new name")
+    page.click("#save-settings")
+    page.wait_for_selector("#settings-message.bad")
+    assert "numVolumes" in page.text_content("#settings-message")
+    assert server.settings.path.read_text() == before
+
+
+def test_stop_a_run_midway(page, server):
+    server.settings.save({"numVolumes": 2000, "pause": 0.02})
+    log_in(page, server)
+    page.wait_for_selector("#ind-browser[data-state='on']")
+    page.click("#run-button")
+    page.wait_for_selector("#user-log >> text=run 1 tr 5 ")
+    page.click("#stop-button")
+    page.wait_for_selector("#run-status[data-state='stopped']")
+    assert page.is_enabled("#run-button")
+
+
+def sample_server(tmp_path, volumes, tr):
+    """The real sample project, reading a scanner folder that a replay fills."""
+    source, scanner = tmp_path / "source", tmp_path / "scanner"
+    scanner.mkdir()
+    from rtcloud.server.config import find_project_dir
+
+    sample = find_project_dir("sample")
+    doc = tomlkit.parse((sample / "conf" / "sample.toml").read_text())
+    generate_series(source, num_volumes=volumes, tr_ms=int(tr * 1000), scan=1)
+    doc["imgDir"], doc["numVolumes"], doc["trInterval"] = str(scanner), volumes, tr
+    doc["resultsDir"] = str(tmp_path / "results")
+    config = tmp_path / "sample.toml"
+    config.write_text(tomlkit.dumps(doc))
+    server = ProjectServer(
+        ServerConfig.for_project("sample", config=config, port=0, test=True)
+    ).start_in_thread()
+    return server, source, scanner
+
+
+def test_run_the_sample_project_against_a_replayed_series(page, tmp_path, shots):
+    volumes = 5
+    server, source, scanner = sample_server(tmp_path, volumes, 0.3)
+    try:
+        log_in(page, server)
+        page.wait_for_selector("#ind-browser[data-state='on']")
+        page.fill("#run-num", "1")
+        page.fill("#scan-num", "1")
+        page.click("#run-button")
+        page.wait_for_selector("#run-status[data-state='running']")
+        replay = threading.Thread(
+            target=replay_series, args=(source, scanner), kwargs={"tr": 0.3, "mode": "pieces"}
+        )
+        replay.start()
+        page.wait_for_selector("#run-status[data-state='complete']", timeout=30000)
+        replay.join()
+        log = page.text_content("#user-log")
+        assert log.count("run 1 TR ") == volumes
+        page.click("#tab-plots")
+        page.wait_for_selector(f"#plot-run-1[data-points='{volumes}']")
+        page.wait_for_selector("#plot-run-1 .main-svg")
+        page.screenshot(path=str(shots / "plots-after-run.png"))
+        page.click("#tab-log")
+        assert "sample: all runs complete" in page.text_content("#debug-log")
+    finally:
+        server.stop()
