@@ -67,8 +67,9 @@ def main(argv: list[str]) -> int:
         return run(BIN / "rtcloud", "demo", *rest, check=False)
     ensure_venv("dev")
     ensure_chromium()
-    run(BIN / "ruff", "check", "src", "tests", "benchmarks", "projects")
-    run(BIN / "ruff", "format", "--check", "src", "tests", "benchmarks")
+    code = [d for d in ("src", "tests", "benchmarks", "projects") if (ROOT / d).is_dir()]
+    run(BIN / "ruff", "check", *code)
+    run(BIN / "ruff", "format", "--check", *[d for d in code if d != "projects"])
     run(BIN / "mypy")
     return run(PY, "-m", "pytest", *rest, check=False)
 

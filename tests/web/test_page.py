@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import tomlkit
-from conftest import log_in
 
+from conftest import log_in
 from rtcloud.server.config import ServerConfig
 from rtcloud.server.server import ProjectServer
 from rtcloud.simulate.replay import replay_series
