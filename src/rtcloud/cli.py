@@ -224,8 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_user.set_defaults(func=cmd_add_user)
 
+    from rtcloud.services import data_service, subject_service
     from rtcloud.simulate.cli import add_generate_parser, add_replay_parser
 
+    data_service.add_parser(sub)
+    subject_service.add_parser(sub)
     add_generate_parser(sub)
     add_replay_parser(sub)
     return parser

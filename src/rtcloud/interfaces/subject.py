@@ -53,7 +53,7 @@ class SubjectInterface(Interface):
         self,
         subjectRemote: bool = False,
         *,
-        on_result: Callable[[dict[str, Any]], None] | None = None,
+        on_result: Callable[[dict[str, Any]], object] | None = None,
         on_message: Callable[[str], None] | None = None,
     ) -> None:
         if subjectRemote:

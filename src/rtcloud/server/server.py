@@ -28,13 +28,14 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from rtcloud.errors import ConfigError, InvocationError, RTCloudError, StateError
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
-from rtcloud.server.app import create_app
+from rtcloud.server.app import COOKIE_NAME, create_app
 from rtcloud.server.auth import (
     TEST_PASSWORD,
     TEST_USER,
@@ -52,6 +53,7 @@ from rtcloud.server.settings import SettingsFile
 from rtcloud.server.ui_channel import UIChannel
 from rtcloud.transport.discovery import ENV_VAR
 from rtcloud.transport.rpyc_bridge import SECRET_BYTES, RpycBridge
+from rtcloud.transport.ws_server import ServiceChannel
 
 __all__ = ["ProjectServer"]
 
@@ -115,10 +117,21 @@ class ProjectServer:
         self.web = WebDisplayInterface(sink=self.ui.broadcast)
         self.data: DataInterface | None = None
         self.subject: SubjectInterface | None = None
-        if not config.data_remote:
+        self.channels: dict[str, ServiceChannel] = {}
+        if config.data_remote:
+            self.channels["data"] = ServiceChannel("data", self._broadcast_conn_status)
+            self.hub.register_remote(
+                "DataInterface", DataInterface, self.channels["data"], "data service"
+            )
+        else:
             self.data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
             self.hub.register_local("DataInterface", self.data)
-        if not config.subject_remote:
+        if config.subject_remote:
+            self.channels["subject"] = ServiceChannel("subject", self._broadcast_conn_status)
+            self.hub.register_remote(
+                "SubjectInterface", SubjectInterface, self.channels["subject"], "subject service"
+            )
+        else:
             self.subject = SubjectInterface()
             self.hub.register_local("SubjectInterface", self.subject)
         self.hub.register_local("WebDisplayInterface", self.web)
@@ -197,13 +210,38 @@ class ProjectServer:
     # ------------------------------------------------------------ routes and lifespan
 
     def extra_routes(self) -> list[Any]:
-        """Routes added by later layers (the remote services' sockets)."""
-        return []
+        """The remote services' sockets."""
+        return [WebSocketRoute("/ws/service/{role}", self._service_socket)]
+
+    async def _service_socket(self, ws: WebSocket) -> None:
+        role = ws.path_params.get("role", "")
+        user = self.sessions.user_of(ws.cookies.get(COOKIE_NAME))
+        if user is None:
+            logger.warning("refused a %s service without a valid login", role)
+            await ws.close(code=4401)
+            return
+        channel = self.channels.get(role)
+        if channel is None:
+            logger.warning(
+                "refused a %s service: this server serves %s locally (start it with --%sRemote)",
+                role,
+                role,
+                role,
+            )
+            await ws.close(code=4403)
+            return
+        peer = f"{user}@{ws.client.host if ws.client else '?'}"
+        await channel.serve(ws, peer)
+
+    def _broadcast_conn_status(self) -> None:
+        self.ui.broadcast(self.conn_status())
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
         self.ui.bind_loop(self._loop)
+        for channel in self.channels.values():
+            channel.bind_loop(self._loop)
         yield
         await self.runner.stop()
 
@@ -240,8 +278,8 @@ class ProjectServer:
         }
 
     def _connected(self, kind: str) -> bool:
-        remote = self.config.data_remote if kind == "data" else self.config.subject_remote
-        return not remote  # remote services are added by a later layer
+        channel = self.channels.get(kind)
+        return True if channel is None else channel.connected
 
     def _on_script_line(self, script: str, stream: str, line: str) -> None:
         cmd = "userLog" if script == "mainScript" else "sessionLog"

@@ -1,0 +1,82 @@
+"""Running a remote service from the command line: password, TLS, reconnects, exit codes.
+
+Shared by ``rtcloud data-service`` and ``rtcloud subject-service``. The password comes from
+``--password-file``, the ``RTCLOUD_PASSWORD`` environment variable, or a prompt (never from
+the command line, where other users could read it); a wrong password ends the service with
+exit status 3 and a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rtcloud.errors import AuthenticationError, InvocationError
+from rtcloud.transport.ws_client import ServiceClient
+
+__all__ = ["EXIT_AUTH", "add_connection_arguments", "read_password", "run_service"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_AUTH = 3
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-s", "--server", default="localhost:8888", help="HOST:PORT of rtcloud serve"
+    )
+    parser.add_argument("-u", "--username", help="user name on the server")
+    parser.add_argument("--password-file", type=Path, help="file holding the password")
+    parser.add_argument("--test", action="store_true", help="log in as test/test (server --test)")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (https/wss)")
+    parser.add_argument("--fingerprint", help="SHA-256 fingerprint of the server's certificate")
+    parser.add_argument("--cafile", help="CA or certificate file to trust")
+
+
+def read_password(args: argparse.Namespace) -> tuple[str, str]:
+    """(user, password) from --test, the password file, $RTCLOUD_PASSWORD or a prompt."""
+    if args.test:
+        return "test", "test"
+    if not args.username:
+        raise InvocationError("give the user name with -u (users are added with rtcloud add-user)")
+    if args.password_file is not None:
+        try:
+            return args.username, args.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InvocationError(f"cannot read the password file: {exc}") from exc
+    env = os.environ.get("RTCLOUD_PASSWORD")
+    if env:
+        return args.username, env
+    if not sys.stdin or not sys.stdin.isatty():
+        raise InvocationError(
+            "no password: use --password-file, set RTCLOUD_PASSWORD, or run in a terminal"
+        )
+    return args.username, getpass.getpass(f"Password for {args.username}@{args.server}: ")
+
+
+def run_service(args: argparse.Namespace, role: str, objects: dict[str, object]) -> int:
+    """Serve ``objects`` to the server until Ctrl-C; the process exit status."""
+    user, password = read_password(args)
+    client = ServiceClient(
+        args.server,
+        role,
+        objects,
+        username=user,
+        password=password,
+        tls=args.tls,
+        fingerprint=args.fingerprint,
+        cafile=args.cafile,
+        on_status=lambda text: logger.info("%s service: %s", role, text),
+    )
+    try:
+        client.run_forever()
+    except AuthenticationError as exc:
+        print(f"rtcloud {role}-service: {exc}", file=sys.stderr)
+        return EXIT_AUTH
+    except KeyboardInterrupt:
+        client.stop()
+    return 0

@@ -1,0 +1,42 @@
+"""``rtcloud subject-service``: the stimulus-side process that serves SubjectInterface.
+
+Every result the experiment script sends is queued for presentation software and written to
+the output folder (``-o``) as files that MATLAB or PsychoPy can poll (see
+:mod:`rtcloud.services.result_files`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rtcloud.interfaces.subject import SubjectInterface
+from rtcloud.services.result_files import ResultFileWriter
+from rtcloud.services.runner import add_connection_arguments, run_service
+
+__all__ = ["add_parser", "build_interfaces"]
+
+
+def build_interfaces(out_dir: Path) -> dict[str, object]:
+    writer = ResultFileWriter(out_dir)
+    return {"SubjectInterface": SubjectInterface(on_result=writer.write)}
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_service(args, "subject", build_interfaces(args.outputDir))
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "subject-service", help="receive feedback results on the stimulus computer"
+    )
+    add_connection_arguments(parser)
+    parser.add_argument(
+        "-o",
+        "--outputDir",
+        type=Path,
+        default=Path("rtcloud-output"),
+        help="folder for result files",
+    )
+    parser.set_defaults(func=_run)

@@ -1,0 +1,259 @@
+"""The service end of the server link: log in, connect out, answer calls, reconnect.
+
+Remote services (the scanner-side data service, the subject service) sit behind firewalls,
+so they dial out to the server, which then calls them. :class:`ServiceClient` logs in with a
+user name and password (HTTP POST ``/login``; a wrong password stops it with
+:class:`~rtcloud.errors.AuthenticationError` instead of retrying forever), opens
+``/ws/service/<role>`` with the session cookie, and serves the registered objects through a
+:class:`~rtcloud.rpc.dispatch.Dispatcher`: each call runs in a worker thread, and replies go
+out as the socket takes them. A lost link is retried with backoff (0.5 s doubling to 5 s),
+and said so in the log. Only the standard library and ``websockets`` are used, so this runs
+on Windows and macOS stimulus and scanner computers, and inside PsychoPy's Python.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from rtcloud.errors import AuthenticationError, ProtocolError, ValidationError
+from rtcloud.rpc.dispatch import Dispatcher
+from rtcloud.rpc.protocol import IncomingCall, IncomingCallCancelled, RpcConnection
+from rtcloud.tls import client_context, verify_fingerprint
+
+__all__ = ["ServiceClient", "parse_server"]
+
+logger = logging.getLogger(__name__)
+
+COOKIE_NAME = "rtcloud_session"
+
+
+def parse_server(text: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port); ValidationError saying the expected form."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValidationError(f"server {text!r} must look like HOST:PORT, e.g. 192.168.1.10:8888")
+    return host.strip("[]"), int(port)
+
+
+class ServiceClient:
+    """Serve ``objects`` (interface name -> object) to the project server at ``server``.
+
+    Args:
+        server: ``HOST:PORT`` of ``rtcloud serve``.
+        role: ``data`` or ``subject``.
+        username, password: a user of the server (``rtcloud add-user``).
+        tls: connect with TLS (https/wss).
+        fingerprint: SHA-256 fingerprint the server's certificate must have (pinning).
+        cafile: CA (or self-signed certificate) file to trust instead.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        role: str,
+        objects: dict[str, object],
+        *,
+        username: str,
+        password: str,
+        tls: bool = False,
+        fingerprint: str | None = None,
+        cafile: str | None = None,
+        workers: int = 8,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host, self.port = parse_server(server)
+        self.role = role
+        self.username, self._password = username, password
+        self.tls = tls or bool(fingerprint) or bool(cafile)
+        self.fingerprint = fingerprint
+        self._ssl = client_context(fingerprint=fingerprint, cafile=cafile) if self.tls else None  # type: ignore[arg-type]
+        self.dispatcher = Dispatcher()
+        for name, obj in objects.items():
+            self.dispatcher.register(name, obj)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rtcloud-{role}")
+        self._stop = threading.Event()
+        self._on_status = on_status or (lambda text: logger.info("%s", text))
+        self.connected = threading.Event()
+        self._ws: ClientConnection | None = None
+
+    # ------------------------------------------------------------ login
+
+    def _http(self) -> http.client.HTTPConnection:
+        if self.tls:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=10, context=self._ssl)
+        return http.client.HTTPConnection(self.host, self.port, timeout=10)
+
+    def login(self) -> str:
+        """Log in; return the session cookie. AuthenticationError on a wrong password."""
+        conn = self._http()
+        try:
+            body = urllib.parse.urlencode(
+                {"username": self.username, "password": self._password, "next": "/"}
+            )
+            conn.request(
+                "POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"}
+            )
+            if self.fingerprint and isinstance(conn.sock, ssl.SSLSocket):
+                verify_fingerprint(conn.sock, self.fingerprint)
+            response = conn.getresponse()
+            response.read()
+        finally:
+            conn.close()
+        if response.status == 401:
+            raise AuthenticationError(
+                f"the server at {self.host}:{self.port} refused user {self.username!r}: wrong "
+                "user name or password (add users with rtcloud add-user on the server)"
+            )
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie" and value.startswith(f"{COOKIE_NAME}="):
+                return value.split(";", 1)[0].split("=", 1)[1]
+        raise AuthenticationError(
+            f"the server at {self.host}:{self.port} answered the login with status "
+            f"{response.status} and no session; is it an rtcloud server?"
+        )
+
+    # ------------------------------------------------------------ running
+
+    def stop(self) -> None:
+        self._stop.set()
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.close()
+            except Exception:  # already closed
+                pass
+
+    def run_forever(self) -> None:
+        """Connect, serve, and reconnect until :meth:`stop`; AuthenticationError ends it."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                cookie = self.login()
+                self._serve(cookie)
+                delay = 0.5
+            except AuthenticationError:
+                raise
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status == 403 and self.role:
+                    self._on_status(
+                        f"the server does not take a remote {self.role} service (start it with "
+                        f"--{self.role}Remote); retrying in {delay:.1f} s"
+                    )
+                else:
+                    self._on_status(f"the server refused the connection ({status}); retrying")
+            except (OSError, ConnectionClosed, ProtocolError, ssl.SSLError) as exc:
+                self._on_status(
+                    f"no connection to {self.host}:{self.port} ({exc}); retrying in {delay:.1f} s"
+                )
+            self.connected.clear()
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, 5.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _serve(self, cookie: str) -> None:
+        scheme = "wss" if self.tls else "ws"
+        url = f"{scheme}://{self.host}:{self.port}/ws/service/{self.role}"
+        with connect(
+            url,
+            additional_headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
+            ssl=self._ssl,
+            max_size=None,
+            open_timeout=10,
+            ping_interval=5,
+            ping_timeout=10,
+            compression=None,
+        ) as ws:
+            if self.fingerprint:
+                sock = ws.socket
+                if isinstance(sock, ssl.SSLSocket):
+                    verify_fingerprint(sock, self.fingerprint)
+            self._ws = ws
+            conn = RpcConnection(f"{self.role}-service")
+            lock = threading.Lock()
+            wake = threading.Event()
+            sender = threading.Thread(
+                target=self._sender, args=(ws, conn, lock, wake), daemon=True
+            )
+            sender.start()
+            wake.set()
+            self.connected.set()
+            self._on_status(f"connected to {url} as the {self.role} service")
+            try:
+                for message in ws:
+                    if isinstance(message, str):
+                        raise ProtocolError("the server sent a text frame")
+                    with lock:
+                        conn.receive_frame(message)
+                        events = conn.events_received()
+                    for event in events:
+                        if isinstance(event, IncomingCall):
+                            self._pool.submit(self._run_call, conn, lock, wake, event)
+                        elif isinstance(event, IncomingCallCancelled):
+                            logger.debug("call %s cancelled by the server", event.call_id)
+                    wake.set()
+            finally:
+                self.connected.clear()
+                with lock:
+                    conn.fail_all("connection closed")
+                wake.set()
+                self._ws = None
+                self._on_status(f"disconnected from {url}")
+
+    def _run_call(
+        self, conn: RpcConnection, lock: threading.Lock, wake: threading.Event, call: IncomingCall
+    ) -> None:
+        try:
+            value = self.dispatcher.dispatch(call)
+        except Exception as exc:  # every error goes back to the caller, typed
+            with lock:
+                conn.send_error(call.call_id, exc)
+        else:
+            with lock:
+                try:
+                    conn.send_result(call.call_id, value)
+                except Exception as exc:  # the value cannot be sent: say why
+                    conn.send_error(call.call_id, exc)
+        wake.set()
+
+    def _sender(
+        self,
+        ws: ClientConnection,
+        conn: RpcConnection,
+        lock: threading.Lock,
+        wake: threading.Event,
+    ) -> None:
+        while True:
+            wake.wait()
+            wake.clear()
+            if not self.connected.is_set() and ws.state.name != "OPEN":
+                return
+            while True:
+                with lock:
+                    frame = conn.next_frame()
+                if frame is None:
+                    break
+                try:
+                    ws.send(frame)
+                except ConnectionClosed:
+                    return
+
+
+def wait_connected(client: ServiceClient, timeout: float) -> bool:
+    """Wait until the client is connected (for tests and the demo)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.connected.wait(0.05):
+            return True
+    return False

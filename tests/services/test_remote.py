@@ -1,0 +1,161 @@
+"""Remote data and subject services as real processes, connected over real WebSockets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from rtcloud.errors import ServiceUnavailableError, ValidationError
+from rtcloud.interfaces.client import ClientInterface
+from rtcloud.simulate.replay import replay_series
+from rtcloud.simulate.synthetic import generate_series
+
+
+def start_service(kind, server, *extra, password="test", user="test"):
+    env = dict(os.environ, RTCLOUD_PASSWORD=password, PYTHONUNBUFFERED="1")
+    host = server.url.split("//")[1].rstrip("/")
+    cmd = [sys.executable, "-m", "rtcloud", kind, "-s", host, "-u", user, *extra]
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def series(tmp_path):
+    folder = tmp_path / "series"
+    generate_series(folder, num_volumes=12, shape=(32, 32, 8), scan=13)
+    return folder
+
+
+@pytest.fixture
+def remote(server_factory, tmp_path):
+    server = server_factory(data_remote=True, subject_remote=True)
+    procs = []
+
+    def start(kind, *extra, **kw):
+        proc = start_service(kind, server, *extra, **kw)
+        procs.append(proc)
+        return proc
+
+    yield server, start
+    for proc in procs:
+        proc.kill()
+        proc.communicate(timeout=10)  # also closes the pipes
+
+
+def test_both_hops_with_typed_errors_and_result_files(remote, series, tmp_path):
+    server, start = remote
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    out = tmp_path / "subject-out"
+    start("data-service", "-d", str(tmp_path), "-f", ".dcm,.txt")
+    start("subject-service", "-o", str(out))
+    wait_for(lambda: server.channels["data"].connected and server.channels["subject"].connected)
+    client = ClientInterface()
+    try:
+        assert client.isDataRemote() and client.isSubjectRemote()
+        data = client.dataInterface
+        assert data.isRunningRemote()
+        replay = threading.Thread(
+            target=replay_series, args=(series, scanner), kwargs={"tr": 0.05}
+        )
+        replay.start()
+        stream = data.initScannerStream(str(scanner), "001_000013_{TR:06d}.dcm", 1000)
+        for tr in range(4):
+            ds = data.getImageData(stream, tr, timeout=10)
+            assert ds.InstanceNumber == tr + 1 and str(ds.PatientName) == ""  # anonymized there
+        replay.join()
+        # escapes sent over the wire are refused by the data service, with their type
+        with pytest.raises(ValidationError, match="not within the allowed directories"):
+            data.getFile(str(tmp_path / ".." / "escape.txt"))
+        with pytest.raises(ValidationError, match="File type"):
+            data.getFile(str(series / "x.pem"))
+        with pytest.raises(FileNotFoundError):
+            data.getFile(str(tmp_path / "missing.txt"))
+        data.putFile(str(tmp_path / "result.txt"), "42")
+        assert (tmp_path / "result.txt").read_text() == "42"
+        client.subjInterface.setResult(1, 3, 0.75, 100)
+        wait_for(
+            lambda: (out / "run1" / "classoutput" / "vol-1-3.txt").exists(), what="result file"
+        )
+        assert (out / "run1" / "classoutput" / "vol-1-3.txt").read_text() == "0.75\n"
+    finally:
+        client.close()
+
+
+def test_calls_fail_at_once_without_a_service(server_factory):
+    server = server_factory(data_remote=True)
+    client = ClientInterface()
+    try:
+        start = time.monotonic()
+        with pytest.raises(ServiceUnavailableError, match="data-service"):
+            client.dataInterface.getFile("/tmp/x.txt")
+        assert time.monotonic() - start < 1
+        assert not server.channels["data"].connected
+    finally:
+        client.close()
+
+
+def test_wrong_password_stops_the_service_with_a_message(remote):
+    server, start = remote
+    proc = start("data-service", password="wrong")
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 3
+    assert "wrong user name or password" in output
+
+
+def test_kill_during_get_image_data_then_restart_continues(remote, series, tmp_path):
+    server, start = remote
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    args = ("-d", str(tmp_path), "-f", ".dcm")
+    service = start("data-service", *args)
+    wait_for(lambda: server.channels["data"].connected, what="data service")
+    client = ClientInterface()
+    try:
+        data = client.dataInterface
+        stream = data.initScannerStream(str(scanner), "001_000013_{TR:06d}.dcm", 1000)
+        replay_series(list(sorted(series.glob("*.dcm")))[:3], scanner, tr=0)
+        assert data.getImageData(stream, timeout=5).InstanceNumber == 1
+        assert data.getImageData(stream, timeout=5).InstanceNumber == 2
+        failed = {}
+
+        def wait_for_missing_volume():
+            start_t = time.monotonic()
+            try:
+                data.getImageData(stream, 7, timeout=30)
+            except Exception as exc:  # what the script sees when the service dies
+                failed["exc"] = exc
+                failed["after"] = time.monotonic()
+            failed["waited"] = time.monotonic() - start_t
+
+        waiter = threading.Thread(target=wait_for_missing_volume)
+        waiter.start()
+        time.sleep(0.5)
+        killed = time.monotonic()
+        service.kill()
+        waiter.join(10)
+        assert isinstance(failed.get("exc"), ServiceUnavailableError)
+        assert failed["after"] - killed < 1.0, "the pending call must fail within a second"
+        start("data-service", *args)
+        wait_for(lambda: server.channels["data"].connected, what="restarted data service")
+        replay_series(list(sorted(series.glob("*.dcm")))[3:6], scanner, tr=0)
+        # the stream goes on where it was: the next volume is 3, with the same stream id
+        assert data.getImageData(stream, timeout=5).InstanceNumber == 3
+        assert data.getImageData(stream, 3, timeout=5).InstanceNumber == 4
+    finally:
+        client.close()
