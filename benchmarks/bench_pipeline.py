@@ -6,7 +6,11 @@ pydicom dataset from ``getImageData``; then ``setResult`` and ``plotDataPoint`` 
 and ``getFile``/``putFile`` throughput through the project server. Modes:
 
 - ``local``: the script reads the folder itself (no server);
-- ``server``: ``rtcloud serve`` runs in another process; the script talks to it over RPyC.
+- ``server``: ``rtcloud serve`` runs in another process; the script talks to it over RPyC;
+- ``remote``: as ``server`` with ``--dataRemote --subjectRemote``, plus ``rtcloud
+  data-service`` and ``rtcloud subject-service`` processes: two hops (RPyC, then WebSocket).
+
+Peak RSS (VmHWM) of every process is reported (Linux).
 
 Prints a table and writes JSON (``--json FILE``). Example::
 
@@ -68,6 +72,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory of a process (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def summary(values_s: list[float]) -> dict[str, float]:
     ms = [v * 1000 for v in values_s]
     return {
@@ -96,37 +112,47 @@ def run(
                 path.write_bytes(os.urandom(size_mb * 1_000_000))
     env = dict(os.environ)
     server = None
-    if mode == "server":
+    services: list[subprocess.Popen[str]] = []
+    if mode in ("server", "remote"):
         env["RTCLOUD_SERVER_INFO"] = str(work / "server.json")
         project = work / "proj"
         (project / "conf").mkdir(parents=True, exist_ok=True)
         (project / "proj.py").write_text("print('unused')\n")
         (project / "conf" / "proj.toml").write_text('subjectName="b"\nrunNum=[1]\nscanNum=[1]\n')
+        extra = ["--remote", "--test"] if mode == "remote" else []
+        cmd = [sys.executable, "-m", "rtcloud", "serve", "-p", "proj", "-d", str(project)]
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rtcloud",
-                "serve",
-                "-p",
-                "proj",
-                "-d",
-                str(project),
-                "--port",
-                "0",
-            ],
+            [*cmd, "--port", "0", *extra],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
         assert server.stdout is not None
+        address = ""
         for line in server.stdout:
             if "serving project" in line:
+                address = line.split("http://")[1].strip().rstrip("/")
                 break
+        threading.Thread(target=server.stdout.read, daemon=True).start()
         deadline = time.time() + 20
         while not (work / "server.json").exists() and time.time() < deadline:
             time.sleep(0.05)
+        if mode == "remote":
+            for kind, args in (
+                ("data-service", ["-d", str(work), "-f", ".dcm,.bin,.copy"]),
+                ("subject-service", ["-o", str(work / "subject-out")]),
+            ):
+                services.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "rtcloud", kind, "-s", address, "--test", *args],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        text=True,
+                    )
+                )
+            time.sleep(3)  # let both services log in and connect
     script = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(scanner), str(volumes), mode, big],
         env=env,
@@ -152,9 +178,15 @@ def run(
             result = json.loads(line[7:])
     script.wait()
     replay.join()
-    if server is not None:
-        server.terminate()
-        server.wait(10)
+    rss = {"script": result["script_peak_rss_mb"] if result else None}
+    for name, proc in [
+        ("server", server),
+        *zip(("data_service", "subject_service"), services, strict=False),
+    ]:
+        if proc is not None:
+            rss[name] = peak_rss_mb(proc.pid)
+            proc.terminate()
+            proc.wait(10)
     assert result is not None, "the benchmark script failed"
     latencies = [t - written[i] for i, t in result["got"]]
     half = len(latencies) // 2
@@ -170,7 +202,7 @@ def run(
         "setResult": summary(result["setResult"]),
         "plotDataPoint": summary(result["plot"]),
         "files": result["files"],
-        "script_peak_rss_mb": result["script_peak_rss_mb"],
+        "peak_rss_mb": rss,
     }
 
 
@@ -178,14 +210,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--volumes", type=int, default=100)
     parser.add_argument("--tr", type=float, default=0.1)
-    parser.add_argument("--modes", default="local,server")
+    parser.add_argument("--modes", default="local,server,remote")
+    parser.add_argument("--writes", default="pieces,rename", help="how files appear")
     parser.add_argument("--files", action="store_true", help="also getFile/putFile 10 and 100 MB")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = []
-    with tempfile.TemporaryDirectory(prefix="rtcloud-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rtcloud-bench-", dir="/tmp") as tmp:
         for mode in args.modes.split(","):
-            for write in ("pieces", "rename"):
+            for write in args.writes.split(","):
                 results.append(run(mode, args.volumes, args.tr, write, Path(tmp), args.files))
     header = f"{'mode':8} {'write':7} {'median':>8} {'p90':>8} {'p99':>8} {'max':>8}"
     print(f"{header}  setResult  plot   (ms)")
@@ -196,6 +229,7 @@ def main() -> int:
             f"{lat['p99_ms']:8.2f} {lat['max_ms']:8.2f}  {r['setResult']['median_ms']:9.3f} "
             f"{r['plotDataPoint']['median_ms']:6.3f}"
         )
+        print(f"    peak RSS MB: {r['peak_rss_mb']}")
         for size, rates in r["files"].items():
             get, put = rates["getFile_MBps"], rates["putFile_MBps"]
             print(f"    {size} MB: getFile {get:.0f} MB/s, putFile {put:.0f} MB/s")
