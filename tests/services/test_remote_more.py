@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from test_remote import start_service, wait_for
 
 from rtcloud.interfaces.client import ClientInterface
