@@ -84,6 +84,8 @@ class ServiceChannel:
         try:
             value = future.result(timeout)
         except concurrent.futures.TimeoutError:
+            if future.done():  # the service's own TimeoutError (e.g. a file wait), not ours
+                raise
             call_id = getattr(future, "call_id", None)
             if call_id is not None:
                 loop.call_soon_threadsafe(self._expire, call_id, timeout)
