@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from services.test_remote import start_service, wait_for
 
 from rtcloud.errors import FileWaitTimeout, ValidationError
 from rtcloud.imaging.retry import readRetryDicomFromDataInterface
@@ -19,6 +18,7 @@ from rtcloud.interfaces.client import ClientInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.simulate.replay import replay_series
 from rtcloud.simulate.synthetic import generate_series
+from services.test_remote import start_service, wait_for
 
 CONFIGS = ["local", "server", "subjectRemote", "dataRemote", "both", "mixed"]
 
