@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
         return run(BIN / "rtcloud", "demo", *rest, check=False)
     ensure_venv("dev")
     ensure_chromium()
-    code = [d for d in ("src", "tests", "benchmarks", "projects") if (ROOT / d).is_dir()]
+    code = [d for d in ("src", "tests", "benchmarks", "projects", "examples") if (ROOT / d).is_dir()]
     run(BIN / "ruff", "check", *code)
     run(BIN / "ruff", "format", "--check", *[d for d in code if d != "projects"])
     run(BIN / "mypy")
