@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import sys
 
+import pytest
+
 from rtcloud.cli import EXIT_USAGE, main
 from rtcloud.server.auth import PasswordFile
 
@@ -46,11 +48,15 @@ def test_local_demo_runs_to_the_end(tmp_path, capsys):
     assert len(values) == 3
 
 
-def test_server_demo_runs_the_sample_through_the_server(tmp_path, capsys):
-    code = main(
-        ["demo", "--volumes", "3", "--tr", "0.2", "--port", "0", "--workdir", str(tmp_path)]
-    )
+@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["services", "in-process"])
+def test_server_demo_runs_the_sample_through_the_server(tmp_path, capsys, mode):
+    argv = ["demo", "--volumes", "3", "--tr", "0.2", "--port", "0", "--workdir", str(tmp_path)]
+    code = main(argv + mode)
     out = capsys.readouterr().out
     assert code == 0, out
     assert "watch it live at http://127.0.0.1:" in out
     assert out.count("run 1 TR ") == 3 and "run complete" in out
+    if not mode:
+        assert "separate processes" in out
+        feedback = tmp_path / "feedback" / "run1" / "classoutput"
+        assert sorted(p.name for p in feedback.iterdir()) == [f"vol-1-{i}.txt" for i in range(3)]

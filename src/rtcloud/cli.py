@@ -176,6 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         local=args.local,
         keep_open=args.keep_open,
         workdir=args.workdir,
+        services=not args.in_process,
     )
 
 
@@ -204,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8888, help="web port (default 8888; any free port if taken)"
     )
     demo.add_argument("--local", action="store_true", help="no server: run the script on its own")
+    demo.add_argument(
+        "--in-process",
+        action="store_true",
+        help="serve data and feedback inside the server (default: separate service processes)",
+    )
     demo.add_argument(
         "--keep-open",
         action="store_true",

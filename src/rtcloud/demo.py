@@ -1,9 +1,11 @@
 """The end-to-end demo: a synthetic scan replayed through the sample project.
 
 It generates a Siemens-style mosaic series, starts the project server for the sample
-project (unless ``local``), replays the series into a "scanner" folder at TR pace, writing
-each file in pieces as a scanner does, runs the sample script through the server exactly as
-the Run button does, and prints the script's line for every volume. Everything lives in a
+project (unless ``local``) with the data service and the subject service as separate
+processes connected over loopback (unless ``services`` is False), replays the series into
+a "scanner" folder at TR pace, writing each file in pieces as a scanner does, runs the
+sample script through the server exactly as the Run button does, and prints the script's
+line for every volume. Everything lives in a
 temporary folder that is removed at the end (unless ``workdir`` is given).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import subprocess
 import sys
@@ -76,8 +79,13 @@ def run_demo(
     local: bool = False,
     keep_open: bool = False,
     workdir: Path | None = None,
+    services: bool = False,
 ) -> int:
-    """Run the demo; return the sample script's exit status."""
+    """Run the demo; return the sample script's exit status.
+
+    With ``services`` the data and subject services run as separate processes that connect
+    to the server over loopback WebSockets, as on three computers.
+    """
     if volumes < 1 or tr <= 0:
         raise InvocationError("the demo needs --volumes >= 1 and --tr > 0")
     own_dir = workdir is None
@@ -89,7 +97,7 @@ def run_demo(
         source, scanner, config = prepare_demo(base, volumes, tr)
         if local:
             return _run_local(source, scanner, config, tr, stop)
-        return _run_with_server(source, scanner, config, tr, port, keep_open, stop)
+        return _run_with_server(source, scanner, config, tr, port, keep_open, stop, services, base)
     finally:
         stop.set()
         if own_dir:
@@ -109,6 +117,19 @@ def _run_local(source: Path, scanner: Path, config: Path, tr: float, stop: threa
     return code
 
 
+def _start_services(server_address: str, base: Path) -> list[subprocess.Popen[bytes]]:
+    """The data and subject services as separate processes (logging in as the test user)."""
+    common = ["-s", server_address, "--test"]
+    commands = [
+        ["data-service", *common, "-d", str(base), "-f", ".dcm,.txt"],
+        ["subject-service", *common, "-o", str(base / "feedback")],
+    ]
+    return [
+        subprocess.Popen([sys.executable, "-m", "rtcloud", *cmd], stdout=subprocess.DEVNULL)
+        for cmd in commands
+    ]
+
+
 def _run_with_server(
     source: Path,
     scanner: Path,
@@ -117,13 +138,22 @@ def _run_with_server(
     port: int,
     keep_open: bool,
     stop: threading.Event,
+    services: bool = False,
+    base: Path | None = None,
 ) -> int:
     from rtcloud.server.server import ProjectServer
 
     state = Path(tempfile.mkdtemp(prefix="rtcloud-demo-state-"))
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         server_config = ServerConfig.for_project(
-            "sample", config=config, port=port, state_dir=state
+            "sample",
+            config=config,
+            port=port,
+            state_dir=state,
+            data_remote=services,
+            subject_remote=services,
+            test=services,
         )
         try:
             server = ProjectServer(server_config)
@@ -134,6 +164,19 @@ def _run_with_server(
         server.start_in_thread()
         try:
             print(f"demo: server running; watch it live at {server.login_url}", flush=True)
+            if services:
+                assert base is not None
+                procs = _start_services(f"127.0.0.1:{server.port}", base)
+                deadline = time.monotonic() + 30
+                while not all(c.connected for c in server.channels.values()):
+                    if time.monotonic() > deadline:
+                        raise StateError("the demo's data and subject services did not connect")
+                    time.sleep(0.05)
+                print(
+                    "demo: data service and subject service connected (separate processes); "
+                    f"feedback files in {base / 'feedback'}",
+                    flush=True,
+                )
             replay = _start_replay(source, scanner, tr, stop)
             loop = server.loop
             asyncio.run_coroutine_threadsafe(server.run_script("mainScript"), loop).result(30)
@@ -151,6 +194,11 @@ def _run_with_server(
                 raise StateError(f"the sample script did not finish: {status.message}")
             return status.exit_code
         finally:
+            if procs:  # the services' goodbyes are expected now
+                logging.getLogger("rtcloud.transport.ws_server").setLevel(logging.ERROR)
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
             server.stop()
     finally:
         shutil.rmtree(state, ignore_errors=True)
