@@ -78,3 +78,37 @@ def test_script_that_appends_its_own_root_still_imports_rtcloud(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["001_000013_{TR:06d}.dcm", "False"]
+
+
+def test_sample_session_scripts_copy_files_both_ways(tmp_path):
+    """The sample's initialize.py / finalize.py (upload and download helpers), local mode."""
+    import shutil
+
+    project = tmp_path / "sample"
+    shutil.copytree(REPO / "projects" / "sample", project, ignore=shutil.ignore_patterns("tmp"))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "sub_run1_values.txt").write_text("0.5\n")
+    config = project / "conf" / "sample.toml"
+    config.write_text(
+        config.read_text().replace('resultsDir = "results"', f'resultsDir = "{results}"')
+    )
+    run = [sys.executable, "-u"]
+    out = subprocess.run(
+        [*run, str(project / "initialize.py"), "-y", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    copied = project / "tmp" / "cloud_directory" / "session_info.txt"
+    assert copied.read_text() == "subject subject01 day 1\n"
+    out = subprocess.run(
+        [*run, str(project / "finalize.py"), "-y", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    back = project / "tmp" / "stimulus_directory" / "results" / "sub_run1_values.txt"
+    assert back.read_text() == "0.5\n"
