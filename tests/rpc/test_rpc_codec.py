@@ -390,3 +390,19 @@ def test_large_bytes_encode_and_decode_fast():
     # 1 GB/s and more on an idle machine (benchmarks/bench_rpc_protocol.py); a loose bound here
     # so that a busy CI machine does not fail, while a per-byte Python loop or base64 would.
     assert len(data) / best > 3e8, f"{len(data) / best / 1e6:.0f} MB/s"
+
+
+def test_encode_pieces_is_encode_in_pieces_and_encoded_values_pass_through():
+    big = bytes(range(256)) * 1000
+    value = {"a": [1, big, np.arange(12, dtype=np.int32)], "b": "x"}
+    pieces = codec.encode_pieces(value)
+    assert b"".join(pieces) == codec.encode(value)
+    assert any(p is not None and len(p) == len(big) for p in pieces)  # not copied into one
+    payload, buffers = codec.encode_parts(value)
+    kept = codec.Encoded(payload, [[bytes(b[:10]), bytes(b[10:])] for b in buffers])
+    assert kept.nbytes == len(payload) + sum(len(b) for b in buffers)
+    assert "Encoded value" in repr(kept)
+    for again in (codec.decode(codec.encode(kept)), kept.decode()):
+        assert again["a"][1] == big and again["a"][2].tolist() == list(range(12))
+    payload2, buffers2 = codec.encode_parts(kept)
+    assert payload2 == payload and [bytes(b) for b in buffers2] == [bytes(b) for b in buffers]

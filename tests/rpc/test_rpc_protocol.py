@@ -18,6 +18,7 @@ from rtcloud.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
+from rtcloud.rpc import codec
 from rtcloud.rpc.messages import (
     Abort,
     Begin,
@@ -540,3 +541,45 @@ def test_stream_with_unused_buffer_fails_only_that_call():
     conn.receive_frame(encode_frame(Chunk(1, 1, b"abc")))
     (event,) = conn.events_received()
     assert type(event.exception) is ProtocolError and "not used" in str(event.exception)
+
+
+# ---------------------------------------------------------------------------------- raw results
+
+
+def test_raw_result_arrives_encoded_and_can_be_sent_on_unchanged(pair):
+    """A forwarding side keeps a reply encoded; re-sending it gives the peer the same value."""
+    server, service = pair
+    big = os.urandom(3 * MiB)
+    call_id = server.call("DataInterface", "getFile", ["/x"], raw_result=True)
+    transfer(server, service)
+    (incoming,) = service.events_received()
+    assert incoming.call_id == call_id
+    service.send_result(call_id, {"file": big, "n": 7})
+    transfer(service, server)
+    (event,) = server.events_received()
+    assert isinstance(event, CallResult) and isinstance(event.value, codec.Encoded)
+    assert event.value.nbytes > len(big)
+    assert event.value.decode() == {"file": big, "n": 7}
+    # Passed on as it is (to a third connection), it arrives as the value.
+    relay, script = RpcConnection("relay"), RpcConnection("script")
+    exchange(relay, script)
+    relay.events_received(), script.events_received()
+    second = script.call("DataInterface", "getFile", ["/x"])
+    transfer(script, relay)
+    (forwarded,) = relay.events_received()
+    relay.send_result(forwarded.call_id, event.value)
+    transfer(relay, script)
+    assert script.events_received() == [CallResult(second, {"file": big, "n": 7})]
+
+
+def test_raw_result_is_not_validated_but_a_normal_one_is():
+    conn = raw_peer(RpcConnection())
+    raw_id, normal_id = conn.call("I", "m", raw_result=True), conn.call("I", "m")
+    for call_id in (raw_id, normal_id):
+        conn.receive_frame(msgpack.packb({"t": "res", "i": call_id, "p": b"\xc1"}))
+    raw_event, normal_event = conn.events_received()
+    assert isinstance(raw_event, CallResult) and isinstance(raw_event.value, codec.Encoded)
+    with pytest.raises(ProtocolError):
+        raw_event.value.decode()
+    assert isinstance(normal_event, CallFailed)
+    assert "I.m: the reply could not be decoded" in str(normal_event.exception)

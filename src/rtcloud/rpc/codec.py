@@ -57,10 +57,12 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "OOB_THRESHOLD",
     "Buffer",
+    "Encoded",
     "decode",
     "decode_parts",
     "encode",
     "encode_parts",
+    "encode_pieces",
 ]
 
 #: A piece of binary data as received or sent.
@@ -294,6 +296,35 @@ def _type_name(v: Any) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
+class Encoded:
+    """A value still in its encoded form: a payload and its out-of-band buffers, as pieces.
+
+    A process that only passes a value on (the project server forwarding a data service's
+    reply to a script) keeps it this way: it is neither decoded nor re-encoded, so a DICOM
+    volume is parsed once, where it is used. :meth:`decode` rebuilds the value; encoding an
+    ``Encoded`` (with :func:`encode_parts`, :func:`encode` or :func:`encode_pieces`) sends
+    the same bytes on, uncopied where the transport allows.
+    """
+
+    __slots__ = ("buffers", "payload")
+
+    def __init__(self, payload: bytes, buffers: Sequence[Sequence[Buffer]] = ()) -> None:
+        self.payload = payload
+        self.buffers = tuple(tuple(pieces) for pieces in buffers)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the payload and all buffers."""
+        return len(self.payload) + sum(len(p) for pieces in self.buffers for p in pieces)
+
+    def decode(self, *, max_depth: int = MAX_DEPTH) -> Any:
+        """The value (ProtocolError when the encoding is malformed)."""
+        return decode_parts(self.payload, self.buffers, max_depth=max_depth)
+
+    def __repr__(self) -> str:
+        return f"<Encoded value: {self.nbytes} bytes, {len(self.buffers)} buffers>"
+
+
 def encode_parts(
     value: Any,
     *,
@@ -306,6 +337,11 @@ def encode_parts(
     Raises:
         SerializationError: a type that cannot be sent, or nesting deeper than ``max_depth``.
     """
+    if isinstance(value, Encoded):
+        return value.payload, [
+            memoryview(pieces[0]) if len(pieces) == 1 else memoryview(b"".join(pieces))
+            for pieces in value.buffers
+        ]
     encoder = _Encoder(oob_threshold, max_buffers, max_depth)
     tree = encoder.value(value, 0)
     try:
@@ -315,15 +351,30 @@ def encode_parts(
     return payload, encoder.buffers
 
 
-def encode(value: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
-    """One self-contained byte string holding ``value`` (large buffers copied once, at the end).
+def encode_pieces(value: Any, *, max_depth: int = MAX_DEPTH) -> list[Buffer]:
+    """The bytes :func:`encode` would return, as pieces to write one after another (uncopied).
 
     Layout: msgpack uint ``n``, then ``n`` bytes of msgpack ``[payload, [buffer sizes]]``,
     then the out-of-band buffers back to back.
     """
-    payload, buffers = encode_parts(value, max_depth=max_depth)
-    head = _pack([payload, [len(b) for b in buffers]])
-    return b"".join([_pack(len(head)), head, *buffers])
+    if isinstance(value, Encoded):
+        payload = value.payload
+        sizes = [sum(len(p) for p in pieces) for pieces in value.buffers]
+        tail: list[Buffer] = [p for pieces in value.buffers for p in pieces]
+    else:
+        payload, views = encode_parts(value, max_depth=max_depth)
+        sizes = [len(b) for b in views]
+        tail = list(views)
+    head = _pack([payload, sizes])
+    return [_pack(len(head)) + head, *tail]
+
+
+def encode(value: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
+    """One self-contained byte string holding ``value`` (large buffers copied once, at the end).
+
+    The layout is that of :func:`encode_pieces`; :func:`decode` reads it.
+    """
+    return b"".join(encode_pieces(value, max_depth=max_depth))
 
 
 # ---------------------------------------------------------------------------------- decoding

@@ -412,8 +412,12 @@ def _unpack_map(data: Buffer) -> dict[str, Any]:
     return obj
 
 
-def decode_frame(data: Buffer, limits: Limits = _DEFAULT_LIMITS) -> Frame:
+def decode_frame(
+    data: Buffer, limits: Limits = _DEFAULT_LIMITS, *, lazy_results: bool = False
+) -> Frame:
     """Decode one received frame.
+
+    With ``lazy_results`` a result's value is left encoded (a :class:`~codec.Encoded`).
 
     Raises:
         ProtocolError: malformed, unknown or oversized frame.
@@ -438,13 +442,19 @@ def decode_frame(data: Buffer, limits: Limits = _DEFAULT_LIMITS) -> Frame:
         return Begin(_id(obj, "s", "begin"), tuple(lengths))
     if kind == "abort":
         return Abort(_id(obj, "s", "abort"))
-    return _decode_message_map(obj, (), limits)
+    return _decode_message_map(obj, (), limits, lazy_results)
 
 
 def decode_message(
-    data: Buffer, buffers: Sequence[Sequence[Buffer]] = (), limits: Limits = _DEFAULT_LIMITS
+    data: Buffer,
+    buffers: Sequence[Sequence[Buffer]] = (),
+    limits: Limits = _DEFAULT_LIMITS,
+    *,
+    lazy_results: bool = False,
 ) -> Message | Undecodable:
     """Decode a message map received as a stream, with its out-of-band buffers.
+
+    With ``lazy_results`` a result's value is left encoded (a :class:`~codec.Encoded`).
 
     Raises:
         ProtocolError: malformed message (stream frames cannot be nested in a stream).
@@ -452,11 +462,14 @@ def decode_message(
     obj = _unpack_map(data)
     if obj["t"] in ("chunk", "begin", "abort"):
         raise ProtocolError(f"a {obj['t']} frame cannot be sent inside a stream")
-    return _decode_message_map(obj, buffers, limits)
+    return _decode_message_map(obj, buffers, limits, lazy_results)
 
 
 def _decode_message_map(
-    obj: dict[str, Any], buffers: Sequence[Sequence[Buffer]], limits: Limits
+    obj: dict[str, Any],
+    buffers: Sequence[Sequence[Buffer]],
+    limits: Limits,
+    lazy_results: bool = False,
 ) -> Message | Undecodable:
     kind = obj["t"]
     if kind not in ("call", "res") and buffers:
@@ -487,6 +500,8 @@ def _decode_message_map(
     if kind == "res":
         call_id = _id(obj, "i", "result")
         payload = _req(obj, "p", bytes, "result")
+        if lazy_results:
+            return Result(call_id, codec.Encoded(payload, buffers))
         try:
             value = codec.decode_parts(payload, buffers, max_depth=limits.max_depth)
         except ProtocolError as exc:

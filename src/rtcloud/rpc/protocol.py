@@ -50,6 +50,7 @@ from rtcloud.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
+from rtcloud.rpc.codec import Encoded
 from rtcloud.rpc.messages import (
     PROTOCOL_VERSION,
     Abort,
@@ -190,6 +191,7 @@ class _Pending:
     interface: str
     method: str
     deadline_s: float | None
+    raw_result: bool = False
 
 
 class _OutStream:
@@ -330,8 +332,13 @@ class RpcConnection:
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         deadline_s: float | None = None,
+        *,
+        raw_result: bool = False,
     ) -> int:
         """Queue a call to the peer and return its call id.
+
+        With ``raw_result`` the reply's value arrives still encoded, as a
+        :class:`~rtcloud.rpc.codec.Encoded`, for a caller that only passes it on.
 
         Raises:
             ServiceUnavailableError: the connection is closing or closed.
@@ -364,7 +371,7 @@ class RpcConnection:
             Call(call_id, interface, method, tuple(args), kw, deadline_s), ("call", call_id)
         )
         self._next_call_id += 1
-        self._pending[call_id] = _Pending(interface, method, deadline_s)
+        self._pending[call_id] = _Pending(interface, method, deadline_s, raw_result)
         return call_id
 
     def send_result(self, call_id: int, value: Any) -> bool:
@@ -567,7 +574,7 @@ class RpcConnection:
             raise
 
     def _receive(self, data: bytes | bytearray | memoryview) -> None:
-        frame = decode_frame(data, self.limits)
+        frame = decode_frame(data, self.limits, lazy_results=True)
         if self._peer is None and not isinstance(frame, Hello):
             raise ProtocolError(
                 "the peer did not start with a hello message; is it an rtcloud peer of the "
@@ -634,7 +641,9 @@ class RpcConnection:
         self._in_flight -= stream.size
         head = stream.pieces[0]
         envelope = head[0] if len(head) == 1 else b"".join(head)
-        self._on_message(decode_message(envelope, stream.pieces[1:], self.limits))
+        self._on_message(
+            decode_message(envelope, stream.pieces[1:], self.limits, lazy_results=True)
+        )
 
     def _on_message(self, message: Message | Undecodable) -> None:
         if isinstance(message, Hello):
@@ -642,10 +651,26 @@ class RpcConnection:
         elif isinstance(message, Call):
             self._on_call(message)
         elif isinstance(message, Result):
-            if self._pending.pop(message.call_id, None) is not None:
+            pending = self._pending.pop(message.call_id, None)
+            if pending is None:
+                self.logger.debug("dropped the result of call %d (not pending)", message.call_id)
+            elif pending.raw_result or not isinstance(message.value, Encoded):
                 self._events.append(CallResult(message.call_id, message.value))
             else:
-                self.logger.debug("dropped the result of call %d (not pending)", message.call_id)
+                try:
+                    value = message.value.decode(max_depth=self.limits.max_depth)
+                except ProtocolError as exc:
+                    self._events.append(
+                        CallFailed(
+                            message.call_id,
+                            ProtocolError(
+                                f"{pending.interface}.{pending.method}: the reply could not "
+                                f"be decoded: {exc}"
+                            ),
+                        )
+                    )
+                else:
+                    self._events.append(CallResult(message.call_id, value))
         elif isinstance(message, Error):
             if self._pending.pop(message.call_id, None) is not None:
                 self._events.append(CallFailed(message.call_id, message_to_exception(message)))

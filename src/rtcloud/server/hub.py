@@ -40,6 +40,7 @@ class RemoteTarget(Protocol):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float,
+        raw: bool = False,
     ) -> Any: ...
 
 
@@ -126,11 +127,15 @@ class Hub:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None = None,
+        *,
+        raw: bool = False,
     ) -> Any:
         """Call ``interface.method(*args, **kwargs)`` where it is served; return its result.
 
         ``timeout`` (seconds) bounds the remote hop; None uses the default, stretched to
-        cover the method's own ``timeout`` argument.
+        cover the method's own ``timeout`` argument. With ``raw``, a remote service's
+        result may come back still encoded (:class:`~rtcloud.rpc.codec.Encoded`), for a
+        caller that only passes it on.
         """
         info = self.info(interface)
         if method not in info.methods:
@@ -153,7 +158,7 @@ class Hub:
                 self.default_remote_timeout,
                 method_wait(info, method, args, kwargs) + DEADLINE_MARGIN,
             )
-        return target.call(interface, method, args, kwargs, timeout)
+        return target.call(interface, method, args, kwargs, timeout, raw=raw)
 
 
 def _service_command(interface: str) -> str:

@@ -6,6 +6,11 @@ methods, ``describe`` and ``call``; arguments and results cross as msgpack bytes
 :mod:`rtcloud.rpc.codec` (bytes stay binary; no pickle, no proxies, no attribute access), and
 an error crosses as its type name, message and traceback, re-raised by the client as its own
 type when that type is on the allow-list.
+
+``call`` answers ``(status, data)``: :data:`REPLY_VALUE` with the encoded value,
+:data:`REPLY_TICKET` with the ticket of a large value parked on the side channel
+(:mod:`rtcloud.transport.rpyc_blobs`), or :data:`REPLY_ERROR` with the encoded error record.
+A reply of a remote service is forwarded still encoded, never decoded in the server.
 """
 
 from __future__ import annotations
@@ -20,12 +25,22 @@ import rpyc
 from rpyc.utils.authenticators import AuthenticationError as RpycAuthenticationError
 from rpyc.utils.server import ThreadedServer
 
-from rtcloud.rpc.codec import decode, encode
+from rtcloud.errors import ProtocolError
+from rtcloud.rpc.codec import Encoded, decode, encode, encode_parts
 from rtcloud.rpc.messages import error_to_message
 from rtcloud.server.hub import Hub
+from rtcloud.transport.rpyc_blobs import BLOB_THRESHOLD, BlobServer, BlobStore
 from rtcloud.transport.rpyc_stream import set_nodelay, tune_connection
 
-__all__ = ["HANDSHAKE", "SECRET_BYTES", "RpycBridge", "rpyc_config"]
+__all__ = [
+    "HANDSHAKE",
+    "REPLY_ERROR",
+    "REPLY_TICKET",
+    "REPLY_VALUE",
+    "SECRET_BYTES",
+    "RpycBridge",
+    "rpyc_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +48,7 @@ HANDSHAKE = b"RTCLOUD1"
 SECRET_BYTES = 32
 ACCEPTED = b"OKAY"
 REFUSED = b"DENY"
+REPLY_VALUE, REPLY_TICKET, REPLY_ERROR = 0, 1, 2
 
 
 def rpyc_config(timeout: float = 120.0) -> dict[str, Any]:
@@ -63,27 +79,50 @@ def _recv_exact(sock: socket.socket, count: int) -> bytes:
 
 
 class _BridgeService(rpyc.Service):  # type: ignore[misc]
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, store: BlobStore, blob_port: int) -> None:
         super().__init__()
         self._hub = hub
+        self._store = store
+        self._blob_port = blob_port
 
     def on_connect(self, conn: Any) -> None:
         tune_connection(conn)
 
     def exposed_describe(self) -> bytes:
-        return encode(self._hub.describe())
+        return encode({"interfaces": self._hub.describe(), "blobPort": self._blob_port})
 
     def exposed_call(
-        self, interface: str, method: str, payload: bytes, timeout: float | None
-    ) -> bytes:
+        self,
+        interface: str,
+        method: str,
+        payload: bytes,
+        timeout: float | None,
+        ticket: bytes | None = None,
+    ) -> tuple[int, bytes]:
         try:
-            args, kwargs = decode(bytes(payload))
-            value = self._hub.call(str(interface), str(method), tuple(args), dict(kwargs), timeout)
-            return encode({"ok": True, "value": value})
+            if ticket is not None:
+                parked = self._store.take(bytes(ticket))
+                if parked is None:
+                    raise ProtocolError(
+                        f"{interface}.{method}: the arguments sent on the side channel were "
+                        "not found (expired?); call again"
+                    )
+                args, kwargs = parked.decode()
+            else:
+                args, kwargs = decode(payload)
+            value = self._hub.call(
+                str(interface), str(method), tuple(args), dict(kwargs), timeout, raw=True
+            )
+            if not isinstance(value, Encoded):
+                payload, buffers = encode_parts(value)
+                value = Encoded(payload, [(b,) for b in buffers])
+            if value.nbytes >= BLOB_THRESHOLD:
+                return REPLY_TICKET, self._store.put(value)
+            return REPLY_VALUE, encode(value)
         except Exception as exc:  # every error goes back to the script, typed
             if not isinstance(exc, (ValueError, LookupError, OSError, TimeoutError)):
                 logger.debug("call %s.%s failed", interface, method, exc_info=True)
-            return encode({"ok": False, "error": error_to_message(exc)})
+            return REPLY_ERROR, encode(error_to_message(exc))
 
 
 class RpycBridge:
@@ -93,8 +132,9 @@ class RpycBridge:
         if len(secret) != SECRET_BYTES:
             raise ValueError(f"the RPyC secret must be {SECRET_BYTES} bytes")
         self._secret = secret
+        self.blobs = BlobServer(BlobStore(), secret, host=host)
         self._server = ThreadedServer(
-            _BridgeService(hub),
+            _BridgeService(hub, self.blobs.store, self.blobs.port),
             hostname=host,
             port=port,
             authenticator=self._authenticate,
@@ -128,6 +168,7 @@ class RpycBridge:
         return sock, None
 
     def start(self) -> None:
+        self.blobs.start()
         self._thread = threading.Thread(
             target=self._server.start, name="rtcloud-rpyc", daemon=True
         )
@@ -135,5 +176,6 @@ class RpycBridge:
 
     def stop(self) -> None:
         self._server.close()
+        self.blobs.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -6,7 +6,9 @@ gives one proxy per interface. A proxy has exactly the methods the server expose
 encodes its arguments with :mod:`rtcloud.rpc.codec`, waits for the result with a deadline
 and re-raises a remote error as its own type (``ValidationError``, ``TimeoutError``,
 ``FileNotFoundError`` ...). Every calling thread gets its own RPyC connection, so a thread
-waiting for a volume never blocks another sending feedback.
+waiting for a volume never blocks another sending feedback. Large arguments and results
+travel on the side channel of :mod:`rtcloud.transport.rpyc_blobs`, also one connection per
+thread.
 """
 
 from __future__ import annotations
@@ -24,10 +26,18 @@ from rpyc.core.channel import Channel
 from rpyc.utils.factory import connect_channel
 
 from rtcloud.errors import AuthenticationError, CallTimeout, ServiceUnavailableError, StateError
-from rtcloud.rpc.codec import decode, encode
+from rtcloud.rpc.codec import Encoded, decode, encode, encode_parts
 from rtcloud.rpc.messages import message_to_exception
 from rtcloud.server.hub import DEADLINE_MARGIN
-from rtcloud.transport.rpyc_bridge import ACCEPTED, HANDSHAKE, rpyc_config
+from rtcloud.transport.rpyc_blobs import BLOB_THRESHOLD, BlobClient
+from rtcloud.transport.rpyc_bridge import (
+    ACCEPTED,
+    HANDSHAKE,
+    REPLY_ERROR,
+    REPLY_TICKET,
+    REPLY_VALUE,
+    rpyc_config,
+)
 from rtcloud.transport.rpyc_stream import FastSocketStream, set_nodelay, tune_connection
 
 __all__ = ["RemoteInterface", "ServerConnection", "connect_from_info_file"]
@@ -50,6 +60,18 @@ def connect_from_info_file(path: Path, rpyc_timeout: float) -> ServerConnection 
         return None  # a stale file of a server that is gone
 
 
+class _ThreadLink:
+    """One thread's RPyC connection, its bound ``call`` and its side-channel socket."""
+
+    __slots__ = ("blobs", "call", "conn")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        # Bound once: looking ``call`` up on the remote root costs a round trip per call.
+        self.call = rpyc.async_(conn.root.call)
+        self.blobs: BlobClient | None = None
+
+
 class ServerConnection:
     """Connections (one per calling thread) to one project server's RPyC bridge."""
 
@@ -58,11 +80,12 @@ class ServerConnection:
         self._secret = secret
         self.rpyc_timeout = float(rpyc_timeout)
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: list[_ThreadLink] = []
         self._lock = threading.Lock()
         self._closed = False
-        described = decode(bytes(self._conn().root.describe()))
-        self._interfaces = {item["name"]: item for item in described}
+        described = decode(bytes(self._link().conn.root.describe()))
+        self._blob_port = int(described["blobPort"])
+        self._interfaces = {item["name"]: item for item in described["interfaces"]}
 
     def _open(self) -> Any:
         sock = socket.create_connection((self.host, self.port), timeout=10)
@@ -86,16 +109,21 @@ class ServerConnection:
         tune_connection(conn)
         return conn
 
-    def _conn(self) -> Any:
+    def _link(self) -> _ThreadLink:
         if self._closed:
             raise StateError("this ClientInterface was closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._open()
-            self._local.conn = conn
+        link: _ThreadLink | None = getattr(self._local, "link", None)
+        if link is None or link.conn.closed:
+            link = _ThreadLink(self._open())
+            self._local.link = link
             with self._lock:
-                self._all.append(conn)
-        return conn
+                self._all.append(link)
+        return link
+
+    def _blobs(self, link: _ThreadLink) -> BlobClient:
+        if link.blobs is None:
+            link.blobs = BlobClient(self.host, self._blob_port, self._secret)
+        return link.blobs
 
     def call(
         self,
@@ -109,7 +137,8 @@ class ServerConnection:
         method_wait: float = 0.0,
     ) -> Any:
         """Call ``interface.method`` on the server and return its result (by value)."""
-        payload = encode([list(args), kwargs])
+        payload, buffers = encode_parts([list(args), kwargs])
+        request = Encoded(payload, [(b,) for b in buffers])
         if rpc_timeout is not None:
             wait = float(rpc_timeout)
             hop2: float | None = float(rpc_timeout)
@@ -120,30 +149,40 @@ class ServerConnection:
                 if remote_timeout is None
                 else max(remote_timeout, method_wait + DEADLINE_MARGIN)
             )
-        conn = self._conn()
+        link = self._link()
         try:
-            pending = rpyc.async_(conn.root.call)(interface, method, payload, hop2)
+            ticket: bytes | None = None
+            if request.nbytes >= BLOB_THRESHOLD:
+                blobs = self._blobs(link)
+                blobs.set_timeout(wait)
+                ticket, inline = blobs.upload(request), b""
+            else:
+                inline = encode(request)
+            pending = link.call(interface, method, inline, hop2, ticket)
             pending.set_expiry(wait)
-            raw = pending.value
-        except AsyncResultTimeout:
+            status, data = pending.value
+            if status == REPLY_TICKET:
+                blobs = self._blobs(link)
+                blobs.set_timeout(wait)
+                return blobs.fetch(bytes(data)).decode()
+        except (AsyncResultTimeout, TimeoutError):
             # The server may still be working on it: this connection is busy; use a new one.
-            self._local.conn = None
-            self._discard(conn)
+            self._drop(link)
             raise CallTimeout(
                 f"{interface}.{method}: no answer from the project server within {wait:g} s "
                 "(pass rpc_timeout=SECONDS for longer calls)"
             ) from None
-        except EOFError as exc:
-            self._local.conn = None
-            self._discard(conn)
+        except (EOFError, OSError) as exc:
+            self._drop(link)
             raise ServiceUnavailableError(
                 f"{interface}.{method}: the connection to the project server was lost ({exc}); "
                 "is rtcloud serve still running?"
             ) from None
-        reply = decode(bytes(raw))
-        if reply.get("ok"):
-            return reply.get("value")
-        raise message_to_exception(reply["error"])
+        if status == REPLY_ERROR:
+            raise message_to_exception(decode(data))
+        if status not in (REPLY_VALUE, REPLY_TICKET):
+            raise ServiceUnavailableError(f"{interface}.{method}: unknown reply {status!r}")
+        return decode(data)
 
     def interface(self, name: str) -> RemoteInterface:
         info = self._interfaces.get(name)
@@ -155,22 +194,28 @@ class ServerConnection:
         name = {"data": "DataInterface", "subject": "SubjectInterface"}[kind]
         return bool(self._interfaces.get(name, {}).get("remote"))
 
-    def _discard(self, conn: Any) -> None:
+    def _drop(self, link: _ThreadLink) -> None:
+        """Forget this thread's link (busy or broken) and close it at once."""
+        if getattr(self._local, "link", None) is link:
+            self._local.link = None
         with self._lock:
-            if conn in self._all:
-                self._all.remove(conn)
-        _hard_close(conn)
+            if link in self._all:
+                self._all.remove(link)
+        _hard_close(link)
 
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            _hard_close(conn)
+            links, self._all = self._all, []
+        for link in links:
+            _hard_close(link)
 
 
-def _hard_close(conn: Any) -> None:
-    """Close an RPyC connection at once, even while the server still works on a call."""
+def _hard_close(link: _ThreadLink) -> None:
+    """Close a link at once, even while the server still works on a call."""
+    if link.blobs is not None:
+        link.blobs.close()
+    conn = link.conn
     sock = getattr(getattr(getattr(conn, "_channel", None), "stream", None), "sock", None)
     if isinstance(sock, socket.socket):
         try:

@@ -72,15 +72,23 @@ class ServiceChannel:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float,
+        raw: bool = False,
     ) -> Any:
-        """Call the service and wait (in this thread) for the result, up to ``timeout`` s."""
+        """Call the service and wait (in this thread) for the result, up to ``timeout`` s.
+
+        With ``raw`` the result stays encoded (set-up calls, whose results the channel
+        needs, are always decoded).
+        """
         loop = self._loop
         if loop is None or not self.connected:
             raise ServiceUnavailableError(f"the {self.role} service is not connected")
         kwargs = dict(kwargs)
         args, held = self._map_stream_args(interface, method, args, kwargs)
+        raw = raw and (interface, method) not in SETUP_CALLS
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(self._start, future, interface, method, args, kwargs, timeout)
+        loop.call_soon_threadsafe(
+            self._start, future, interface, method, args, kwargs, timeout, raw
+        )
         try:
             value = future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -157,6 +165,7 @@ class ServiceChannel:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float,
+        raw: bool = False,
     ) -> None:
         conn = self._conn
         if conn is None or not self.connected:
@@ -165,7 +174,9 @@ class ServiceChannel:
             )
             return
         try:
-            call_id = conn.call(interface, method, args, kwargs, deadline_s=timeout)
+            call_id = conn.call(
+                interface, method, args, kwargs, deadline_s=timeout, raw_result=raw
+            )
         except Exception as exc:  # bad arguments: report to the caller
             future.set_exception(exc)
             return
