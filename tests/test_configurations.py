@@ -35,7 +35,7 @@ def setup(request, server_factory, tmp_path):
             procs.append(start_service("data-service", server, "-d", str(tmp_path), "-f", "*"))
         if subject_remote:
             procs.append(start_service("subject-service", server, "-o", str(tmp_path / "out")))
-        wait_for(lambda: all(c.connected for c in server.channels.values()), what="services")
+        wait_for(lambda: server.all_services_connected(), what="services")
     client = ClientInterface(yesToPrompts=True)
     yield config, server, client
     client.close()

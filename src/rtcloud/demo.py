@@ -168,7 +168,7 @@ def _run_with_server(
                 assert base is not None
                 procs = _start_services(f"127.0.0.1:{server.port}", base)
                 deadline = time.monotonic() + 30
-                while not all(c.connected for c in server.channels.values()):
+                while not server.all_services_connected():
                     if time.monotonic() > deadline:
                         raise StateError("the demo's data and subject services did not connect")
                     time.sleep(0.05)

@@ -14,6 +14,8 @@ polling::
 
 ``wait_for_result`` returns at the moment the result should be shown: its arrival time plus
 its ``onsetTimeDelayMs``. Messages set with ``setMessage`` are read with :meth:`message`.
+Several presentation programs may be connected at once (this client, ``rtcloud
+subject-service`` writing files, a jsPsych page): each gets every result.
 Only the standard library, ``websockets`` and ``msgpack`` are needed at run time.
 """
 
@@ -131,9 +133,18 @@ class FeedbackClient:
         """The latest message from ``setMessage`` ("" if none yet)."""
         return self._messages[-1] if self._messages else ""
 
-    def send_response(self, runId: int, trId: int, response: dict[str, Any]) -> None:
-        """Record the participant's response to a volume (read by the script's getResponse)."""
-        self.subject.addResponse(runId, trId, response)
+    def send_response(
+        self, runId: int, trId: int, response: dict[str, Any], timeout: float = 5.0
+    ) -> None:
+        """Send the participant's response to a volume to the server, and wait until it is kept.
+
+        The experiment script reads it with ``getResponse(runId, trId)`` or
+        ``getAllResponses()``. Raises ServiceUnavailableError while the link is down (the
+        client reconnects by itself) and CallTimeout after ``timeout`` seconds.
+        """
+        self._client.call(
+            "SubjectInterface", "addResponse", (runId, trId, dict(response)), timeout=timeout
+        )
 
     def close(self) -> None:
         self._client.stop()

@@ -21,7 +21,7 @@ def test_results_at_onset_and_responses_back(server_factory):
     client = ClientInterface()
     try:
         deadline = time.monotonic() + 10
-        while not server.channels["subject"].connected and time.monotonic() < deadline:
+        while not server.service_connected("subject") and time.monotonic() < deadline:
             time.sleep(0.02)
         subj = client.subjInterface
         subj.setMessage("Get ready")

@@ -64,7 +64,7 @@ def test_both_hops_with_typed_errors_and_result_files(remote, series, tmp_path):
     out = tmp_path / "subject-out"
     start("data-service", "-d", str(tmp_path), "-f", ".dcm,.txt")
     start("subject-service", "-o", str(out))
-    wait_for(lambda: server.channels["data"].connected and server.channels["subject"].connected)
+    wait_for(lambda: server.all_services_connected())
     client = ClientInterface()
     try:
         assert client.isDataRemote() and client.isSubjectRemote()

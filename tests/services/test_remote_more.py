@@ -64,7 +64,7 @@ def test_small_calls_answer_during_a_100_mb_get_file(server_factory, tmp_path):
     data_service = start_service("data-service", server, "-d", str(tmp_path), "-f", ".bin")
     subject_service = start_service("subject-service", server, "-o", str(tmp_path / "out"))
     try:
-        wait_for(lambda: all(c.connected for c in server.channels.values()), what="services")
+        wait_for(lambda: server.all_services_connected(), what="services")
         client = ClientInterface()
         try:
             done = {}

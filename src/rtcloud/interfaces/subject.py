@@ -47,6 +47,8 @@ class SubjectInterface(Interface):
         on_result: called with every queued result (dict) as it is queued, e.g. by the
             subject service to write files; exceptions from it propagate to the caller.
         on_message: called with every message text set with :meth:`setMessage`.
+        max_queued: keep at most this many results for :meth:`dequeueResult` (the oldest
+            are dropped); None keeps all.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class SubjectInterface(Interface):
         *,
         on_result: Callable[[dict[str, Any]], object] | None = None,
         on_message: Callable[[str], None] | None = None,
+        max_queued: int | None = None,
     ) -> None:
         if subjectRemote:
             from rtcloud.errors import StateError
@@ -64,6 +67,7 @@ class SubjectInterface(Interface):
                 "project server with --subjectRemote and use ClientInterface().subjInterface"
             )
         self.msgQueue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._max_queued = max_queued
         self.message = ""
         self._on_result = on_result
         self._on_message = on_message
@@ -72,6 +76,12 @@ class SubjectInterface(Interface):
         self._unread: list[dict[str, Any]] = []
 
     def _queue(self, result: dict[str, Any]) -> None:
+        if self._max_queued is not None:
+            while self.msgQueue.qsize() >= self._max_queued:
+                try:
+                    self.msgQueue.get_nowait()
+                except queue.Empty:
+                    break
         self.msgQueue.put(result)
         if self._on_result is not None:
             self._on_result(result)

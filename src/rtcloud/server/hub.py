@@ -99,14 +99,26 @@ class Hub:
             self._info[name] = InterfaceInfo(name, methods, remote=False)
 
     def register_remote(
-        self, name: str, cls: type, target: RemoteTarget, service_hint: str
+        self,
+        name: str,
+        cls: type,
+        target: RemoteTarget,
+        service_hint: str,
+        *,
+        remote: bool = True,
     ) -> None:
-        """Serve ``name`` through ``target``; ``cls`` gives the allowed methods."""
+        """Serve ``name`` through ``target``; ``cls`` gives the allowed methods.
+
+        ``remote`` is what scripts are told (``isRunningRemote()``): False for a target that
+        answers in the server and only optionally involves other processes.
+        """
         methods = {m: timeout_parameter(getattr(cls, m)) for m in exposed_methods(cls)}
         with self._lock:
             self._remote[name] = target
             self._local.pop(name, None)
-            self._info[name] = InterfaceInfo(name, methods, remote=True, service_hint=service_hint)
+            self._info[name] = InterfaceInfo(
+                name, methods, remote=remote, service_hint=service_hint
+            )
 
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -145,8 +157,9 @@ class Hub:
             )
         kwargs = dict(kwargs)
         kwargs.pop("rpc_timeout", None)
-        if not info.remote:
-            return getattr(self._local[interface], method)(*args, **kwargs)
+        local = self._local.get(interface)
+        if local is not None:
+            return getattr(local, method)(*args, **kwargs)
         target = self._remote.get(interface)
         if target is None or not target.connected:
             raise ServiceUnavailableError(

@@ -47,9 +47,11 @@ from rtcloud.server.auth import (
     write_private_file,
 )
 from rtcloud.server.config import ServerConfig
+from rtcloud.server.feedback_pages import serve_feedback_page
 from rtcloud.server.hub import Hub
 from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
 from rtcloud.server.settings import SettingsFile
+from rtcloud.server.subject_relay import SubjectRelay
 from rtcloud.server.ui_channel import UIChannel
 from rtcloud.transport.discovery import ENV_VAR
 from rtcloud.transport.rpyc_bridge import SECRET_BYTES, RpycBridge
@@ -116,7 +118,6 @@ class ProjectServer:
         self.hub = Hub()
         self.web = WebDisplayInterface(sink=self.ui.broadcast)
         self.data: DataInterface | None = None
-        self.subject: SubjectInterface | None = None
         self.channels: dict[str, ServiceChannel] = {}
         if config.data_remote:
             self.channels["data"] = ServiceChannel("data", self._broadcast_conn_status)
@@ -126,14 +127,16 @@ class ProjectServer:
         else:
             self.data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
             self.hub.register_local("DataInterface", self.data)
-        if config.subject_remote:
-            self.channels["subject"] = ServiceChannel("subject", self._broadcast_conn_status)
-            self.hub.register_remote(
-                "SubjectInterface", SubjectInterface, self.channels["subject"], "subject service"
-            )
-        else:
-            self.subject = SubjectInterface()
-            self.hub.register_local("SubjectInterface", self.subject)
+        #: Feedback to every connected presentation peer, responses back (both modes).
+        self.relay = SubjectRelay(config.subject_remote, self._broadcast_conn_status)
+        self.subject: SubjectInterface = self.relay.local
+        self.hub.register_remote(
+            "SubjectInterface",
+            SubjectInterface,
+            self.relay,
+            "subject service",
+            remote=config.subject_remote,
+        )
         self.hub.register_local("WebDisplayInterface", self.web)
         self._secret = secrets.token_bytes(SECRET_BYTES)
         self.bridge = RpycBridge(self.hub, self._secret, port=config.rpyc_port)
@@ -210,8 +213,15 @@ class ProjectServer:
     # ------------------------------------------------------------ routes and lifespan
 
     def extra_routes(self) -> list[Any]:
-        """The remote services' sockets."""
-        return [WebSocketRoute("/ws/service/{role}", self._service_socket)]
+        """The remote services' sockets, and the feedback pages' socket."""
+        return [
+            WebSocketRoute("/ws/service/{role}", self._service_socket),
+            WebSocketRoute("/ws/feedback", self._feedback_socket),
+        ]
+
+    async def _feedback_socket(self, ws: WebSocket) -> None:
+        user = ws.scope.get("state", {}).get("user", "?")
+        await serve_feedback_page(ws, self.relay, user)
 
     async def _service_socket(self, ws: WebSocket) -> None:
         role = ws.path_params.get("role", "")
@@ -219,6 +229,10 @@ class ProjectServer:
         if user is None:
             logger.warning("refused a %s service without a valid login", role)
             await ws.close(code=4401)
+            return
+        peer = f"{user}@{ws.client.host if ws.client else '?'}"
+        if role == "subject":
+            await self.relay.serve_service(ws, peer)
             return
         channel = self.channels.get(role)
         if channel is None:
@@ -230,7 +244,6 @@ class ProjectServer:
             )
             await ws.close(code=4403)
             return
-        peer = f"{user}@{ws.client.host if ws.client else '?'}"
         await channel.serve(ws, peer)
 
     def _broadcast_conn_status(self) -> None:
@@ -242,6 +255,7 @@ class ProjectServer:
         self.ui.bind_loop(self._loop)
         for channel in self.channels.values():
             channel.bind_loop(self._loop)
+        self.relay.bind_loop(self._loop)
         yield
         await self.runner.stop()
 
@@ -270,14 +284,29 @@ class ProjectServer:
     def conn_status(self) -> dict[str, Any]:
         return {
             "cmd": "connStatus",
-            "data": {"remote": self.config.data_remote, "connected": self._connected("data")},
+            "data": {
+                "remote": self.config.data_remote,
+                "connected": self.service_connected("data"),
+            },
             "subject": {
                 "remote": self.config.subject_remote,
-                "connected": self._connected("subject"),
+                "connected": self.service_connected("subject"),
+                "peers": self.relay.peer_names(),
             },
         }
 
-    def _connected(self, kind: str) -> bool:
+    def all_services_connected(self) -> bool:
+        """Both the data and the subject side can take calls."""
+        return self.service_connected("data") and self.service_connected("subject")
+
+    def service_connected(self, kind: str) -> bool:
+        """Whether the ``data`` or ``subject`` side can take calls.
+
+        Local services always can; a remote data service when connected; the subject side
+        when it is local, or a subject service or feedback page is connected.
+        """
+        if kind == "subject":
+            return not self.config.subject_remote or bool(self.relay.peers())
         channel = self.channels.get(kind)
         return True if channel is None else channel.connected
 

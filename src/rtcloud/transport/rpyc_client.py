@@ -40,7 +40,10 @@ from rtcloud.transport.rpyc_bridge import (
 )
 from rtcloud.transport.rpyc_stream import FastSocketStream, set_nodelay, tune_connection
 
-__all__ = ["RemoteInterface", "ServerConnection", "connect_from_info_file"]
+__all__ = ["HOP1_GRACE", "RemoteInterface", "ServerConnection", "connect_from_info_file"]
+
+#: Seconds the script waits beyond ``rpc_timeout``, for the server's answer to travel back.
+HOP1_GRACE = 0.25
 
 
 def connect_from_info_file(path: Path, rpyc_timeout: float) -> ServerConnection | None:
@@ -140,7 +143,8 @@ class ServerConnection:
         payload, buffers = encode_parts([list(args), kwargs])
         request = Encoded(payload, [(b,) for b in buffers])
         if rpc_timeout is not None:
-            wait = float(rpc_timeout)
+            # The server's own, more telling timeout error gets a moment to arrive first.
+            wait = float(rpc_timeout) + HOP1_GRACE
             hop2: float | None = float(rpc_timeout)
         else:
             wait = max(self.rpyc_timeout, method_wait + DEADLINE_MARGIN)

@@ -7,12 +7,15 @@ user name and password (HTTP POST ``/login``; a wrong password stops it with
 ``/ws/service/<role>`` with the session cookie, and serves the registered objects through a
 :class:`~rtcloud.rpc.dispatch.Dispatcher`: each call runs in a worker thread, and replies go
 out as the socket takes them. A lost link is retried with backoff (0.5 s doubling to 5 s),
-and said so in the log. Only the standard library and ``websockets`` are used, so this runs
-on Windows and macOS stimulus and scanner computers, and inside PsychoPy's Python.
+and said so in the log. A service may also call the server (:meth:`ServiceClient.call`),
+e.g. to report a participant's response. Only the standard library and ``websockets`` are
+used, so this runs on Windows and macOS stimulus and scanner computers, and inside
+PsychoPy's Python.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import logging
 import ssl
@@ -21,13 +24,26 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from rtcloud.errors import AuthenticationError, ProtocolError, ValidationError
+from rtcloud.errors import (
+    AuthenticationError,
+    CallTimeout,
+    ProtocolError,
+    ServiceUnavailableError,
+    ValidationError,
+)
 from rtcloud.rpc.dispatch import Dispatcher
-from rtcloud.rpc.protocol import IncomingCall, IncomingCallCancelled, RpcConnection
+from rtcloud.rpc.protocol import (
+    CallFailed,
+    CallResult,
+    IncomingCall,
+    IncomingCallCancelled,
+    RpcConnection,
+)
 from rtcloud.tls import client_context, verify_fingerprint
 
 __all__ = ["ServiceClient", "parse_server"]
@@ -85,6 +101,11 @@ class ServiceClient:
         self._on_status = on_status or (lambda text: logger.info("%s", text))
         self.connected = threading.Event()
         self._ws: ClientConnection | None = None
+        # The current link's protocol state, its lock and the sender's wake-up (for call()).
+        self._conn: RpcConnection | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._calls: dict[int, concurrent.futures.Future[Any]] = {}
 
     # ------------------------------------------------------------ login
 
@@ -183,6 +204,7 @@ class ServiceClient:
             conn = RpcConnection(f"{self.role}-service")
             lock = threading.Lock()
             wake = threading.Event()
+            self._conn, self._lock, self._wake = conn, lock, wake
             sender = threading.Thread(
                 target=self._sender, args=(ws, conn, lock, wake), daemon=True
             )
@@ -202,14 +224,68 @@ class ServiceClient:
                             self._pool.submit(self._run_call, conn, lock, wake, event)
                         elif isinstance(event, IncomingCallCancelled):
                             logger.debug("call %s cancelled by the server", event.call_id)
+                        else:
+                            self._settle(event)
                     wake.set()
             finally:
                 self.connected.clear()
                 with lock:
-                    conn.fail_all("connection closed")
+                    conn.fail_all("the connection to the server was lost")
+                    events = conn.events_received()
+                    self._conn = None
+                for event in events:
+                    self._settle(event)
                 wake.set()
                 self._ws = None
                 self._on_status(f"disconnected from {url}")
+
+    def _settle(self, event: object) -> None:
+        """Hand the reply to one of our own calls to the thread waiting for it."""
+        if isinstance(event, (CallResult, CallFailed)):
+            future = self._calls.pop(event.call_id, None)
+            if future is not None and not future.done():
+                if isinstance(event, CallResult):
+                    future.set_result(event.value)
+                else:
+                    future.set_exception(event.exception)
+
+    def call(
+        self,
+        interface: str,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        timeout: float = 10.0,
+    ) -> Any:
+        """Call ``interface.method`` on the server and wait up to ``timeout`` s for the result.
+
+        Raises:
+            ServiceUnavailableError: not connected, or the link dropped before the answer.
+            CallTimeout: no answer within ``timeout`` seconds.
+        """
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            conn = self._conn
+            if conn is None or not self.connected.is_set():
+                raise ServiceUnavailableError(
+                    f"{interface}.{method}: not connected to the server at "
+                    f"{self.host}:{self.port} (it reconnects by itself; try again shortly)"
+                )
+            call_id = conn.call(interface, method, args, kwargs or {}, deadline_s=timeout)
+            self._calls[call_id] = future
+        self._wake.set()
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if future.done():
+                raise
+            with self._lock:
+                self._calls.pop(call_id, None)
+                conn.expire(call_id, timeout)
+                conn.events_received()
+            raise CallTimeout(
+                f"{interface}.{method}: the server did not answer within {timeout:.3g} s"
+            ) from None
 
     def _run_call(
         self, conn: RpcConnection, lock: threading.Lock, wake: threading.Event, call: IncomingCall

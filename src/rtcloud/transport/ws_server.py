@@ -8,6 +8,10 @@ the result up to its deadline. When the service disconnects every pending call f
 once with :class:`~rtcloud.errors.ServiceUnavailableError`; when a service connects again,
 the set-up calls recorded with :meth:`ServiceChannel.remember` (watches and streams) are
 replayed before any other call goes through, so a run continues.
+
+A channel can also answer calls *from* its service, when given a
+:class:`~rtcloud.rpc.dispatch.Dispatcher` of the few methods a service may call (a subject
+service reporting the participant's responses); any other call is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rtcloud.errors import CallTimeout, ProtocolError, ServiceUnavailableError
+from rtcloud.rpc.dispatch import Dispatcher
 from rtcloud.rpc.protocol import (
     CallFailed,
     CallResult,
@@ -41,9 +46,16 @@ SETUP_CALLS = {("DataInterface", "initWatch"), ("DataInterface", "initScannerStr
 class ServiceChannel:
     """One remote service role (``data`` or ``subject``) as seen by the server."""
 
-    def __init__(self, role: str, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        on_change: Callable[[], None] | None = None,
+        *,
+        incoming: Dispatcher | None = None,
+    ) -> None:
         self.role = role
         self._on_change = on_change
+        self._incoming = incoming
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: RpcConnection | None = None
         self._ws: WebSocket | None = None
@@ -79,34 +91,54 @@ class ServiceChannel:
         With ``raw`` the result stays encoded (set-up calls, whose results the channel
         needs, are always decoded).
         """
-        loop = self._loop
-        if loop is None or not self.connected:
-            raise ServiceUnavailableError(f"the {self.role} service is not connected")
         kwargs = dict(kwargs)
         args, held = self._map_stream_args(interface, method, args, kwargs)
         raw = raw and (interface, method) not in SETUP_CALLS
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(
-            self._start, future, interface, method, args, kwargs, timeout, raw
-        )
-        try:
-            value = future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            if future.done():  # the service's own TimeoutError (e.g. a file wait), not ours
-                raise
-            call_id = getattr(future, "call_id", None)
-            if call_id is not None:
-                loop.call_soon_threadsafe(self._expire, call_id, timeout)
-            raise CallTimeout(
-                f"{interface}.{method}: the {self.role} service did not answer within "
-                f"{timeout:g} s (pass rpc_timeout=SECONDS for longer calls)"
-            ) from None
+        future = self.call_async(interface, method, args, kwargs, timeout, raw)
+        value = self.wait(future, timeout, f"{interface}.{method}")
         if (interface, method) in SETUP_CALLS:
             self.remember(interface, method, args, kwargs, value)
         elif interface == "DataInterface" and method == "getImageData" and held is not None:
             with self._lock:
                 self._next_index[held] = int(args[1]) + 1
         return value
+
+    def call_async(
+        self,
+        interface: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+        raw: bool = False,
+    ) -> concurrent.futures.Future[Any]:
+        """Send a call now; its result (or error) arrives in the returned future.
+
+        Wait for it with :meth:`wait`, which also tells the service when the time is up.
+        """
+        loop = self._loop
+        if loop is None or not self.connected:
+            raise ServiceUnavailableError(f"the {self.role} service is not connected")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(
+            self._start, future, interface, method, args, kwargs, timeout, raw
+        )
+        return future
+
+    def wait(self, future: concurrent.futures.Future[Any], timeout: float, what: str) -> Any:
+        """The result of a call made with :meth:`call_async`, waiting up to ``timeout`` s."""
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if future.done():  # the service's own TimeoutError (e.g. a file wait), not ours
+                raise
+            call_id = getattr(future, "call_id", None)
+            if call_id is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._expire, call_id, timeout)
+            raise CallTimeout(
+                f"{what}: the {self.role} service did not answer within {timeout:.3g} s "
+                "(pass rpc_timeout=SECONDS for longer calls)"
+            ) from None
 
     def remember(
         self,
@@ -205,10 +237,13 @@ class ServiceChannel:
                 if future is not None and not future.done():
                     future.set_exception(event.exception)
             elif isinstance(event, IncomingCall):
-                conn.send_error(
-                    event.call_id,
-                    ServiceUnavailableError("the server does not take calls from services"),
-                )
+                if self._incoming is None:
+                    conn.send_error(
+                        event.call_id,
+                        ServiceUnavailableError("the server does not take calls from services"),
+                    )
+                else:  # only quick, non-blocking methods are registered here
+                    conn.reply(self._incoming.invoke(event))
 
     async def _sender(self, ws: WebSocket, conn: RpcConnection, wake: asyncio.Event) -> None:
         while True:

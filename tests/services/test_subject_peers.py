@@ -1,0 +1,254 @@
+"""Several presentation peers at once: subject services, feedback clients, feedback pages.
+
+A real server, a real ``rtcloud subject-service`` process, a real FeedbackClient, and feedback
+pages spoken to over real WebSockets with the page's JSON messages (the browser itself is
+driven in tests/web).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from rtcloud.errors import CallTimeout, RemoteCallError, ServiceUnavailableError
+from rtcloud.feedback import FeedbackClient
+from rtcloud.interfaces.client import ClientInterface
+from rtcloud.server.feedback_pages import MAX_PAGE_MESSAGE, plain
+from services.test_remote import start_service, wait_for
+
+
+def address(server):
+    return server.url.split("//")[1].rstrip("/")
+
+
+def session_cookie(server, user="test", password="test"):
+    conn = http.client.HTTPConnection(address(server), timeout=10)
+    body = urllib.parse.urlencode({"username": user, "password": password, "next": "/"})
+    conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.getheader("set-cookie").split(";", 1)[0]
+
+
+class Page:
+    """A feedback page's socket, as /static/rtcloud-feedback.js uses it."""
+
+    def __init__(self, server, auto_ack=True):
+        self._context = connect(
+            f"ws://{address(server)}/ws/feedback",
+            additional_headers={"Cookie": session_cookie(server)},
+        )
+        self.ws = self._context.__enter__()
+        self.hello = json.loads(self.ws.recv(timeout=5))
+        assert self.hello["type"] == "hello"
+        self.received: list[dict] = []
+        self.auto_ack = auto_ack
+        self._new = threading.Condition()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            for text in self.ws:
+                message = json.loads(text)
+                if self.auto_ack and "id" in message:
+                    self.ws.send(json.dumps({"type": "ack", "id": message["id"]}))
+                with self._new:
+                    self.received.append(message)
+                    self._new.notify_all()
+        except Exception:  # closed: the test is over
+            return
+
+    def wait(self, predicate, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        with self._new:
+            while True:
+                found = [m for m in self.received if predicate(m)]
+                if found:
+                    return found[0]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"the page did not receive it; got {self.received}")
+                self._new.wait(remaining)
+
+    def send(self, message):
+        self.ws.send(message if isinstance(message, (str, bytes)) else json.dumps(message))
+
+    def close(self):
+        self._context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    for proc in started:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_every_peer_gets_every_result_and_responses_come_back(server_factory, tmp_path, procs):
+    server = server_factory(subject_remote=True)
+    out = tmp_path / "out"
+    procs.append(start_service("subject-service", server, "-o", str(out)))
+    feedback = FeedbackClient(address(server), "test", "test").start()
+    page = Page(server)
+    wait_for(lambda: len(server.relay.peers()) == 3, what="three feedback peers")
+    client = ClientInterface()
+    try:
+        subj = client.subjInterface
+        assert client.isSubjectRemote() and subj.isRunningRemote()
+        subj.setMessage("Get ready")
+        subj.setResult(1, 0, 0.25, 0)
+        subj.setResultDict({"roi": [1.5, 2.5]}, 0, "summary")
+        # each peer has it when the call returns: files, the Python client, the page
+        assert (out / "run1" / "classoutput" / "vol-1-0.txt").read_text().strip() == "0.25"
+        assert json.loads((out / "summary.json").read_text())["roi"] == [1.5, 2.5]
+        assert feedback.wait_for_result(1, 0, timeout=1)["value"] == 0.25
+        assert feedback.message() == "Get ready"
+        kinds = [m["type"] for m in page.received]
+        assert kinds == ["message", "result", "resultDict"]
+        assert page.received[1] | {"id": 0} == {
+            "type": "result",
+            "id": 0,
+            "runId": 1,
+            "trId": 0,
+            "value": 0.25,
+            "onsetTimeDelayMs": 0,
+        }
+        # responses from the page and from the Python client both reach the script
+        page.send({"type": "response", "runId": 1, "trId": 0, "response": {"key": "f", "rt": 412}})
+        feedback.send_response(1, 1, {"key": "j", "rt": 0.5})
+        wait_for(lambda: subj.getResponse(1, 0) != {}, what="the page's response")
+        assert subj.getResponse(1, 0)["key"] == "f" and subj.getResponse(1, 0)["rt"] == 412
+        assert subj.getResponse(1, 1)["key"] == "j"
+        assert sorted(r["key"] for r in subj.getAllResponses()) == ["f", "j"]
+        assert subj.getAllResponses() == []
+    finally:
+        client.close()
+        page.close()
+        feedback.close()
+
+
+def test_required_subject_side_fails_at_once_without_peers(server_factory):
+    server = server_factory(subject_remote=True)
+    client = ClientInterface()
+    try:
+        start = time.monotonic()
+        with pytest.raises(ServiceUnavailableError) as info:
+            client.subjInterface.setResult(1, 0, 0.5, 0)
+        assert time.monotonic() - start < 1.0
+        assert "subject-service" in str(info.value) and "/feedback" in str(info.value)
+        assert client.subjInterface.getAllResponses() == []  # kept in the server: answers
+        assert not server.service_connected("subject")
+    finally:
+        client.close()
+
+
+def test_optional_peers_and_the_current_message_for_late_pages(server):
+    client = ClientInterface()
+    try:
+        subj = client.subjInterface
+        assert not client.isSubjectRemote()
+        subj.setMessage("Relax")
+        subj.setResult(1, 0, 0.5, 0)  # no peer: kept in the server
+        assert server.subject.dequeueResult()["value"] == 0.5
+        page = Page(server)
+        try:
+            assert page.hello["message"] == "Relax"  # a late page shows the message at once
+            wait_for(lambda: len(server.relay.peers()) == 1, what="the page")
+            subj.setResult(1, 1, float("nan"), 250)
+            got = page.wait(lambda m: m.get("trId") == 1)
+            assert got["value"] is None and got["onsetTimeDelayMs"] == 250  # NaN -> null
+        finally:
+            page.close()
+        wait_for(lambda: not server.relay.peers(), what="the page to leave")
+        subj.setResult(1, 2, 0.5, 0)  # optional: still fine without peers
+    finally:
+        client.close()
+
+
+def test_a_silent_page_times_out_and_a_failing_page_reports(server):
+    client = ClientInterface()
+    silent = Page(server, auto_ack=False)
+    try:
+        wait_for(lambda: len(server.relay.peers()) == 1, what="the page")
+        start = time.monotonic()
+        with pytest.raises(CallTimeout, match="feedback page"):
+            client.subjInterface.setResult(1, 0, 0.5, 0, rpc_timeout=1)
+        assert time.monotonic() - start < 2.5
+        message = silent.wait(lambda m: m.get("trId") == 0)
+        threading.Timer(
+            0.2, lambda: silent.send({"type": "error", "id": message["id"] + 1, "error": "no"})
+        ).start()
+        with pytest.raises(RemoteCallError, match="reported: no"):
+            client.subjInterface.setResult(1, 1, 0.5, 0)
+    finally:
+        silent.close()
+        client.close()
+
+
+def test_a_page_that_leaves_mid_call_fails_the_call_at_once(server):
+    client = ClientInterface()
+    page = Page(server, auto_ack=False)
+    try:
+        wait_for(lambda: len(server.relay.peers()) == 1, what="the page")
+        threading.Thread(
+            target=lambda: (page.wait(lambda m: m.get("trId") == 0), page.close()), daemon=True
+        ).start()
+        start = time.monotonic()
+        with pytest.raises(ServiceUnavailableError, match="disconnected"):
+            client.subjInterface.setResult(1, 0, 0.5, 0)
+        assert time.monotonic() - start < 1.0
+    finally:
+        client.close()
+
+
+def test_bad_page_messages_are_refused_and_the_link_stays_up(server):
+    client = ClientInterface()
+    page = Page(server)
+    try:
+        bad = [
+            "not json",
+            json.dumps([1, 2]),
+            json.dumps({"type": "launch"}),
+            json.dumps({"type": "response", "runId": [1], "trId": 0, "response": {}}),
+            json.dumps({"type": "response", "runId": 1, "trId": 0, "response": "x"}),
+            "x" * (MAX_PAGE_MESSAGE + 1),
+            b"\x00binary",
+        ]
+        for message in bad:
+            page.send(message)
+        wait_for(
+            lambda: sum(m["type"] == "refused" for m in page.received) == len(bad),
+            what="every bad message refused",
+        )
+        page.send({"type": "response", "runId": 2, "trId": 5, "response": {"key": "a"}})
+        wait_for(lambda: client.subjInterface.getResponse(2, 5) != {}, what="a good response")
+        assert client.subjInterface.getAllResponses()[0]["key"] == "a"
+    finally:
+        page.close()
+        client.close()
+
+
+def test_values_for_pages_become_plain_json():
+    assert plain({"a": np.arange(3), "b": (np.float32(1.5), float("inf")), "c": object}) == {
+        "a": [0, 1, 2],
+        "b": [1.5, None],
+        "c": str(object),
+    }
+
+
+def test_feedback_socket_refuses_without_login(server):
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    with pytest.raises((ConnectionClosed, InvalidStatus)):
+        with connect(f"ws://{address(server)}/ws/feedback") as ws:
+            ws.recv(timeout=5)
