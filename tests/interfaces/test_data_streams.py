@@ -121,3 +121,57 @@ def test_several_streams_at_once(di, series, scanner):
     assert di.getImageData(b, 4, timeout=1).InstanceNumber == 5
     original = read_dicom_file(series / "001_000013_000004.dcm")
     assert di.getImageData(b, 4, timeout=1).PixelData == original.PixelData
+
+
+@pytest.fixture
+def full_parses(monkeypatch):
+    """The sizes of the byte strings parsed as DICOM anywhere (reading, checking)."""
+    import rtcloud.imaging.dicom as dicom_module
+
+    sizes = []
+    real = dicom_module._parse
+
+    def counting(data):
+        sizes.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(dicom_module, "_parse", counting)
+    return sizes
+
+
+@pytest.mark.parametrize("pattern", ["001_000013_{TR:06d}.dcm", "001_000013_*.dcm"])
+def test_each_volume_is_parsed_once_in_full(di, series, scanner, full_parses, pattern):
+    sizes = {p.stat().st_size for p in series.glob("*.dcm")}
+    replay = start_replay(series, scanner, tr=0.05, mode="pieces", chunk_size=4096)
+    stream = di.initScannerStream(str(scanner), pattern, 1000, anonymize=False)
+    for tr in range(6):
+        ds = di.getImageData(stream, tr, timeout=5)
+        original = read_dicom_file(series / f"001_000013_{tr:06d}.dcm")
+        assert ds.InstanceNumber == tr + 1 and ds.PixelData == original.PixelData
+    replay.join()
+    full = [size for size in full_parses if size in sizes]
+    assert len(full) == 6 + 6  # one parse per volume in the stream, one above (read_dicom_file)
+    assert len(full_parses) - len(full) <= 6  # at most one partial parse per volume
+
+
+def test_several_callers_of_one_volume_get_their_own_dataset(di, series, scanner):
+    stream = di.initScannerStream(str(scanner), "001_000013_{TR:06d}.dcm", 1000)
+    results, errors = [], []
+
+    def get():
+        try:
+            results.append(di.getImageData(stream, 2, timeout=5))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=get) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    replay = start_replay(series, scanner, tr=0.02, mode="pieces", chunk_size=8192)
+    for thread in threads:
+        thread.join(10)
+    replay.join()
+    assert errors == [] and len(results) == 5
+    assert len({id(ds) for ds in results}) == 5  # anonymized in place: never shared
+    assert all(str(ds.PatientName) == "" and ds.InstanceNumber == 3 for ds in results)
+    assert len({ds.SOPInstanceUID for ds in results}) == 1

@@ -9,6 +9,8 @@ first allowed directory (or type) allows everything.
 
 Streams (``initScannerStream`` / ``getImageData``) hand over each volume as soon as its file
 is complete, with no settle delay, and anonymize it before it leaves this object when asked.
+The parse that found a volume's file complete is the one handed over: the file is read and
+parsed once per volume (again only if it changed after that parse).
 Several streams and watches may be open at once; waiting on one does not block the others.
 """
 
@@ -34,7 +36,6 @@ from rtcloud.errors import (
 from rtcloud.imaging.dicom import anonymize_dicom, read_dicom_bytes
 from rtcloud.interfaces.expose import Interface, expose
 from rtcloud.utils import natural_sort_key
-from rtcloud.watcher.filters import make_completeness_check
 from rtcloud.watcher.watcher import FileWatcher
 
 __all__ = ["DataInterface"]
@@ -240,7 +241,7 @@ class DataInterface(Interface):
         pattern = _pattern_to_glob(os.path.basename(filePattern))
         if not pattern.endswith("*"):
             self._check_type(pattern)
-        watcher = FileWatcher(directory, pattern, int(minFileSize or 0))
+        watcher = FileWatcher(directory, pattern, int(minFileSize or 0), keep_parsed=True)
         with self._lock:
             old, self._watch = (
                 self._watch,
@@ -270,7 +271,8 @@ class DataInterface(Interface):
         else:
             path = self._check_file(watch.directory / name)
         found = watch.watcher.wait_for_file(path, float(timeout))
-        data = found.read_bytes()
+        parsed = watch.watcher.take_parsed(found)  # the bytes the completeness check read
+        data = parsed.data if parsed is not None else found.read_bytes()
         watch.last_delivery = _pace(watch.demo_step, watch.last_delivery)
         return data
 
@@ -321,7 +323,7 @@ class DataInterface(Interface):
             watch_glob = pattern
             if not pattern.endswith("*"):
                 self._check_type(pattern)
-        watcher = FileWatcher(directory, watch_glob, int(minFileSize or 0))
+        watcher = FileWatcher(directory, watch_glob, int(minFileSize or 0), keep_parsed=True)
         with self._lock:
             stream_id = self._next_stream_id
             self._next_stream_id += 1
@@ -365,7 +367,7 @@ class DataInterface(Interface):
             raise ValidationError(f"getImageData: imageIndex must be >= 0, got {index}")
         started = time.monotonic()
         deadline = started + float(timeout)
-        complete = make_completeness_check(stream.min_file_size, dicom=True)
+        complete = stream.watcher.dicom_completeness
         while True:
             remaining = deadline - time.monotonic()
             try:
@@ -388,6 +390,12 @@ class DataInterface(Interface):
                     path=exc.path,
                     waited=waited,
                 ) from None
+            # the completeness check parsed the file: take that parse rather than reading
+            # and parsing the file again (None when the file changed since)
+            parsed = stream.watcher.take_parsed(path)
+            if parsed is not None:
+                dataset = parsed.dataset
+                break
             try:
                 dataset = read_dicom_bytes(path.read_bytes())
                 break

@@ -5,6 +5,27 @@ DICOM file (``.dcm``/``.ima``, or a name without extension holding ``DICM`` at b
 its pixel data is all there. Other files are complete once their writer has closed them
 (where the operating system reports closes) or at once otherwise; the watcher supplies that
 fact as ``still_open``.
+
+Deciding that a DICOM file is complete takes a full parse of its bytes. Three things keep
+that to one full parse per delivered file:
+
+- The parse that finds a file complete is handed to ``on_parsed`` (as a :class:`ParsedDicom`,
+  with the file's identity, size and modification time when it was read), so that whoever
+  waited for the file can take the bytes and the dataset instead of reading and parsing the
+  file again; :func:`file_key` tells whether the file is still the one that was parsed.
+- A file whose bytes do not yet hold the tag of its pixel data (see
+  :func:`~rtcloud.imaging.dicom.may_hold_pixel_data`) is not parsed again until they do;
+  each check searches only the bytes added since the last one. Any other incomplete file is
+  not parsed again while its bytes stay the same (one write can bring several events).
+- A file found cut short inside its pixel data is not parsed again until it has grown to the
+  size its header asks for, as long as its beginning (everything up to the pixel data) is
+  byte for byte the same: a check in between costs a ``stat`` and a read of that beginning.
+
+So a file written in pieces is parsed twice: once (partly) when its pixel data has begun,
+and once in full when its last byte is there.
+
+Each of these shortcuts only ever answers "not complete", and only for bytes whose parse
+would say so: they never make a file complete early, and never hold back a complete one.
 """
 
 from __future__ import annotations
@@ -13,13 +34,19 @@ import fnmatch
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from rtcloud.imaging.dicom import file_is_complete_dicom
+from pydicom.dataset import Dataset
+
+from rtcloud.imaging.dicom import may_hold_pixel_data, probe_dicom_bytes
 from rtcloud.utils import natural_sort_key
 
 __all__ = [
     "CompletenessCheck",
+    "FileKey",
+    "ParsedDicom",
+    "file_key",
     "is_dicom_name",
     "make_completeness_check",
     "matches",
@@ -28,7 +55,32 @@ __all__ = [
 
 CompletenessCheck = Callable[[Path], bool]
 
+#: Identity and state of a file: (device, inode, size, modification time in ns).
+FileKey = tuple[int, int, int, int]
+
 DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
+
+#: Incomplete files a check remembers (a few are written at a time).
+MAX_PARTIAL_HINTS = 16
+
+
+@dataclass(frozen=True)
+class ParsedDicom:
+    """A complete DICOM file as a completeness check read and parsed it.
+
+    ``key`` is :func:`file_key` of the file when it was read: if the file's key is still the
+    same, ``data`` is its content and ``dataset`` its parse (a fresh object: hand it out once).
+    """
+
+    path: Path
+    key: FileKey
+    data: bytes
+    dataset: Dataset
+
+
+def file_key(st: os.stat_result) -> FileKey:
+    """The :data:`FileKey` of a ``stat`` result."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def matches(name: str, pattern: str) -> bool:
@@ -58,13 +110,115 @@ def _has_dicom_magic(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
+#: Up to this size, the bytes of an incomplete file are remembered whole, to recognize them.
+MAX_REMEMBERED_BYTES = 4 * 1024 * 1024
+
+#: On a first look at a file up to this size, search it for the pixel data tag before parsing
+#: (a file just begun); bigger files are parsed at once (most likely complete: no search).
+FIRST_LOOK_SEARCH = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _Partial:
+    """A DICOM file found incomplete: its bytes, or for a file cut short inside its pixel
+    data, its bytes up to the pixel data value and the size it needs."""
+
+    identity: tuple[int, int]  # (device, inode)
+    prefix: bytes  # all its bytes (needed None), or those up to the pixel data value
+    needed: int | None  # the size it must reach before it can be complete
+    no_pixel_tag: bool = False  # its bytes cannot hold pixel data (see may_hold_pixel_data)
+
+
+def _read_prefix(path: Path, size: int) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return None
+
+
+def _dicom_check(
+    on_parsed: Callable[[ParsedDicom], None] | None,
+) -> Callable[[Path, os.stat_result], bool]:
+    """Completeness of a DICOM file (one parse; see the module docstring)."""
+    # path -> what the last parse of a cut-short file found. Plain dict operations only, so
+    # several threads may share the check: a race costs at most one extra parse.
+    partial: dict[str, _Partial] = {}
+
+    def _remember(name: str, hint: _Partial) -> None:
+        if len(partial) >= MAX_PARTIAL_HINTS and name not in partial:
+            partial.clear()
+        partial[name] = hint
+
+    def check(path: Path, st: os.stat_result) -> bool:
+        name = str(path)
+        known = partial.get(name)
+        if known is not None and known.identity != (st.st_dev, st.st_ino):
+            partial.pop(name, None)
+            known = None
+        if (
+            known is not None
+            and known.needed is not None
+            and len(known.prefix) <= st.st_size < known.needed
+            and _read_prefix(path, len(known.prefix)) == known.prefix
+        ):
+            return False  # same beginning, still shorter than its pixel data asks for
+        try:
+            with open(path, "rb") as fh:
+                before = os.fstat(fh.fileno())
+                data = fh.read()
+                after = os.fstat(fh.fileno())
+        except OSError:
+            return False
+        identity = (after.st_dev, after.st_ino)
+        if known is not None and known.needed is None:
+            if data == known.prefix:
+                return False  # the very bytes found incomplete before (another event)
+            if (
+                known.no_pixel_tag
+                and len(data) <= MAX_REMEMBERED_BYTES
+                and data.startswith(known.prefix)
+                and not may_hold_pixel_data(data, len(known.prefix))
+            ):
+                # grown, but the pixel data has still not begun
+                _remember(name, _Partial(identity, data, None, no_pixel_tag=True))
+                return False
+        if known is None and len(data) <= FIRST_LOOK_SEARCH and not may_hold_pixel_data(data):
+            # first look at a file just begun: no parse while its pixel data has not begun
+            _remember(name, _Partial(identity, data, None, no_pixel_tag=True))
+            return False
+        probe = probe_dicom_bytes(data)
+        if probe.dataset is None:
+            if probe.needed_size is not None and probe.prefix_size is not None:
+                _remember(name, _Partial(identity, data[: probe.prefix_size], probe.needed_size))
+            elif len(data) <= MAX_REMEMBERED_BYTES:
+                _remember(name, _Partial(identity, data, None, not may_hold_pixel_data(data)))
+            else:
+                partial.pop(name, None)
+            return False
+        partial.pop(name, None)
+        key = file_key(after)
+        if on_parsed is not None and file_key(before) == key and len(data) == after.st_size:
+            on_parsed(ParsedDicom(path, key, data, probe.dataset))
+        return True
+
+    return check
+
+
 def make_completeness_check(
     min_file_size: int = 0,
     dicom: bool | None = None,
     still_open: Callable[[Path], bool] | None = None,
+    on_parsed: Callable[[ParsedDicom], None] | None = None,
 ) -> CompletenessCheck:
-    """A predicate telling whether a file is complete (see the module docstring)."""
+    """A predicate telling whether a file is complete (see the module docstring).
+
+    ``dicom``: True/False to treat every file as DICOM or not, None to decide by name (and
+    content for names without extension). ``on_parsed`` receives the parse of each DICOM file
+    found complete, when the file did not change while it was read.
+    """
     minimum = max(int(min_file_size or 0), 1)
+    dicom_complete = _dicom_check(on_parsed)
 
     def check(path: Path) -> bool:
         try:
@@ -77,7 +231,7 @@ def make_completeness_check(
         if is_dicom is None:
             is_dicom = _has_dicom_magic(path)
         if is_dicom:
-            return file_is_complete_dicom(path)
+            return dicom_complete(path, st)
         return not (still_open is not None and still_open(path))
 
     return check

@@ -9,6 +9,10 @@ start) only the timer runs, at a shorter interval.
 
 Waiting never holds a lock that other waiters need: any number of threads may wait on one
 watcher, each for its own file.
+
+With ``keep_parsed=True`` the watcher keeps the parse of each DICOM file its completeness
+check found complete (a few, bounded in number and bytes) until :meth:`FileWatcher.take_parsed`
+takes it, so that the file need not be read and parsed a second time.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +40,8 @@ from watchdog.observers import Observer
 from rtcloud.errors import FileWaitTimeout, ValidationError, WatchDirectoryError
 from rtcloud.watcher.filters import (
     CompletenessCheck,
+    ParsedDicom,
+    file_key,
     make_completeness_check,
     matches,
     sort_paths,
@@ -49,6 +56,46 @@ T = TypeVar("T")
 #: Backstop re-check interval with native events, and with polling only (seconds).
 EVENT_BACKSTOP = 0.25
 POLL_INTERVAL = 0.05
+
+#: Parsed files kept for :meth:`FileWatcher.take_parsed`: at most this many, and beyond the
+#: newest one at most this many bytes of file content (the datasets take about as much again).
+PARSED_MAX_FILES = 8
+PARSED_MAX_BYTES = 64 * 1024 * 1024
+
+
+class _ParsedFiles:
+    """The parses a completeness check made, until taken (thread-safe, bounded)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, ParsedDicom] = OrderedDict()
+        self._bytes = 0
+
+    def put(self, parsed: ParsedDicom) -> None:
+        name = str(parsed.path)
+        with self._lock:
+            old = self._entries.pop(name, None)
+            if old is not None:
+                self._bytes -= len(old.data)
+            self._entries[name] = parsed
+            self._bytes += len(parsed.data)
+            while len(self._entries) > 1 and (
+                len(self._entries) > PARSED_MAX_FILES or self._bytes > PARSED_MAX_BYTES
+            ):
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= len(evicted.data)
+
+    def take(self, name: str) -> ParsedDicom | None:
+        with self._lock:
+            parsed = self._entries.pop(name, None)
+            if parsed is not None:
+                self._bytes -= len(parsed.data)
+            return parsed
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
 
 
 class _Handler(FileSystemEventHandler):
@@ -76,6 +123,8 @@ class FileWatcher:
         polling: True to use only periodic checks (network shares); False to require
             events; None (default) for events with a polling backstop.
         poll_interval: seconds between backstop checks.
+        keep_parsed: keep the parse of each DICOM file found complete (by the default
+            checks) for :meth:`take_parsed`.
     """
 
     def __init__(
@@ -87,6 +136,7 @@ class FileWatcher:
         completeness: CompletenessCheck | None = None,
         polling: bool | None = None,
         poll_interval: float | None = None,
+        keep_parsed: bool = False,
     ) -> None:
         path = Path(directory)
         if not path.is_dir():
@@ -100,8 +150,14 @@ class FileWatcher:
         self._open_writes: set[str] = set()
         self._writes_lock = threading.Lock()
         self._close_events = sys.platform.startswith("linux")
+        self._parsed = _ParsedFiles() if keep_parsed else None
+        on_parsed = self._parsed.put if self._parsed is not None else None
         self.completeness = completeness or make_completeness_check(
-            self.min_file_size, still_open=self._still_open
+            self.min_file_size, still_open=self._still_open, on_parsed=on_parsed
+        )
+        #: Like ``completeness``, but every file counts as DICOM (for image streams).
+        self.dicom_completeness = make_completeness_check(
+            self.min_file_size, dicom=True, on_parsed=on_parsed
         )
         self._cond = threading.Condition()
         self._generation = 0
@@ -219,6 +275,24 @@ class FileWatcher:
                 waited=exc.waited,
             ) from None
 
+    def take_parsed(self, path: str | os.PathLike[str]) -> ParsedDicom | None:
+        """The bytes and dataset of a DICOM file the completeness check found complete.
+
+        Only with ``keep_parsed=True``. Returns None when there is none, or when the file
+        has changed since it was parsed (then read it again). Each parse is handed out
+        once: the dataset is the caller's to change.
+        """
+        if self._parsed is None:
+            return None
+        parsed = self._parsed.take(str(path))
+        if parsed is None:
+            return None
+        try:
+            current = file_key(os.stat(path))
+        except OSError:
+            return None
+        return parsed if current == parsed.key else None
+
     def _diagnose(self, path: Path) -> str:
         try:
             size = path.stat().st_size
@@ -257,6 +331,8 @@ class FileWatcher:
             return
         self._closed.set()
         self._notify()
+        if self._parsed is not None:
+            self._parsed.clear()
         if self._observer is not None:
             try:
                 self._observer.stop()

@@ -1,0 +1,348 @@
+"""Anonymization: the fast implementation against a plain, slow reference, on the real Siemens
+series and on synthetic datasets built to reach every path (sequences two deep, deleted
+sequences, implicit VR, non-ASCII names, private text, multi-valued and person-name values)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pydicom
+import pytest
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
+
+from rtcloud.imaging.dicom import (
+    ATTRIBUTES_TO_ANONYMIZE,
+    anonymize_dicom,
+    read_dicom_bytes,
+    write_dicom_bytes,
+)
+
+# ----------------------------------------------------------------------------- the reference
+
+DATE = re.compile(r"(19|20)\d{6}")
+NUMBER_VRS = {"AT", "DS", "FD", "FL", "IS", "SL", "SS", "SV", "UL", "US", "UV"}
+
+
+def walk(ds):
+    yield ds
+    for element in list(ds):
+        if element.VR == "SQ" and element.value is not None:
+            for item in element.value:
+                yield from walk(item)
+
+
+def string_values(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, MultiValue)):
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
+
+
+def stand_in(uid):
+    digits = str(int.from_bytes(hashlib.sha256(uid.encode("ascii", "replace")).digest(), "big"))
+    return ("2.25." + digits.lstrip("0") * 2)[: len(uid)]
+
+
+def replace_all(data, table):
+    """Every key of ``table`` replaced at once: leftmost first, the longest at one place."""
+    if not table:
+        return data
+    bar = b"|" if isinstance(data, bytes) else "|"
+    pattern = re.compile(bar.join(re.escape(k) for k in sorted(table, key=len, reverse=True)))
+    return pattern.sub(lambda m: table[m.group(0)], data)
+
+
+def reference_anonymize(ds):
+    """What anonymize_dicom promises, done the plain way: pydicom's API for every element of
+    every dataset (sequences at any depth, file meta), one regular expression per value."""
+    secrets, uids = set(), {}
+    meta = getattr(ds, "file_meta", None)
+    datasets = list(walk(ds)) + ([meta] if meta is not None else [])
+    for item in datasets:
+        for element in item:
+            if element.VR == "UI" and element.value:
+                for value in string_values(element.value):
+                    if len(value) > 8 and UID(value).name == value:  # not a registered UID
+                        uids.setdefault(value, stand_in(value))
+            elif element.keyword in ATTRIBUTES_TO_ANONYMIZE and element.VR != "SQ":
+                for value in string_values(element.value):
+                    if len(value.strip()) >= 4:
+                        secrets.add(value.strip())
+    text = {s: "X" * len(s) for s in secrets}
+    text.update(uids)
+    raw = {}
+    for secret in secrets:
+        for encoding in ("utf-8", "latin-1"):
+            try:
+                encoded = secret.encode(encoding)
+            except UnicodeEncodeError:
+                continue
+            raw[encoded] = b"X" * len(encoded)
+    for old, new in uids.items():
+        raw[old.encode("latin-1")] = new.encode("ascii")
+    for item in datasets:
+        for element in list(item):
+            if element.keyword in ATTRIBUTES_TO_ANONYMIZE:
+                if element.VR == "SQ":
+                    del item[element.tag]
+                elif element.VR in ("US", "SS", "UL", "SL", "FL", "FD", "AT", "OB", "OW"):
+                    element.value = None
+                else:
+                    element.value = ""
+            elif element.VR == "UI" and element.value:
+                mapped = [uids.get(v, v) for v in string_values(element.value)]
+                element.value = mapped if len(mapped) > 1 else mapped[0]
+            elif element.tag.is_private and element.tag.element >= 0x1000:
+                value = element.value
+                if isinstance(value, bytes):
+                    element.value = replace_all(value, raw)
+                elif isinstance(value, str):
+                    new = replace_all(value, text)
+                    element.value = "" if DATE.fullmatch(new.strip()) else new
+                elif element.VR in NUMBER_VRS or value is None:
+                    pass
+                elif isinstance(value, (list, MultiValue)):
+                    element.value = [replace_all(v, text) for v in string_values(value)]
+                elif element.VR == "PN":
+                    element.value = replace_all(str(value), text)
+    return ds
+
+
+def assert_same_result(original):
+    """anonymize_dicom and the reference give equal datasets, file meta and bytes."""
+    fast = anonymize_dicom(copy.deepcopy(original))
+    slow = reference_anonymize(copy.deepcopy(original))
+    assert fast == slow
+    assert fast.file_meta == slow.file_meta
+    assert write_dicom_bytes(fast) == write_dicom_bytes(slow)
+    return fast
+
+
+def everything_identifying(ds):
+    """Every identifying value and non-registered UID of a dataset, at any depth."""
+    values = set()
+    meta = getattr(ds, "file_meta", None)
+    for item in list(walk(ds)) + ([meta] if meta is not None else []):
+        for element in item:
+            if element.VR == "UI":
+                uids = string_values(element.value)
+                values |= {v for v in uids if len(v) > 8 and UID(v).name == v}
+            elif element.keyword in ATTRIBUTES_TO_ANONYMIZE and element.VR != "SQ":
+                values |= {v.strip() for v in string_values(element.value) if len(v.strip()) >= 4}
+    return values
+
+
+def leaked(values, data):
+    found = []
+    for value in values:
+        for encoding in ("utf-8", "latin-1"):
+            try:
+                if value.encode(encoding) in data:
+                    found.append(value)
+            except UnicodeEncodeError:
+                pass
+    return found
+
+
+# ----------------------------------------------------------------------------- real series
+
+
+def test_every_keyword_is_a_dicom_attribute():
+    assert all(tag_for_keyword(keyword) is not None for keyword in ATTRIBUTES_TO_ANONYMIZE)
+
+
+def test_real_series_equals_the_reference_and_leaks_nothing(sample_dicom_dir):
+    files = sorted(sample_dicom_dir.glob("*.dcm"))
+    assert len(files) >= 2
+    anon = set(ATTRIBUTES_TO_ANONYMIZE)
+    for _ in range(2):  # the second round runs with the memo of the CSA series header warm
+        for path in files:
+            data = path.read_bytes()
+            original = read_dicom_bytes(data)
+            secrets = everything_identifying(original)
+            assert len(secrets) > 20  # names, dates, times, serial numbers and ~35 UIDs
+            anonymized = assert_same_result(original)
+            out = write_dicom_bytes(anonymized)
+            assert leaked(secrets, out) == []
+            # kept: timing, geometry, pixel data; the CSA headers keep their length
+            assert anonymized.AcquisitionTime == original.AcquisitionTime
+            assert anonymized.ImagePositionPatient == original.ImagePositionPatient
+            assert anonymized.PixelData == original.PixelData
+            for tag in (0x00291010, 0x00291020):
+                assert len(anonymized[tag].value) == len(original[tag].value)
+            # nothing else changed
+            changed = {
+                element.tag
+                for element in original
+                if element.tag not in anonymized or element != anonymized[element.tag]
+            }
+            assert all(
+                tag.is_private or original[tag].VR in ("UI", "SQ") or original[tag].keyword in anon
+                for tag in changed
+            )
+
+
+def test_stand_in_uids_are_fixed(sample_dicom_dir):
+    # a data service restarted in the middle of a series must go on with the same stand-ins
+    ds = read_dicom_bytes((sample_dicom_dir / "001_000013_000000.dcm").read_bytes())
+    assert ds.SOPInstanceUID == "1.3.12.2.1107.5.2.19.45031.2019021912480564040019782"
+    anonymize_dicom(ds)
+    assert ds.SOPInstanceUID == "2.25.85891175253430525029017610696828573294828695503"
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_the_memo_of_large_private_values_is_exact(sample_dicom_dir):
+    data = (sample_dicom_dir / "001_000013_000003.dcm").read_bytes()
+    anonymize_dicom(read_dicom_bytes(data))  # remembers the CSA series header
+    header = read_dicom_bytes(data)[0x00291020].value
+    # the same bytes, but an identifying value now occurs in them
+    ds = read_dicom_bytes(data)
+    name = str(ds.PatientName).encode()
+    ds[0x00291020].value = header[:5000] + name + header[5000 + len(name) :]
+    assert name not in write_dicom_bytes(assert_same_result(ds))
+    # the very same bytes, but other values to look for
+    ds = read_dicom_bytes(data)
+    ds.PatientName = "func_ses-01_task-faces_run-01"  # occurs in the protocol in the header
+    assert b"func_ses-01_task-faces_run-01" in header
+    out = assert_same_result(ds)[0x00291020].value
+    assert b"func_ses-01_task-faces_run-01" not in out and len(out) == len(header)
+    # and the original again: no result of the previous call leaks into this one
+    assert assert_same_result(read_dicom_bytes(data))[0x00291020].value != out
+
+
+def test_anonymizing_in_many_threads_at_once(sample_dicom_dir):
+    blobs = [path.read_bytes() for path in sorted(sample_dicom_dir.glob("*.dcm"))] * 3
+    expected = [write_dicom_bytes(reference_anonymize(read_dicom_bytes(b))) for b in blobs]
+
+    def run(blob):
+        return write_dicom_bytes(anonymize_dicom(read_dicom_bytes(blob)))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(run, blobs)) == expected
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+STUDY_UID = "1.2.826.0.1.3680043.8.498.11111111111111111111"
+SOP_UID = "1.2.826.0.1.3680043.8.498.22222222222222222222"
+REF_UID = "1.2.826.0.1.3680043.8.498.33333333333333333333"
+DEEP_UID = "1.2.826.0.1.3680043.8.498.44444444444444444444"
+DOOMED_UID = "1.2.826.0.1.3680043.8.498.55555555555555555555"
+
+
+def synthetic(name="Doe^Jane", charset="ISO_IR 100", implicit=False):
+    """A small image whose identifying values hide everywhere anonymization must look."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = SOP_UID
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = charset
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = SOP_UID
+    ds.StudyInstanceUID = STUDY_UID
+    ds.PatientName = name
+    ds.PatientID = "SUBJ-0042"
+    ds.PatientBirthDate = "19750102"
+    ds.PatientWeight = "71.5"
+    ds.StudyDate = "20240305"
+    ds.AcquisitionTime = "101500.250000"
+    ds.InstitutionName = "Clinic of Testing"
+    ds.OtherPatientIDs = ["ALT-1001", "ALT-1002"]
+    # sequences two deep, holding identifying values and UIDs
+    deep = Dataset()
+    deep.ReferencedSOPClassUID = MRImageStorage
+    deep.ReferencedSOPInstanceUID = DEEP_UID
+    deep.OperatorsName = "Smith^Operator"
+    other = Dataset()
+    other.PatientID = "OTHER-777"
+    other.IssuerOfPatientID = "Hospital Registry"
+    deep.OtherPatientIDsSequence = [other]
+    middle = Dataset()
+    middle.ReferencedSOPInstanceUID = REF_UID
+    middle.ReferencedSeriesSequence = [deep]
+    ds.ReferencedStudySequence = [middle]
+    # a sequence that is removed, with a UID whose copies elsewhere must still go
+    request = Dataset()
+    request.RequestedProcedureID = "RP-31337"
+    request.ReferencedSOPInstanceUID = DOOMED_UID
+    ds.RequestAttributesSequence = [request]
+    # private elements holding copies
+    block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    copies = [name, "SUBJ-0042", SOP_UID, REF_UID, DEEP_UID, DOOMED_UID, "RP-31337", "19750102"]
+    blob = (
+        b"SV10\0"
+        + b"\0".join(c.encode("utf-8") for c in copies)
+        + b"\0"
+        + name.encode("latin-1", "replace")
+    )
+    blob += b"\0" * (len(blob) % 2)
+    block.add_new(0x08, "CS", "IMAGE NUM 4")
+    block.add_new(0x09, "LO", "20230101")  # a date, but none of the identifying values
+    block.add_new(0x10, "OB", blob)
+    other_block = ds.private_block(0x0041, "RTCLOUD TEST", create=True)
+    other_block.add_new(0x01, "LO", f"scan of {name} at Clinic of Testing")
+    other_block.add_new(0x02, "LO", ["first", "SUBJ-0042", "Smith^Operator"])
+    other_block.add_new(0x03, "PN", name)
+    other_block.add_new(0x04, "UT", f"ref {REF_UID} deep {DEEP_UID}")
+    other_block.add_new(0x05, "DS", "71.5")
+    other_block.add_new(0x06, "UN", b"raw " + SOP_UID.encode() + b" ")
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 4, 4, 16, 12, 11
+    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = bytes(range(32))
+    return ds
+
+
+SECRETS = [
+    "SUBJ-0042",
+    "19750102",
+    "20240305",
+    "Clinic of Testing",
+    "ALT-1001",
+    "ALT-1002",
+    "Smith^Operator",
+    "OTHER-777",
+    "Hospital Registry",
+    "RP-31337",
+    STUDY_UID,
+    SOP_UID,
+    REF_UID,
+    DEEP_UID,
+    DOOMED_UID,
+]
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("reread", [False, True], ids=["in-memory", "parsed"])
+@pytest.mark.parametrize(
+    ("name", "charset"),
+    [("Doe^Jane", "ISO_IR 100"), ("Müller^Jürgen", "ISO_IR 192"), ("Ødegård^Åse", "ISO_IR 100")],
+    ids=["ascii", "utf8", "latin1"],
+)
+def test_synthetic_datasets_equal_the_reference_and_leak_nothing(implicit, reread, name, charset):
+    ds = synthetic(name, charset, implicit)
+    if reread:  # elements still raw, as the data service sees them
+        ds = pydicom.dcmread(io.BytesIO(write_dicom_bytes(ds)))
+    anonymized = assert_same_result(ds)
+    out = write_dicom_bytes(anonymized)
+    assert leaked([*SECRETS, name], out) == []
+    assert anonymized.AcquisitionTime == "101500.250000"
+    assert anonymized.PixelData == bytes(range(32))
+    assert "RequestAttributesSequence" not in anonymized
+    deep = anonymized.ReferencedStudySequence[0].ReferencedSeriesSequence[0]
+    assert str(deep.OperatorsName) == "" and "OtherPatientIDsSequence" not in deep
+    assert deep.ReferencedSOPInstanceUID == stand_in(DEEP_UID)
+    assert anonymized.ReferencedStudySequence[0].ReferencedSOPInstanceUID == stand_in(REF_UID)
+    assert anonymized.SOPClassUID == MRImageStorage  # registered UIDs stay
+    assert anonymized[0x00291009].value == ""  # a private date is blanked
+    assert anonymized[0x00291008].value == "IMAGE NUM 4"
+    assert len(anonymized[0x00291010].value) == len(ds[0x00291010].value)
