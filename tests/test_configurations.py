@@ -100,5 +100,6 @@ def test_the_same_script_works_everywhere(setup, tmp_path):
         assert local.getFile(str(tmp_path / "out.bin")) == payload
         local.close()
     if config in ("subjectRemote", "both"):
-        assert (tmp_path / "out" / "run1" / "classoutput" / "vol-1-0.txt").read_text() == "0.25\n"
-        assert (tmp_path / "out" / "trial_0.json").exists()
+        txt = tmp_path / "out" / "run1" / "classoutput" / "vol-1-0.txt"
+        wait_for(lambda: txt.exists() and (tmp_path / "out" / "trial_0.json").exists(), 5)
+        assert txt.read_text() == "0.25\n"

@@ -87,7 +87,10 @@ def doRun(cfg, runNum, scanNum, clientInterface):
             toNextTr = dicomTimeToNextTr(dicom, clockSkew)
         except Exception:  # data without usable acquisition time: feedback at once
             toNextTr = None
-        subjInterface.setResult(runNum, int(tr), float(change), delayMs)
+        onsetMs = delayMs
+        if cfg.onsetAtNextTr and toNextTr is not None:
+            onsetMs = 1000.0 * toNextTr  # counted from the moment it reaches the stimulus PC
+        subjInterface.setResult(runNum, int(tr), float(change), onsetMs)
         webInterface.plotDataPoint(runNum, int(tr), float(change))
         values.append(change)
         fileName = os.path.join(dicomDir, pattern.format(TR=tr))

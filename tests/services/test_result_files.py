@@ -70,3 +70,31 @@ def test_readers_never_see_half_a_file(tmp_path):
     stop.set()
     thread.join()
     assert not bad
+
+
+def test_background_writer_checks_at_once_writes_in_order_and_reports_failures(tmp_path):
+    from rtcloud.services.result_files import BackgroundWriter
+
+    out = tmp_path / "out"
+    writer = BackgroundWriter(ResultFileWriter(out))
+    try:
+        with pytest.raises(ValidationError):  # a bad name fails the call itself
+            writer.submit({"runId": "../x", "trId": 1, "value": 1})
+        for tr in range(20):
+            writer.submit({"runId": 1, "trId": tr, "value": tr / 10})
+        writer.flush()
+        folder = out / "run1" / "classoutput"
+        assert [(folder / f"vol-1-{tr}.txt").read_text() for tr in range(20)] == [
+            f"{tr / 10}\n" for tr in range(20)
+        ]
+        # a folder that cannot be written: the failure comes back on the next submit
+        (out / "run2").write_text("a file where the run folder should be")
+        writer.submit({"runId": 2, "trId": 0, "value": 1.0})
+        writer.flush()
+        with pytest.raises(OSError, match="could not write the result file"):
+            writer.submit({"runId": 1, "trId": 99, "value": 0.0})
+        writer.submit({"runId": 1, "trId": 100, "value": 0.5})  # reported once, then on
+        writer.flush()
+        assert (folder / "vol-1-100.txt").read_text() == "0.5\n"
+    finally:
+        writer.close()

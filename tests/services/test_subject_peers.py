@@ -108,9 +108,11 @@ def test_every_peer_gets_every_result_and_responses_come_back(server_factory, tm
         subj.setMessage("Get ready")
         subj.setResult(1, 0, 0.25, 0)
         subj.setResultDict({"roi": [1.5, 2.5]}, 0, "summary")
-        # each peer has it when the call returns: files, the Python client, the page
-        assert (out / "run1" / "classoutput" / "vol-1-0.txt").read_text().strip() == "0.25"
-        assert json.loads((out / "summary.json").read_text())["roi"] == [1.5, 2.5]
+        # every peer gets it: files (written just after the ack), the Python client, the page
+        txt, summary = out / "run1" / "classoutput" / "vol-1-0.txt", out / "summary.json"
+        wait_for(lambda: txt.exists() and summary.exists(), timeout=5, what="result files")
+        assert txt.read_text().strip() == "0.25"
+        assert json.loads(summary.read_text())["roi"] == [1.5, 2.5]
         assert feedback.wait_for_result(1, 0, timeout=1)["value"] == 0.25
         assert feedback.message() == "Get ready"
         kinds = [m["type"] for m in page.received]

@@ -9,22 +9,33 @@ and for every ``setResultDict(values, name=NAME)`` it writes ``<outDir>/<NAME>.j
 file is written to a temporary name in the same folder and renamed into place, so a reader
 never sees half a file. A name can never write outside the output folder: it must be a plain
 file name of letters, digits, ``-``, ``_`` and ``.``.
+
+:class:`BackgroundWriter` is what the subject service uses: a result's names are checked at
+once (a bad name fails the script's call), and its files are written right after, in order,
+by one writer thread, so acknowledging a result does not wait for the disk (creating a file
+takes 0.05-0.5 ms depending on the file system). A write that fails is logged and raised
+on the script's next feedback call, never lost.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from rtcloud.errors import ValidationError
 
-__all__ = ["ResultFileWriter", "atomic_write_bytes", "safe_name"]
+__all__ = ["BackgroundWriter", "ResultFileWriter", "atomic_write_bytes", "safe_name"]
+
+logger = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -85,15 +96,14 @@ class ResultFileWriter:
             raise ValidationError(f"refusing to write {str(path)!r} outside {str(self.out_dir)!r}")
         return path
 
-    def write(self, result: dict[str, Any]) -> list[Path]:
-        """Write one result (a dict as queued by SubjectInterface); return the files written."""
+    def plan(self, result: dict[str, Any]) -> list[tuple[Path, bytes]]:
+        """The files one result becomes, as (path, bytes); ValidationError for bad names."""
         record = _json_safe(dict(result))
         record.setdefault("writtenAt", time.time())
         text = json.dumps(record, indent=1, sort_keys=True).encode("utf-8")
         if "name" in result and "runId" not in result:
             path = self._inside(self.out_dir / f"{safe_name(str(result['name']))}.json")
-            atomic_write_bytes(path, text)
-            return [path]
+            return [(path, text)]
         missing = [k for k in ("runId", "trId", "value") if k not in result]
         if missing:
             raise ValidationError(f"a result needs runId, trId and value; missing {missing}")
@@ -102,6 +112,64 @@ class ResultFileWriter:
         folder = self.out_dir / f"run{run}"
         txt = self._inside(folder / "classoutput" / f"vol-{run}-{tr}.txt")
         js = self._inside(folder / "results" / f"vol-{run}-{tr}.json")
-        atomic_write_bytes(js, text)
-        atomic_write_bytes(txt, f"{result['value']}\n".encode())
-        return [txt, js]
+        # the JSON record first: a reader that sees the .txt file finds the record too
+        return [(js, text), (txt, f"{result['value']}\n".encode())]
+
+    def write(self, result: dict[str, Any]) -> list[Path]:
+        """Write one result (a dict as queued by SubjectInterface); return the files written."""
+        files = self.plan(result)
+        for path, data in files:
+            atomic_write_bytes(path, data)
+        return sorted(path for path, _ in files)
+
+
+class BackgroundWriter:
+    """Checks each result at once and writes its files in a writer thread, in order.
+
+    :meth:`submit` raises the error of an earlier write that failed (once), so the
+    experiment script hears of it on its next feedback call.
+    """
+
+    def __init__(self, writer: ResultFileWriter) -> None:
+        self.writer = writer
+        self._queue: queue.Queue[list[tuple[Path, bytes]] | None] = queue.Queue()
+        self._failure: OSError | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="rtcloud-results", daemon=True)
+        self._thread.start()
+
+    def submit(self, result: dict[str, Any]) -> None:
+        with self._lock:
+            failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        self._queue.put(self.writer.plan(result))
+
+    def _run(self) -> None:
+        while True:
+            files = self._queue.get()
+            try:
+                if files is None:
+                    return
+                for path, data in files:
+                    try:
+                        atomic_write_bytes(path, data)
+                    except OSError as exc:
+                        logger.error("could not write the result file %s: %s", path, exc)
+                        with self._lock:
+                            self._failure = OSError(
+                                exc.errno,
+                                f"the subject service could not write the result file "
+                                f"{str(path)!r} of an earlier result: {exc.strerror or exc}",
+                            )
+                        break
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every submitted result is on disk."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)

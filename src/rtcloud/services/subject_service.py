@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from rtcloud.interfaces.subject import SubjectInterface
-from rtcloud.services.result_files import ResultFileWriter
+from rtcloud.services.result_files import BackgroundWriter, ResultFileWriter
 from rtcloud.services.runner import add_connection_arguments, run_service
 
 __all__ = ["add_parser", "build_interfaces"]
 
 
 def build_interfaces(out_dir: Path) -> dict[str, object]:
-    writer = ResultFileWriter(out_dir)
-    return {"SubjectInterface": SubjectInterface(on_result=writer.write)}
+    writer = BackgroundWriter(ResultFileWriter(out_dir))
+    return {"SubjectInterface": SubjectInterface(on_result=writer.submit)}
 
 
 def _run(args: argparse.Namespace) -> int:
