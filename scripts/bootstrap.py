@@ -6,7 +6,9 @@
 Works with any Python >= 3.10 on Linux, macOS and Windows. The environment lives in
 ``.venv`` next to this repository's ``pyproject.toml`` and is reused on the next run. For the
 browser tests, ``test`` installs Debian's chromium when it runs as root on Debian/Ubuntu;
-elsewhere those tests are skipped with a message unless a chromium is found.
+elsewhere those tests are skipped with a message unless a chromium is found. When npm is
+on the PATH, ``test`` also installs jsPsych 7 and 8 into ``.cache/`` (once) for the jsPsych
+plugin's browser test; without npm that test is skipped with a message.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def run(*cmd: str | Path, check: bool = True) -> int:
 
 
 def ensure_venv(extras: str) -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 (bootstrap itself may run on an older Python)
         sys.exit(f"rtcloud needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
@@ -57,6 +59,34 @@ def ensure_chromium() -> None:
         print("note: no chromium found; the browser tests will be skipped", flush=True)
 
 
+#: jsPsych majors the plugin's browser test runs against (tests/web/test_feedback_page.py).
+JSPSYCH_MAJORS = ("7", "8")
+
+
+def ensure_jspsych() -> None:
+    """npm install jspsych@7 and @8 into .cache/jspsychN (a fast no-op once there)."""
+    missing = [
+        m
+        for m in JSPSYCH_MAJORS
+        if not (ROOT / ".cache" / f"jspsych{m}" / "node_modules" / "jspsych" / "dist").is_dir()
+    ]
+    if not missing:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        # Debian's npm package pulls in about 420 packages (500 MB): not worth it for one test.
+        print("note: npm not found; the jsPsych plugin test will be skipped", flush=True)
+        return
+    for major in missing:
+        prefix = ROOT / ".cache" / f"jspsych{major}"
+        code = run(
+            npm, "install", "--prefix", prefix, f"jspsych@{major}",
+            "--no-audit", "--no-fund", "--no-save", "--loglevel=error", check=False,
+        )  # fmt: skip
+        if code != 0:
+            print(f"note: npm could not install jspsych@{major}; its test will be skipped")
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test"):
         print(__doc__)
@@ -67,7 +97,10 @@ def main(argv: list[str]) -> int:
         return run(BIN / "rtcloud", "demo", *rest, check=False)
     ensure_venv("dev")
     ensure_chromium()
-    code = [d for d in ("src", "tests", "benchmarks", "projects", "examples") if (ROOT / d).is_dir()]
+    ensure_jspsych()
+    code = [
+        d for d in ("src", "tests", "benchmarks", "projects", "examples") if (ROOT / d).is_dir()
+    ]
     run(BIN / "ruff", "check", *code)
     run(BIN / "ruff", "format", "--check", *[d for d in code if d != "projects"])
     run(BIN / "mypy")

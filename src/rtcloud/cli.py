@@ -84,6 +84,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--insecure", action="store_true", help="allow listening beyond 127.0.0.1 without TLS"
     )
+    parser.add_argument(
+        "--jspsych",
+        type=Path,
+        metavar="DIR",
+        help="serve this local jsPsych (e.g. node_modules/jspsych/dist) under /jspsych/ for "
+        "the jsPsych feedback page; without it the page loads jsPsych from unpkg.com",
+    )
 
 
 def server_config_from_args(args: argparse.Namespace) -> object:
@@ -112,6 +119,7 @@ def server_config_from_args(args: argparse.Namespace) -> object:
         tls_cert=tls_cert,
         tls_key=tls_key,
         insecure=args.insecure,
+        jspsych=args.jspsych,
     )
 
 
@@ -130,6 +138,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"TLS certificate SHA-256 fingerprint: {fingerprint}", flush=True)
         print(f"  services connect with: --fingerprint {fingerprint}", flush=True)
     print(f"open this link to log in (works once): {server.login_url}", flush=True)
+    dist = config.jspsych_dist
+    if dist is None:
+        source = "jsPsych from unpkg.com; offline labs: --jspsych DIR"
+    else:
+        source = f"jsPsych {dist.version or '(version unknown)'} from {dist.root}"
+    print(
+        f"participant feedback page: {server.url}feedback (jsPsych: {server.url}feedback/jspsych, "
+        f"{source})",
+        flush=True,
+    )
     if config.test:
         print("test mode: user 'test', password 'test' also accepted", flush=True)
     try:

@@ -1,8 +1,15 @@
-"""The Starlette application: login, the page and its files, and the page's live channel.
+"""The Starlette application: login, the pages and their files, and the pages' live channels.
 
 Every route needs a logged-in session except the login page, its assets and logout. Pages
-without a session are redirected to ``/login``; other requests get 401; WebSocket upgrades
-without a session, or from another site's page (``Origin`` check), are refused.
+without a session are redirected to ``/login`` (which returns to them afterwards); other
+requests get 401; WebSocket upgrades without a session, or from another site's page
+(``Origin`` check), are refused.
+
+Pages: ``/`` (the experimenter's), ``/feedback`` (the participant's feedback page) and
+``/feedback/jspsych`` (an example jsPsych experiment with the rtcloud plugin, loading jsPsych
+from ``/jspsych/`` when the server has a local copy, ``rtcloud serve --jspsych DIR``, else
+from the unpkg CDN). The feedback pages are sent with a Content-Security-Policy that allows
+scripts from this server only (and the CDN, for jsPsych): no inline script, no ``eval``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from rtcloud.errors import AuthenticationError
+from rtcloud.server.config import JSPSYCH_CDN_VERSION, JsPsychDist
 
 if TYPE_CHECKING:
     from rtcloud.server.server import ProjectServer
@@ -44,6 +52,72 @@ PUBLIC_PREFIXES = ("/login", "/logout", "/assets/")
 PUBLIC_ASSETS = frozenset({"login.css", "favicon.svg"})
 #: Paths that authenticate on their own (the remote services' sockets).
 SELF_AUTHENTICATED = ("/ws/service/",)
+#: Paths of files and data (not pages): 401 rather than a redirect to the login page.
+NOT_PAGES = ("/static/", "/api/", "/jspsych/")
+
+_CDN = f"https://unpkg.com/jspsych@{JSPSYCH_CDN_VERSION}"
+#: Subresource integrity of the CDN files: sha384 of the files of the npm package
+#: jspsych@7.3.4 (unpkg serves the package's files unchanged), so a changed file is refused.
+_CDN_JS = (
+    f"{_CDN}/dist/index.browser.min.js",
+    "sha384-XAUySaEe2MZZhTzbstOfwmVuzWlsblgOwTje2VO+r73k+MzUbgzn/AwQlxq7OdCi",
+)
+_CDN_CSS = (
+    f"{_CDN}/css/jspsych.css",
+    "sha384-F1pvd1ZCaxuJalclhLrJj8A5LWkFVuFinaHeIgOZXnnCGt7HAbSPzTw7fO3qeJ8F",
+)
+
+
+def page_policy(*extra_origins: str) -> str:
+    """The Content-Security-Policy of a feedback page: this server's scripts only, no eval."""
+    extra = "".join(f" {origin}" for origin in extra_origins)
+    return (
+        "default-src 'self'; "
+        f"script-src 'self'{extra}; "
+        f"style-src 'self' 'unsafe-inline'{extra}; "
+        f"img-src 'self' data:; font-src 'self' data:{extra}; connect-src 'self'; "
+        "object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    )
+
+
+def attr(value: str) -> str:
+    """``value`` escaped for an HTML attribute (or text)."""
+    return html.escape(value, quote=True)
+
+
+def jspsych_page(template: str, dist: JsPsychDist | None) -> str:
+    """The jsPsych example page, loading jsPsych from ``dist`` (served at /jspsych/) or the CDN."""
+    if dist is not None:
+        version = f"jsPsych {dist.version}" if dist.version else "jsPsych"
+        source, script = "local", f"/jspsych/{dist.script}"
+        js_tag = f'<script src="{attr(script)}"></script>'
+        css_tag = f'<link rel="stylesheet" href="/jspsych/{attr(dist.css)}">' if dist.css else ""
+        note = f"{version} served by this rtcloud server (/jspsych/, from --jspsych)"
+    else:
+        source, script = "cdn", _CDN_JS[0]
+        js_tag = (
+            f'<script src="{attr(_CDN_JS[0])}" integrity="{attr(_CDN_JS[1])}" '
+            'crossorigin="anonymous"></script>'
+        )
+        css_tag = (
+            f'<link rel="stylesheet" href="{attr(_CDN_CSS[0])}" integrity="{attr(_CDN_CSS[1])}" '
+            'crossorigin="anonymous">'
+        )
+        note = (
+            f"jsPsych {JSPSYCH_CDN_VERSION} loaded from unpkg.com (needs internet; offline labs: "
+            "rtcloud serve --jspsych DIR)"
+        )
+    values = {
+        "jspsych_js_tag": js_tag,  # built above from escaped values
+        "jspsych_css_tag": css_tag,
+        "source": attr(source),
+        "jspsych_js": attr(script),
+        "note": attr(note),
+    }
+    for key, value in values.items():
+        template = template.replace("{{" + key + "}}", value)
+    return template
 
 
 def web_dir() -> Path:
@@ -99,8 +173,12 @@ class AuthGate:
                 return
         elif user is None:
             response: Response
-            if scope["method"] == "GET" and not path.startswith(("/static/", "/api/")):
-                response = RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+            if scope["method"] == "GET" and not path.startswith(NOT_PAGES):
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = f"{path}?{query}" if query else path
+                response = RedirectResponse(
+                    f"/login?next={quote(target, safe='/')}", status_code=303
+                )
             else:
                 response = PlainTextResponse("log in first", status_code=401)
             await response(scope, receive, send)
@@ -177,6 +255,31 @@ def create_app(server: ProjectServer) -> ASGIApp:
             return PlainTextResponse("not found", status_code=404)
         return FileResponse(webdir / name)
 
+    async def feedback(request: Request) -> Response:
+        return FileResponse(
+            webdir / "feedback.html",
+            headers={"Cache-Control": "no-store", "Content-Security-Policy": page_policy()},
+        )
+
+    async def feedback_jspsych(request: Request) -> Response:
+        dist = server.config.jspsych_dist
+        text = jspsych_page((webdir / "feedback-jspsych.html").read_text(encoding="utf-8"), dist)
+        policy = page_policy() if dist is not None else page_policy("https://unpkg.com")
+        return HTMLResponse(
+            text, headers={"Cache-Control": "no-store", "Content-Security-Policy": policy}
+        )
+
+    async def no_jspsych(request: Request) -> Response:
+        return PlainTextResponse(
+            "this server has no local jsPsych; start it with rtcloud serve --jspsych DIR",
+            status_code=404,
+        )
+
+    async def api_session(request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"user": request.scope.get("state", {}).get("user")})
+
     async def plotly(request: Request) -> Response:
         return FileResponse(plotly_js(), media_type="text/javascript")
 
@@ -196,10 +299,18 @@ def create_app(server: ProjectServer) -> ASGIApp:
         Route("/", index),
         Route("/static/plotly.min.js", plotly),
         Route("/api/config", api_config),
+        Route("/api/session", api_session),
+        Route("/feedback", feedback),
+        Route("/feedback/jspsych", feedback_jspsych),
         WebSocketRoute("/ws/ui", ui_socket),
         Mount("/static", StaticFiles(directory=webdir), name="static"),
         Route("/assets/{name}", assets),
     ]
+    dist = server.config.jspsych_dist
+    if dist is not None:  # read-only (GET/HEAD), inside the folder only, behind the login
+        routes.append(Mount("/jspsych", StaticFiles(directory=dist.root), name="jspsych"))
+    else:
+        routes.append(Route("/jspsych/{path:path}", no_jspsych))
     routes.extend(server.extra_routes())
     app = Starlette(routes=routes, lifespan=server.lifespan)
     return AuthGate(app, server)

@@ -3,17 +3,35 @@
 ``rtcloud serve -p NAME`` looks for ``projects/NAME/NAME.py`` and
 ``projects/NAME/conf/NAME.toml`` (below the current folder, or the sample that ships with
 rtcloud); every path can also be given explicitly.
+
+``rtcloud serve --jspsych DIR`` serves a local copy of jsPsych (for labs without internet);
+:func:`find_jspsych` finds its browser build inside ``DIR``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtcloud.errors import InvocationError
 
-__all__ = ["ServerConfig", "find_project_dir", "is_loopback"]
+__all__ = [
+    "JSPSYCH_CDN_VERSION",
+    "JsPsychDist",
+    "ServerConfig",
+    "find_jspsych",
+    "find_project_dir",
+    "is_loopback",
+]
+
+#: The jsPsych version the feedback page loads from the unpkg CDN without ``--jspsych``.
+JSPSYCH_CDN_VERSION = "7.3.4"
+#: Browser builds of jsPsych, best first (7 and 8 ship index.browser*.js in ``dist``).
+_JSPSYCH_BUNDLES = ("index.browser.min.js", "index.browser.js", "jspsych.js")
+#: Where, below the folder given, a browser build may sit.
+_JSPSYCH_PLACES = (".", "dist", "jspsych/dist", "node_modules/jspsych/dist")
 
 
 def is_loopback(host: str) -> bool:
@@ -32,6 +50,80 @@ def _bundled_projects() -> list[Path]:
         here.parent.parent / "projects",  # installed wheel: rtcloud/projects
         here.parents[3] / "projects",  # source checkout: <repo>/projects
     ]
+
+
+@dataclass(frozen=True)
+class JsPsychDist:
+    """A local jsPsych: the folder served under ``/jspsych/`` and the files in it."""
+
+    root: Path
+    #: The browser build, relative to ``root`` (forward slashes).
+    script: str
+    #: jsPsych's style sheet relative to ``root``, if the folder holds it.
+    css: str | None
+    #: The version from jsPsych's package.json, if found.
+    version: str | None
+
+
+def _package_version(folder: Path) -> str | None:
+    """The version in ``folder/package.json`` if that is jsPsych's own package file."""
+    try:
+        meta = json.loads((folder / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(meta, dict) and meta.get("name") == "jspsych":
+        version = meta.get("version")
+        return version if isinstance(version, str) else None
+    return None
+
+
+def find_jspsych(folder: str | Path) -> JsPsychDist:
+    """The jsPsych browser build in ``folder`` (for ``rtcloud serve --jspsych``).
+
+    ``folder`` may be the ``dist`` folder of the npm package (``node_modules/jspsych/dist``),
+    the package folder itself, or a folder holding ``node_modules/jspsych`` (``npm install
+    --prefix FOLDER jspsych@7``), so that an experiment page kept there can load it too.
+    Given ``dist`` of the package, the package folder is served (for its ``css/``).
+
+    Raises:
+        InvocationError: no such folder, no browser build in it, or jsPsych older than 7.
+    """
+    given = Path(folder).expanduser()
+    path = given.resolve()
+    hint = (
+        "install it with: npm install --prefix DIR jspsych@7, then pass "
+        "--jspsych DIR/node_modules/jspsych/dist"
+    )
+    if not path.is_dir():
+        raise InvocationError(f"--jspsych: {str(given)!r} is not a folder; {hint}")
+    root = path
+    if path.name == "dist" and _package_version(path.parent) is not None:
+        root = path.parent
+    for place in _JSPSYCH_PLACES:
+        base = (path / place).resolve()
+        bundle = next((base / b for b in _JSPSYCH_BUNDLES if (base / b).is_file()), None)
+        if bundle is None:
+            continue
+        version = _package_version(base.parent) or _package_version(base)
+        major = version.split(".", 1)[0] if version else ""
+        if major.isdigit() and int(major) < 7:
+            raise InvocationError(
+                f"--jspsych: {str(given)!r} holds jsPsych {version}; the rtcloud plugin needs "
+                f"jsPsych 7 or 8; {hint}"
+            )
+        if not bundle.is_relative_to(root):  # a symlinked package (pnpm): serve its folder
+            root = base.parent if _package_version(base.parent) else base
+        css = None
+        for candidate in (base.parent / "css" / "jspsych.css", base / "jspsych.css"):
+            if candidate.is_file() and candidate.resolve().is_relative_to(root):
+                css = candidate.resolve().relative_to(root).as_posix()
+                break
+        return JsPsychDist(root, bundle.relative_to(root).as_posix(), css, version)
+    looked = ", ".join(_JSPSYCH_BUNDLES)
+    raise InvocationError(
+        f"--jspsych: no jsPsych browser build ({looked}) in {str(given)!r} or its dist/ or "
+        f"node_modules/jspsych/dist/; {hint}"
+    )
 
 
 def find_project_dir(name: str, project_dir: str | Path | None = None) -> Path:
@@ -74,6 +166,15 @@ class ServerConfig:
     insecure: bool = False
     rpyc_port: int = 0
     grace_period: float = 3.0
+    #: A local jsPsych to serve under /jspsych/ (``--jspsych``); None: the page uses a CDN.
+    jspsych: Path | None = None
+    #: What :func:`find_jspsych` found in ``jspsych`` (set on creation).
+    jspsych_dist: JsPsychDist | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.jspsych is not None:
+            self.jspsych_dist = find_jspsych(self.jspsych)
+            self.jspsych = self.jspsych_dist.root
 
     @classmethod
     def for_project(
