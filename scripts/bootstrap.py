@@ -59,17 +59,19 @@ def ensure_chromium() -> None:
         print("note: no chromium found; the browser tests will be skipped", flush=True)
 
 
-#: jsPsych majors the plugin's browser test runs against (tests/web/test_feedback_page.py).
-JSPSYCH_MAJORS = ("7", "8")
+#: jsPsych copies for the plugin's browser test (tests/web/test_feedback_page.py): 7.3.4 is
+#: also the version the page loads from the CDN (the test checks its integrity hash).
+JSPSYCH = {"jspsych7": "jspsych@7.3.4", "jspsych8": "jspsych@8"}
 
 
 def ensure_jspsych() -> None:
-    """npm install jspsych@7 and @8 into .cache/jspsychN (a fast no-op once there)."""
-    missing = [
-        m
-        for m in JSPSYCH_MAJORS
-        if not (ROOT / ".cache" / f"jspsych{m}" / "node_modules" / "jspsych" / "dist").is_dir()
-    ]
+    """npm install jsPsych 7 and 8 into .cache/jspsychN (a fast no-op once there)."""
+    cache = ROOT / ".cache"
+    missing = {
+        folder: spec
+        for folder, spec in JSPSYCH.items()
+        if not (cache / folder / "node_modules" / "jspsych" / "dist").is_dir()
+    }
     if not missing:
         return
     npm = shutil.which("npm")
@@ -77,14 +79,13 @@ def ensure_jspsych() -> None:
         # Debian's npm package pulls in about 420 packages (500 MB): not worth it for one test.
         print("note: npm not found; the jsPsych plugin test will be skipped", flush=True)
         return
-    for major in missing:
-        prefix = ROOT / ".cache" / f"jspsych{major}"
+    for folder, spec in missing.items():
         code = run(
-            npm, "install", "--prefix", prefix, f"jspsych@{major}",
+            npm, "install", "--prefix", cache / folder, spec,
             "--no-audit", "--no-fund", "--no-save", "--loglevel=error", check=False,
         )  # fmt: skip
         if code != 0:
-            print(f"note: npm could not install jspsych@{major}; its test will be skipped")
+            print(f"note: npm could not install {spec}; its test will be skipped", flush=True)
 
 
 def main(argv: list[str]) -> int:

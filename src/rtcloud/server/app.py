@@ -138,6 +138,16 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def _is_page_request(path: str, conn: HTTPConnection) -> bool:
+    """A browser opening a page (redirected to the login), not a file or data request (401).
+
+    Under /jspsych/ both live: a lab may keep its own experiment page next to jsPsych.
+    """
+    if not path.startswith(NOT_PAGES):
+        return True
+    return path.startswith("/jspsych/") and "text/html" in conn.headers.get("accept", "")
+
+
 def origin_allowed(conn: HTTPConnection) -> bool:
     """A WebSocket upgrade from a browser must come from this server's own page."""
     origin = conn.headers.get("origin")
@@ -173,7 +183,7 @@ class AuthGate:
                 return
         elif user is None:
             response: Response
-            if scope["method"] == "GET" and not path.startswith(NOT_PAGES):
+            if scope["method"] == "GET" and _is_page_request(path, conn):
                 query = scope.get("query_string", b"").decode("latin-1")
                 target = f"{path}?{query}" if query else path
                 response = RedirectResponse(

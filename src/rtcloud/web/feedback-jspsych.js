@@ -20,8 +20,9 @@
     stop(
       `jsPsych could not be loaded from ${source}. ` +
       (document.body.dataset.jspsychSource === "cdn"
-        ? "This computer may be offline: start the server with rtcloud serve --jspsych DIR " +
-          "(a local copy of jsPsych, see docs/feedback-page.md) and reload."
+        ? "This computer may be offline (or the file changed and failed its integrity " +
+          "check): start the server with rtcloud serve --jspsych DIR (a local copy of " +
+          "jsPsych, see docs/feedback-page.md) and reload."
         : "Check the folder given to rtcloud serve --jspsych."),
     );
     return;

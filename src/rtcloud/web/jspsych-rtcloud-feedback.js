@@ -66,6 +66,7 @@
       display_time: { type: PT.INT },      // Date.now() when it was shown
       arrival_to_display_ms: { type: PT.FLOAT },  // performance.now() difference
       late_ms: { type: PT.FLOAT },         // shown this much after its onset (queued, or busy)
+      duration_ms: { type: PT.FLOAT },     // how long it was shown (the message: the trial)
       message: { type: PT.STRING },        // the script's message during the trial
       ended_by: { type: PT.STRING },       // next_result | response | duration | message
       response_sent: { type: PT.BOOL },    // sent now (false: kept until reconnected)
@@ -89,6 +90,7 @@
 
     trial(display_element, trial) {
       const api = this.jsPsych.pluginAPI;
+      const startPerf = performance.now();
       const client = root.RtcloudFeedback.shared();
       display_element.textContent = "";
       const display = new root.RtcloudFeedback.Display(display_element, {
@@ -126,6 +128,8 @@
           display_time: result ? result.displayTime : null,
           arrival_to_display_ms: result ? result.delayMs : null,
           late_ms: result ? result.lateMs : null,
+          duration_ms: result ? performance.now() - result.displayPerf
+            : trial.show === "message" ? performance.now() - startPerf : null,
           message: client.message,
           ended_by: endedBy,
           response_sent: responseSent,
