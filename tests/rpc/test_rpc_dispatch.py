@@ -135,3 +135,17 @@ def test_dispatcher_serves_calls_through_a_connection():
     assert type(events[missing].exception) is FileNotFoundError
     assert type(events[sneaky].exception) is ValidationError
     assert service_obj.calls == [("/x", True), ("/missing", False)]
+
+
+def test_quick_methods_are_known_to_the_dispatcher():
+    from rtcloud.interfaces.data import DataInterface
+    from rtcloud.interfaces.subject import SubjectInterface
+
+    dispatcher = Dispatcher()
+    dispatcher.register("SubjectInterface", SubjectInterface())
+    dispatcher.register("DataInterface", DataInterface(allowedDirs=["*"], allowedFileTypes=["*"]))
+    assert dispatcher.is_quick("SubjectInterface", "setResult")
+    assert dispatcher.is_quick("DataInterface", "ping")
+    assert not dispatcher.is_quick("SubjectInterface", "dequeueResult")  # may block
+    assert not dispatcher.is_quick("DataInterface", "getImageData")  # waits for files
+    assert dispatcher.is_quick("DataInterface", "_resolve")  # refused at once

@@ -326,3 +326,25 @@ def test_allow_list_holds_our_errors_and_common_builtins_only():
     assert all(isinstance(cls, type) and issubclass(cls, Exception) for cls in types)
     for name in ("SystemExit", "Exception", "BaseException", "os.system", "Empty"):
         assert allowed_error(name) is None
+
+
+@pytest.mark.parametrize("stream_id", [0, 1, 127, 128, 65535, 1 << 40])
+@pytest.mark.parametrize("seq", [0, 5, 300, 1 << 33])
+def test_chunk_frames_are_read_without_copying_their_data(stream_id, seq):
+    data = bytes(range(256)) * 10
+    frame = encode_frame(Chunk(stream_id, seq, data))
+    chunk = decode_frame(frame)
+    assert (chunk.stream_id, chunk.seq, bytes(chunk.data)) == (stream_id, seq, data)
+    assert isinstance(chunk.data, memoryview) and chunk.data.obj is frame  # a view, no copy
+    # the same chunk packed another way (keys in another order) is read by the general path
+    other = msgpack.packb({"d": data, "q": seq, "s": stream_id, "t": "chunk"}, use_bin_type=True)
+    again = decode_frame(other)
+    assert (again.stream_id, again.seq, bytes(again.data)) == (stream_id, seq, data)
+
+
+def test_a_chunk_frame_with_a_wrong_length_is_refused():
+    frame = encode_frame(Chunk(1, 0, b"x" * 100))
+    with pytest.raises(ProtocolError):
+        decode_frame(frame + b"extra")
+    with pytest.raises(ProtocolError):
+        decode_frame(frame[:-1])

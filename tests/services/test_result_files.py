@@ -98,3 +98,17 @@ def test_background_writer_checks_at_once_writes_in_order_and_reports_failures(t
         assert (folder / "vol-1-100.txt").read_text() == "0.5\n"
     finally:
         writer.close()
+
+
+def test_background_writer_writes_large_records_whole(tmp_path):
+    from rtcloud.services.result_files import BackgroundWriter
+
+    writer = BackgroundWriter(ResultFileWriter(tmp_path))
+    try:
+        values = {"roi": list(range(200_000))}
+        writer.submit({**values, "name": "big", "onsetTimeDelayMs": 0, "timestamp": 1.0})
+        writer.flush()
+        assert json.loads((tmp_path / "big.json").read_text())["roi"] == values["roi"]
+        assert not list(tmp_path.glob(".*part"))  # no temporary file left behind
+    finally:
+        writer.close()

@@ -493,17 +493,17 @@ class DataInterface(Interface):
         found = [f for f in glob.glob(pattern) if os.path.isdir(f) and self._inside(f)]
         return sorted(found, key=natural_sort_key)
 
-    @expose
+    @expose(quick=True)
     def getAllowedFileTypes(self) -> list[str]:
         """The allowed file extensions, e.g. ``['.dcm', '.txt']``, or ``['*']``."""
         return list(self.allowedFileTypes)
 
-    @expose
+    @expose(quick=True)
     def ping(self) -> float:
         """This computer's clock (``time.time()``): a cheap call for round-trip timing."""
         return time.time()
 
-    @expose
+    @expose(quick=True)
     def getClockSkew(self, callerClockTime: float, roundTripTime: float) -> float:
         """Seconds the scanner clock is ahead of the caller's clock.
 

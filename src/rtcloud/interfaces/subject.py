@@ -86,7 +86,7 @@ class SubjectInterface(Interface):
         if self._on_result is not None:
             self._on_result(result)
 
-    @expose
+    @expose(quick=True)
     def setResult(self, runId: int, trId: int, value: float, onsetTimeDelayMs: float = 0) -> None:
         """Send the result ``value`` of volume ``trId`` of run ``runId`` to the participant.
 
@@ -104,7 +104,7 @@ class SubjectInterface(Interface):
         logger.info("setResult run %s tr %s value %s", runId, trId, value)
         self._queue(result)
 
-    @expose
+    @expose(quick=True)
     def setResultDict(
         self, values: Mapping[str, Any], onsetTimeDelayMs: float = 0, name: str = "defaultname"
     ) -> None:
@@ -124,7 +124,7 @@ class SubjectInterface(Interface):
         logger.info("setResultDict %s (%d values)", name, len(values))
         self._queue(result)
 
-    @expose
+    @expose(quick=True)
     def setMessage(self, message: str) -> None:
         """Show a text message to the participant (e.g. "Preparing run ...")."""
         self.message = str(message)
@@ -132,20 +132,20 @@ class SubjectInterface(Interface):
         if self._on_message is not None:
             self._on_message(self.message)
 
-    @expose
+    @expose(quick=True)
     def getResponse(self, runId: int, trId: int) -> dict[str, Any]:
         """The participant's response to volume ``trId`` of run ``runId`` ({} if none)."""
         with self._responses_lock:
             return dict(self._responses.get((npToPy(runId), npToPy(trId)), {}))
 
-    @expose
+    @expose(quick=True)
     def getAllResponses(self) -> list[dict[str, Any]]:
         """Every response received since the previous call, oldest first."""
         with self._responses_lock:
             unread, self._unread = self._unread, []
         return unread
 
-    @expose
+    @expose(quick=True)
     def addResponse(self, runId: int, trId: int, response: Mapping[str, Any]) -> None:
         """Record a response of the participant (called by the presentation side)."""
         entry = {str(k): npToPy(v) for k, v in response.items()}

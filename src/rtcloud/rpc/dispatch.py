@@ -127,6 +127,14 @@ class Dispatcher:
             raise ValidationError(f"{interface}.{method} is not a method")
         return func  # type: ignore[no-any-return]
 
+    def is_quick(self, interface: str, method: str) -> bool:
+        """True for an allowed method marked as never blocking (``@expose(quick=True)``)."""
+        try:
+            func = self.resolve(interface, method)
+        except ValidationError:
+            return True  # refused at once: nothing to wait for
+        return getattr(func, "__rtcloud_quick__", False) is True
+
     def dispatch(self, call: CallLike) -> Any:
         """Run the call and return its value; the method's exceptions propagate."""
         func = self.resolve(call.interface, call.method)

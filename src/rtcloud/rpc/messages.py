@@ -412,12 +412,52 @@ def _unpack_map(data: Buffer) -> dict[str, Any]:
     return obj
 
 
+_CHUNK_PREFIX = b"\x84\xa1t\xa5chunk\xa1s"
+
+
+def _uint_at(view: memoryview, pos: int) -> tuple[int, int] | None:
+    """A msgpack unsigned int at ``pos`` and the position after it, or None."""
+    if pos >= len(view):
+        return None
+    first = view[pos]
+    if first <= 0x7F:
+        return first, pos + 1
+    width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(first)
+    if width is None or pos + 1 + width > len(view):
+        return None
+    return int.from_bytes(view[pos + 1 : pos + 1 + width], "big"), pos + 1 + width
+
+
+def _fast_chunk(data: Buffer) -> Chunk | None:
+    """A chunk frame laid out as :func:`encode_frame` writes it, its data left uncopied.
+
+    Returns None for any other layout (which the general decoder then reads).
+    """
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1 or view[: len(_CHUNK_PREFIX)] != _CHUNK_PREFIX:
+        return None
+    stream = _uint_at(view, len(_CHUNK_PREFIX))
+    if stream is None or bytes(view[stream[1] : stream[1] + 2]) != b"\xa1q":
+        return None
+    seq = _uint_at(view, stream[1] + 2)
+    if seq is None:
+        return None
+    pos = seq[1]
+    if bytes(view[pos : pos + 3]) != b"\xa1d\xc6" or pos + 7 > len(view):
+        return None
+    size = int.from_bytes(view[pos + 3 : pos + 7], "big")
+    if pos + 7 + size != len(view) or stream[0] > _MAX_ID or seq[0] > _MAX_ID:
+        return None
+    return Chunk(stream[0], seq[0], view[pos + 7 :])
+
+
 def decode_frame(
     data: Buffer, limits: Limits = _DEFAULT_LIMITS, *, lazy_results: bool = False
 ) -> Frame:
     """Decode one received frame.
 
     With ``lazy_results`` a result's value is left encoded (a :class:`~codec.Encoded`).
+    A chunk's data may be a memoryview of ``data`` (not copied).
 
     Raises:
         ProtocolError: malformed, unknown or oversized frame.
@@ -426,6 +466,9 @@ def decode_frame(
         raise ProtocolError(
             f"frame of {len(data)} bytes is larger than the limit of {limits.max_frame_size}"
         )
+    chunk = _fast_chunk(data) if len(data) > 64 else None
+    if chunk is not None:
+        return chunk
     obj = _unpack_map(data)
     kind = obj["t"]
     if kind == "chunk":

@@ -229,6 +229,15 @@ class _OutStream:
         return frame
 
 
+def _keepable(data: bytes | bytearray | memoryview) -> bytes | memoryview:
+    """A received piece to keep: a view of an immutable frame as it is, anything else copied."""
+    if type(data) is bytes:
+        return data
+    if isinstance(data, memoryview) and isinstance(data.obj, bytes):
+        return data  # a slice of a received frame, which nobody can change
+    return bytes(data)
+
+
 class _InStream:
     """A message being received in chunks; keeps the pieces until the last one arrives."""
 
@@ -237,7 +246,7 @@ class _InStream:
     def __init__(self, lengths: tuple[int, ...]) -> None:
         self.lengths = lengths
         self.size = sum(lengths)
-        self.pieces: list[list[bytes]] = [[] for _ in lengths]
+        self.pieces: list[list[bytes | memoryview]] = [[] for _ in lengths]
         self.part = 0
         self.filled = 0
         self.seq = 0
@@ -629,7 +638,7 @@ class RpcConnection:
                 f"chunk {chunk.seq} of stream {chunk.stream_id} holds {size} bytes where "
                 f"1 to {room} were expected"
             )
-        stream.pieces[stream.part].append(bytes(chunk.data))
+        stream.pieces[stream.part].append(_keepable(chunk.data))
         stream.filled += size
         stream.seq += 1
         if stream.filled == stream.lengths[stream.part]:

@@ -132,6 +132,8 @@ class BackgroundWriter:
 
     def __init__(self, writer: ResultFileWriter) -> None:
         self.writer = writer
+        self._folders: set[Path] = set()  # created already: no mkdir per result
+        self._tmp_suffix = f".{os.getpid()}.part"
         self._queue: queue.Queue[list[tuple[Path, bytes]] | None] = queue.Queue()
         self._failure: OSError | None = None
         self._lock = threading.Lock()
@@ -153,7 +155,7 @@ class BackgroundWriter:
                     return
                 for path, data in files:
                     try:
-                        atomic_write_bytes(path, data)
+                        self._write(path, data)
                     except OSError as exc:
                         logger.error("could not write the result file %s: %s", path, exc)
                         with self._lock:
@@ -165,6 +167,31 @@ class BackgroundWriter:
                         break
             finally:
                 self._queue.task_done()
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Atomic write with few steps (only this thread writes these temporary names)."""
+        folder = path.parent
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+        tmp = f"{folder}{os.sep}.{path.name}{self._tmp_suffix}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+        fd = os.open(tmp, flags, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            self._folders.discard(folder)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     def flush(self) -> None:
         """Wait until every submitted result is on disk."""

@@ -101,10 +101,9 @@ class ServiceClient:
         self._on_status = on_status or (lambda text: logger.info("%s", text))
         self.connected = threading.Event()
         self._ws: ClientConnection | None = None
-        # The current link's protocol state, its lock and the sender's wake-up (for call()).
-        self._conn: RpcConnection | None = None
+        # The current link (for call()).
+        self._link: _Link | None = None
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._calls: dict[int, concurrent.futures.Future[Any]] = {}
 
     # ------------------------------------------------------------ login
@@ -202,14 +201,12 @@ class ServiceClient:
                     verify_fingerprint(sock, self.fingerprint)
             self._ws = ws
             conn = RpcConnection(f"{self.role}-service")
-            lock = threading.Lock()
-            wake = threading.Event()
-            self._conn, self._lock, self._wake = conn, lock, wake
-            sender = threading.Thread(
-                target=self._sender, args=(ws, conn, lock, wake), daemon=True
-            )
+            link = _Link(ws, conn)
+            lock = link.lock
+            self._link, self._lock = link, lock
+            sender = threading.Thread(target=link.sender, daemon=True)
             sender.start()
-            wake.set()
+            link.wake.set()
             self.connected.set()
             self._on_status(f"connected to {url} as the {self.role} service")
             try:
@@ -221,21 +218,25 @@ class ServiceClient:
                         events = conn.events_received()
                     for event in events:
                         if isinstance(event, IncomingCall):
-                            self._pool.submit(self._run_call, conn, lock, wake, event)
+                            if self.dispatcher.is_quick(event.interface, event.method):
+                                self._run_call(link, event)  # never blocks: at once, in order
+                            else:
+                                self._pool.submit(self._run_call, link, event)
                         elif isinstance(event, IncomingCallCancelled):
                             logger.debug("call %s cancelled by the server", event.call_id)
                         else:
                             self._settle(event)
-                    wake.set()
+                    link.wake.set()
             finally:
                 self.connected.clear()
                 with lock:
                     conn.fail_all("the connection to the server was lost")
                     events = conn.events_received()
-                    self._conn = None
+                    self._link = None
                 for event in events:
                     self._settle(event)
-                wake.set()
+                link.closed = True
+                link.wake.set()
                 self._ws = None
                 self._on_status(f"disconnected from {url}")
 
@@ -265,15 +266,16 @@ class ServiceClient:
         """
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
-            conn = self._conn
-            if conn is None or not self.connected.is_set():
+            link = self._link
+            if link is None or not self.connected.is_set():
                 raise ServiceUnavailableError(
                     f"{interface}.{method}: not connected to the server at "
                     f"{self.host}:{self.port} (it reconnects by itself; try again shortly)"
                 )
+            conn = link.conn
             call_id = conn.call(interface, method, args, kwargs or {}, deadline_s=timeout)
             self._calls[call_id] = future
-        self._wake.set()
+        link.flush()
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -287,43 +289,63 @@ class ServiceClient:
                 f"{interface}.{method}: the server did not answer within {timeout:.3g} s"
             ) from None
 
-    def _run_call(
-        self, conn: RpcConnection, lock: threading.Lock, wake: threading.Event, call: IncomingCall
-    ) -> None:
+    def _run_call(self, link: _Link, call: IncomingCall) -> None:
         try:
             value = self.dispatcher.dispatch(call)
         except Exception as exc:  # every error goes back to the caller, typed
-            with lock:
-                conn.send_error(call.call_id, exc)
+            with link.lock:
+                link.conn.send_error(call.call_id, exc)
         else:
-            with lock:
+            with link.lock:
                 try:
-                    conn.send_result(call.call_id, value)
+                    link.conn.send_result(call.call_id, value)
                 except Exception as exc:  # the value cannot be sent: say why
-                    conn.send_error(call.call_id, exc)
-        wake.set()
+                    link.conn.send_error(call.call_id, exc)
+        link.flush()
 
-    def _sender(
-        self,
-        ws: ClientConnection,
-        conn: RpcConnection,
-        lock: threading.Lock,
-        wake: threading.Event,
-    ) -> None:
+
+class _Link:
+    """One connection: the socket, the protocol state and who may send.
+
+    Whoever queues frames sends them (:meth:`flush`), one thread at a time; a thread that
+    finds another one sending leaves its frames to it. The sender thread flushes what the
+    receiving side queues (pongs, refusals). Small frames still go between the chunks of a
+    large reply, in the order :meth:`RpcConnection.next_frame` gives.
+    """
+
+    def __init__(self, ws: ClientConnection, conn: RpcConnection) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.lock = threading.Lock()  # guards conn
+        self.wake = threading.Event()
+        self.closed = False
+        self._sending = threading.Lock()
+
+    def flush(self) -> None:
+        """Send every queued frame, unless another thread is doing so (then it will)."""
         while True:
-            wake.wait()
-            wake.clear()
-            if not self.connected.is_set() and ws.state.name != "OPEN":
+            if not self._sending.acquire(blocking=False):
                 return
-            while True:
-                with lock:
-                    frame = conn.next_frame()
-                if frame is None:
-                    break
-                try:
-                    ws.send(frame)
-                except ConnectionClosed:
+            try:
+                while True:
+                    with self.lock:
+                        frame = self.conn.next_frame()
+                    if frame is None:
+                        break
+                    self.ws.send(frame)
+            except ConnectionClosed:
+                return  # the receiving side sees the close and cleans up
+            finally:
+                self._sending.release()
+            with self.lock:  # frames queued while we were letting go of the send lock
+                if not self.conn.has_frames_to_send():
                     return
+
+    def sender(self) -> None:
+        while not self.closed:
+            self.wake.wait()
+            self.wake.clear()
+            self.flush()
 
 
 def wait_connected(client: ServiceClient, timeout: float) -> bool:
