@@ -157,11 +157,18 @@ const handlers = {
     debugLine(`status: ${text}`);
   },
   connStatus(msg) {
-    for (const kind of ["data", "subject"]) {
-      const s = msg[kind];
-      if (!s.remote) setIndicator(`ind-${kind}`, "local", `${kind}: served inside the server`);
-      else setIndicator(`ind-${kind}`, s.connected ? "on" : "", `${kind} service: ${s.connected ? "connected" : "disconnected"}`);
-    }
+    const d = msg.data;
+    if (!d.remote) setIndicator("ind-data", "local", "data: served inside the server");
+    else setIndicator("ind-data", d.connected ? "on" : "", `data service: ${d.connected ? "connected" : "disconnected"}`);
+    // The subject side may have several presentation peers at once (service, pages, clients).
+    const s = msg.subject;
+    const peers = s.peers || [];
+    const label = $("ind-subject-label");
+    if (label) label.textContent = peers.length ? `subject (${peers.length})` : "subject";
+    const who = peers.length ? `: ${peers.join(", ")}` : "";
+    if (peers.length) setIndicator("ind-subject", "on", `subject: ${peers.length} feedback peer(s) connected${who}`);
+    else if (!s.remote) setIndicator("ind-subject", "local", "subject: kept in the server (no feedback peer connected)");
+    else setIndicator("ind-subject", "", "subject: no subject service or feedback page connected");
   },
   userLog(msg) { appendLog($("user-log"), msg.value); debugLine(msg.value); },
   sessionLog(msg) { appendLog($("session-log"), msg.value); debugLine(msg.value); },
