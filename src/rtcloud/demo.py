@@ -164,6 +164,10 @@ def _run_with_server(
         server.start_in_thread()
         try:
             print(f"demo: server running; watch it live at {server.login_url}", flush=True)
+            print(
+                f"demo: the participant's feedback page is {server.url}feedback (same login)",
+                flush=True,
+            )
             if services:
                 assert base is not None
                 procs = _start_services(f"127.0.0.1:{server.port}", base)
