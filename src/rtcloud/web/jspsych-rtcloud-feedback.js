@@ -89,6 +89,11 @@
     }
 
     trial(display_element, trial) {
+      if (!root.RtcloudFeedback) {  // a page that forgot /static/rtcloud-feedback.js
+        display_element.textContent = "rtcloud-feedback: load /static/rtcloud-feedback.js first";
+        console.error("rtcloud-feedback: load /static/rtcloud-feedback.js before the plugin");
+        return;
+      }
       const api = this.jsPsych.pluginAPI;
       const startPerf = performance.now();
       const client = root.RtcloudFeedback.shared();

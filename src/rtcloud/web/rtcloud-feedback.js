@@ -148,7 +148,8 @@
     connect() {
       this._closed = false;
       if (this._ws) return;
-      this._setStatus(this.connects ? "reconnecting" : "connecting");
+      // (while the login is missing, keep saying so rather than flicker at every try)
+      if (this.status !== "unauthorized") this._setStatus(this.connects ? "reconnecting" : "connecting");
       let ws;
       try {
         ws = new WebSocket(this.url);
