@@ -304,6 +304,13 @@ def test_without_a_session_the_page_redirects_to_login_and_back(page, server, co
 RISKY = ("eval(", "new Function", "innerHTML", "insertAdjacentHTML", "document.write")
 
 
+def test_the_one_time_login_link_can_lead_to_the_feedback_page(page, server):
+    page.goto(f"{server.login_url}&next=/feedback%3Fshape%3Dcircle")
+    page.wait_for_url(server.url + "feedback?shape=circle")
+    page.wait_for_selector(".rtf-circle")
+    page.wait_for_selector(".rtf-status[data-state='open']")
+
+
 def test_only_our_own_scripts_run_no_eval(page, server):
     open_page(page, server, "/feedback")
     for path, scripts in (

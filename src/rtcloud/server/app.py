@@ -229,7 +229,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
             except AuthenticationError as exc:
                 return login_page(str(exc), "/", status=401)
             logger.info("user %s logged in with the one-time link", user)
-            return logged_in(user, "/")
+            return logged_in(user, safe_next(request.query_params.get("next")))
         return login_page("", safe_next(request.query_params.get("next")))
 
     async def login_post(request: Request) -> Response:
