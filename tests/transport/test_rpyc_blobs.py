@@ -100,3 +100,32 @@ def test_a_stopped_side_channel_fails_the_call_clearly(server, tmp_path):
         assert client.dataInterface.ping() > 0  # small calls still work over RPyC
     finally:
         client.close()
+
+
+def test_a_silent_side_channel_times_out():
+    """The OS-level time bound ends a fetch from a server that accepted but never answers."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def accept():
+        conn, _ = listener.accept()
+        conn.recv(64)
+        conn.sendall(b"OKAY")  # then says nothing more
+        held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    client = BlobClient("127.0.0.1", listener.getsockname()[1], SECRET)
+    try:
+        client.set_timeout(0.3)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="did not deliver in time"):
+            client.fetch(os.urandom(TICKET_BYTES))
+        assert time.monotonic() - start < 3
+    finally:
+        client.close()
+        listener.close()
+        for conn in held:
+            conn.close()

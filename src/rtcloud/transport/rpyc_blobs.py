@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import secrets
 import socket
 import struct
@@ -47,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 BLOB_HANDSHAKE = b"RTCBLOB1"
 #: Encoded arguments or results at least this large use the side channel.
-BLOB_THRESHOLD = 1 << 20
+BLOB_THRESHOLD = 64 << 10
 TICKET_BYTES = 16
 #: Seconds a parked payload waits to be fetched.
 TICKET_TTL = 120.0
@@ -116,6 +117,21 @@ def _recv_value(sock: socket.socket) -> Encoded | None:
         raise ProtocolError(f"side channel: a value of {sum(sizes)} bytes is not accepted")
     parts = [_recv_part(sock, n) for n in sizes]
     return Encoded(parts[0], [(part,) for part in parts[1:]])
+
+
+def _os_timeouts(sock: socket.socket, seconds: float | None) -> None:
+    """Set the OS receive and send time bounds of a blocking socket (best effort)."""
+    total = 0.0 if seconds is None else max(float(seconds), 0.001)
+    if os.name == "nt":
+        value = struct.pack("=I", int(total * 1000))  # a DWORD of milliseconds
+    else:
+        whole = int(total)
+        value = struct.pack("@ll", whole, int((total - whole) * 1_000_000))  # struct timeval
+    for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, value)
+        except OSError:  # not supported here: no bound rather than a slow socket
+            logger.debug("side channel: the OS time bound could not be set")
 
 
 class BlobStore:
@@ -256,15 +272,26 @@ class BlobClient:
         except BaseException:
             sock.close()
             raise
+        sock.settimeout(None)  # blocking: large parts are read in one go (see set_timeout)
         self._sock = sock
 
     def set_timeout(self, seconds: float | None) -> None:
-        self._sock.settimeout(seconds)
+        """Bound each send and receive by ``seconds`` (None: no bound).
+
+        The bound is the operating system's (SO_RCVTIMEO/SO_SNDTIMEO): a Python-level
+        timeout would make the socket non-blocking inside, and receiving a large part would
+        then take many small reads and a copy instead of one read into place. A read that
+        times out raises TimeoutError.
+        """
+        _os_timeouts(self._sock, seconds)
 
     def fetch(self, ticket: bytes) -> Encoded:
         """The encoded value parked under ``ticket``."""
-        self._sock.sendall(b"G" + ticket)
-        value = _recv_value(self._sock)
+        try:
+            self._sock.sendall(b"G" + ticket)
+            value = _recv_value(self._sock)
+        except BlockingIOError as exc:  # the OS-level time bound passed
+            raise TimeoutError(f"the side channel did not deliver in time ({exc})") from None
         if value is None:
             raise ProtocolError(
                 "the project server no longer holds this call's result (it waited more than "
@@ -274,9 +301,12 @@ class BlobClient:
 
     def upload(self, value: Encoded) -> bytes:
         """Park an encoded value on the server; return the ticket of the call that uses it."""
-        self._sock.sendall(b"P")
-        _send_value(self._sock, value)
-        return _recv_exact(self._sock, TICKET_BYTES)
+        try:
+            self._sock.sendall(b"P")
+            _send_value(self._sock, value)
+            return _recv_exact(self._sock, TICKET_BYTES)
+        except BlockingIOError as exc:  # the OS-level time bound passed
+            raise TimeoutError(f"the side channel did not take the data in time ({exc})") from None
 
     def close(self) -> None:
         try:
