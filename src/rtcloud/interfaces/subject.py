@@ -101,7 +101,7 @@ class SubjectInterface(Interface):
             "onsetTimeDelayMs": delay,
             "timestamp": time.time(),
         }
-        logger.info("setResult run %s tr %s value %s", runId, trId, value)
+        logger.debug("setResult run %s tr %s value %s", runId, trId, value)
         self._queue(result)
 
     @expose(quick=True)
@@ -121,14 +121,14 @@ class SubjectInterface(Interface):
             raise ValidationError(f"setResultDict: name must be a non-empty string, got {name!r}")
         result = {str(k): npToPy(v) for k, v in values.items()}
         result.update(name=name, onsetTimeDelayMs=delay, timestamp=time.time())
-        logger.info("setResultDict %s (%d values)", name, len(values))
+        logger.debug("setResultDict %s (%d values)", name, len(values))
         self._queue(result)
 
     @expose(quick=True)
     def setMessage(self, message: str) -> None:
         """Show a text message to the participant (e.g. "Preparing run ...")."""
         self.message = str(message)
-        logger.info("setMessage %s", self.message)
+        logger.debug("setMessage %s", self.message)
         if self._on_message is not None:
             self._on_message(self.message)
 

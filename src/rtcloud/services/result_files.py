@@ -89,11 +89,22 @@ class ResultFileWriter:
     def __init__(self, out_dir: str | Path) -> None:
         self.out_dir = Path(out_dir).resolve()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._checked: set[Path] = set()  # folders known to lie inside out_dir
 
     def _inside(self, path: Path) -> Path:
-        real = path.resolve()
+        """``path`` if it lies inside the output folder (its folder checked once).
+
+        The file names themselves are plain names (checked before), and a file is replaced,
+        never written through, so a link in the file's place cannot lead outside either.
+        """
+        folder = path.parent
+        if folder in self._checked:
+            return path
+        real = folder.resolve()
         if real != self.out_dir and self.out_dir not in real.parents:
             raise ValidationError(f"refusing to write {str(path)!r} outside {str(self.out_dir)!r}")
+        if len(self._checked) < 4096:
+            self._checked.add(folder)
         return path
 
     def plan(self, result: dict[str, Any]) -> list[tuple[Path, bytes]]:
@@ -165,6 +176,9 @@ class BackgroundWriter:
                                 f"{str(path)!r} of an earlier result: {exc.strerror or exc}",
                             )
                         break
+                else:
+                    names = ", ".join(str(p.relative_to(self.writer.out_dir)) for p, _ in files)
+                    logger.info("feedback written: %s", names)
             finally:
                 self._queue.task_done()
 
