@@ -51,6 +51,8 @@ __all__ = ["ServiceClient", "parse_server"]
 logger = logging.getLogger(__name__)
 
 COOKIE_NAME = "rtcloud_session"
+#: Bytes read from the socket at a time: a 1 MiB chunk frame in one read.
+RECV_BUFSIZE = (1 << 20) + (64 << 10)
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -199,6 +201,8 @@ class ServiceClient:
                 sock = ws.socket
                 if isinstance(sock, ssl.SSLSocket):
                     verify_fingerprint(sock, self.fingerprint)
+            # Read up to a whole chunk frame per system call (websockets reads 64 KiB).
+            ws.recv_bufsize = RECV_BUFSIZE
             self._ws = ws
             conn = RpcConnection(f"{self.role}-service")
             link = _Link(ws, conn)
