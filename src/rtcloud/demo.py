@@ -125,7 +125,7 @@ def _start_services(server_address: str, base: Path) -> list[subprocess.Popen[by
         ["subject-service", *common, "-o", str(base / "feedback")],
     ]
     return [
-        subprocess.Popen([sys.executable, "-m", "rtcloud", *cmd], stdout=subprocess.DEVNULL)
+        subprocess.Popen([sys.executable, "-m", "rtcloud", "-q", *cmd], stdout=subprocess.DEVNULL)
         for cmd in commands
     ]
 
