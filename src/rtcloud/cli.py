@@ -31,10 +31,10 @@ def configure_logging(verbose: bool, quiet: bool = False) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    quiet = ["rtcloud.rpyc", "uvicorn.error", "watchdog", "rpyc"]
+    noisy_loggers = ["rtcloud.rpyc", "uvicorn.error", "watchdog", "rpyc"]
     if not verbose:
-        quiet += ["rtcloud.interfaces", "rtcloud.server.runner"]
-    for noisy in quiet:
+        noisy_loggers += ["rtcloud.interfaces", "rtcloud.server.runner"]
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
