@@ -379,6 +379,47 @@ def test_real_scanner_dicom_round_trips_out_of_band(sample_dicom_dir):
     assert out == ds and out.PixelData == ds.PixelData
 
 
+def _no_dcmwrite(monkeypatch):
+    import pydicom
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("dcmwrite was called")
+
+    monkeypatch.setattr(pydicom, "dcmwrite", refuse)
+
+
+def test_parsed_dataset_is_written_without_dcmwrite_to_the_same_bytes(monkeypatch):
+    from rtcloud.imaging.dicom import read_dicom_bytes, write_dicom_bytes
+
+    data = write_dicom_bytes(_dataset())
+    ds = read_dicom_bytes(data)
+    ds.PatientName = "Changed^Name"
+    expected = write_dicom_bytes(ds)
+    _no_dcmwrite(monkeypatch)
+    assert codec._dicom_bytes(ds) == expected
+    out = roundtrip(ds)
+    assert out == ds and out.file_meta == ds.file_meta and out.PatientName == "Changed^Name"
+
+
+def test_anonymized_scanner_dicom_is_written_fast_and_round_trips(sample_dicom_dir, monkeypatch):
+    import pydicom
+
+    from rtcloud.imaging.dicom import anonymize_dicom, read_dicom_bytes
+
+    data = (sample_dicom_dir / "001_000013_000000.dcm").read_bytes()
+    ds = anonymize_dicom(read_dicom_bytes(data))
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
+    with monkeypatch.context() as patch:
+        _no_dcmwrite(patch)
+        payload, buffers = codec.encode_parts(ds)
+    assert len(buffers) == 1 and bytes(buffers[0]) == buffer.getvalue()
+    out = codec.decode_parts(payload, [[bytes(buffers[0])]])
+    expected = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+    assert out == expected and out.file_meta == expected.file_meta
+    assert out.PixelData == ds.PixelData and out.SOPInstanceUID == ds.SOPInstanceUID
+
+
 def test_large_bytes_encode_and_decode_fast():
     data = os.urandom(100 * 1024 * 1024)
     best = float("inf")

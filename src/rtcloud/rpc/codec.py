@@ -268,6 +268,13 @@ class _Encoder:
 def _dicom_bytes(ds: Any) -> bytes:
     import pydicom
 
+    from rtcloud.imaging.dicom_write import write_dicom_bytes_fast
+
+    # a dataset parsed from a file (and anonymized) is written fast, to the very bytes that
+    # dcmwrite would write; anything else goes through dcmwrite
+    fast = write_dicom_bytes_fast(ds)
+    if fast is not None:
+        return fast
     buffer = io.BytesIO()
     try:
         if int(pydicom.__version__.split(".")[0]) < 3:  # pragma: no cover - pydicom 2.x
