@@ -40,19 +40,26 @@ def series_files(source: str | Path | Sequence[str | Path], pattern: str = "*.dc
     return [Path(p) for p in source]
 
 
-def _write_pieces(data: bytes, target: Path, chunk_size: int, pause: float) -> None:
+def _write_pieces(data: bytes, target: Path, chunk_size: int, pause: float) -> float:
+    """Write ``data`` in pieces; return the time just before the last piece was written."""
+    last = time.time()
     with open(target, "wb") as fh:
         for offset in range(0, len(data), chunk_size):
+            last = time.time()
             fh.write(data[offset : offset + chunk_size])
             fh.flush()
             if pause > 0 and offset + chunk_size < len(data):
                 time.sleep(pause)
+    return last
 
 
-def _write_rename(data: bytes, target: Path) -> None:
+def _write_rename(data: bytes, target: Path) -> float:
+    """Write under a temporary name and rename; return the time just before the rename."""
     temp = target.with_name(f".{target.name}.partial")
     temp.write_bytes(data)
+    last = time.time()
     os.replace(temp, target)
+    return last
 
 
 def replay_series(
@@ -71,7 +78,9 @@ def replay_series(
     """Write the series into ``dest_dir`` at TR pace; return the number of files written.
 
     ``rename(i, source_path)`` may give each file another name. ``on_volume(i, path, t)`` is
-    called after volume i is complete, with ``t`` the ``time.time()`` of its last byte.
+    called after volume i is complete, with ``t`` the ``time.time()`` taken just before its
+    last byte was written (or its rename): a reader can never have it earlier, so latencies
+    measured from ``t`` are never negative (they include that last write).
     """
     if mode not in MODES:
         raise ValidationError(f"replay mode must be one of {MODES}, got {mode!r}")
@@ -92,12 +101,12 @@ def replay_series(
         data = path.read_bytes()
         target = dest / (rename(index, path) if rename else path.name)
         if mode == "pieces":
-            _write_pieces(data, target, chunk_size, piece_pause)
+            finished = _write_pieces(data, target, chunk_size, piece_pause)
         elif mode == "rename":
-            _write_rename(data, target)
+            finished = _write_rename(data, target)
         else:
+            finished = time.time()
             target.write_bytes(data)
-        finished = time.time()
         written += 1
         logger.debug("replayed volume %d -> %s", index, target)
         if on_volume is not None:
