@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcloud.errors import ValidationError
+from rtcloud.rpc.dispatch import after_reply
 
 __all__ = ["BackgroundWriter", "ResultFileWriter", "atomic_write_bytes", "safe_name"]
 
@@ -156,7 +157,8 @@ class BackgroundWriter:
             failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
-        self._queue.put(self.writer.plan(result))
+        files = self.writer.plan(result)
+        after_reply(lambda: self._queue.put(files))  # the disk does not hold up the reply
 
     def _run(self) -> None:
         while True:
