@@ -20,10 +20,8 @@ import pytest
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import (
-    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -32,9 +30,18 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from imaging.dicom_cases import (
+    DEEP_UID,
+    DOOMED_UID,
+    REF_UID,
+    SOP_UID,
+    STUDY_UID,
+    everything_identifying,
+    leaked,
+    walk,
+)
 from rtcloud.errors import SerializationError
 from rtcloud.imaging.dicom import (
-    ATTRIBUTES_TO_ANONYMIZE,
     anonymize_dicom,
     read_dicom_bytes,
     write_dicom_bytes,
@@ -51,14 +58,6 @@ def dcmwrite_bytes(ds):
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
     return buffer.getvalue()
-
-
-def walk(ds):
-    yield ds
-    for element in list(ds):
-        if element.VR == "SQ" and element.value is not None:
-            for item in element.value:
-                yield from walk(item)
 
 
 def elements(ds, path=()):
@@ -100,40 +99,6 @@ def assert_refused(ds) -> bytes:
     out = codec._dicom_bytes(ds)
     assert out == dcmwrite_bytes(ds)
     return out
-
-
-def string_values(value):
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple, MultiValue)):
-        return [str(v) for v in value if v is not None]
-    return [str(value)]
-
-
-def everything_identifying(ds):
-    """Every identifying value and non-registered UID of a dataset, at any depth."""
-    values = set()
-    meta = getattr(ds, "file_meta", None)
-    for item in list(walk(ds)) + ([meta] if meta is not None else []):
-        for element in item:
-            if element.VR == "UI":
-                uids = string_values(element.value)
-                values |= {v for v in uids if len(v) > 8 and UID(v).name == v}
-            elif element.keyword in ATTRIBUTES_TO_ANONYMIZE and element.VR != "SQ":
-                values |= {v.strip() for v in string_values(element.value) if len(v.strip()) >= 4}
-    return values
-
-
-def leaked(values, data):
-    found = []
-    for value in values:
-        for encoding in ("utf-8", "latin-1"):
-            try:
-                if value.encode(encoding) in data:
-                    found.append(value)
-            except UnicodeEncodeError:
-                pass
-    return found
 
 
 def patch_dcmwrite_to_fail(monkeypatch):
@@ -231,11 +196,6 @@ def test_a_dataset_built_in_memory_goes_through_dcmwrite(tmp_path):
 
 # ----------------------------------------------------------------------------- built datasets
 
-STUDY_UID = "1.2.826.0.1.3680043.8.498.11111111111111111111"
-SOP_UID = "1.2.826.0.1.3680043.8.498.22222222222222222222"
-REF_UID = "1.2.826.0.1.3680043.8.498.33333333333333333333"
-DEEP_UID = "1.2.826.0.1.3680043.8.498.44444444444444444444"
-DOOMED_UID = "1.2.826.0.1.3680043.8.498.55555555555555555555"
 SECRETS = [
     "SUBJ-0042",
     "19750102",
