@@ -12,13 +12,14 @@ import threading
 
 import pytest
 
+from helpers import wait_for
 from rtcloud.errors import FileWaitTimeout, ValidationError
 from rtcloud.imaging.retry import readRetryDicomFromDataInterface
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.simulate.replay import replay_series
 from rtcloud.simulate.synthetic import generate_series
-from services.test_remote import start_service, wait_for
+from services.test_remote import start_service
 
 CONFIGS = ["local", "server", "subjectRemote", "dataRemote", "both", "mixed"]
 

@@ -18,11 +18,10 @@ import time
 
 import tomlkit
 
-from conftest import REPO
+from helpers import REPO, wait_for
 from rtcloud.feedback import FeedbackClient
 from rtcloud.simulate.replay import replay_series
 from rtcloud.simulate.synthetic import generate_series
-from services.test_remote import wait_for
 
 
 def test_feedback_is_shown_at_the_next_tr(server_factory, tmp_path):

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from helpers import wait_for
 from rtcloud.errors import ServiceUnavailableError, ValidationError
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.simulate.replay import replay_series
@@ -23,15 +24,6 @@ def start_service(kind, server, *extra, password="test", user="test"):
     return subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

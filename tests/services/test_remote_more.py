@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from test_remote import start_service, wait_for
+from test_remote import start_service
 
+from helpers import wait_for
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.tls import ensure_self_signed

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
+from helpers import wait_for
 from rtcloud.errors import CallTimeout, RemoteCallError, ServiceUnavailableError
 from rtcloud.feedback import FeedbackClient
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.server.feedback_pages import MAX_PAGE_MESSAGE, plain
-from services.test_remote import start_service, wait_for
+from services.test_remote import start_service
 
 
 def address(server):

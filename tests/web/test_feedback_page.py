@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import wait_for
 from rtcloud.cli import EXIT_USAGE, main
 from rtcloud.errors import InvocationError
 from rtcloud.interfaces.client import ClientInterface
@@ -30,15 +31,6 @@ CACHE = REPO / ".cache"
 TOLERANCE_MS = 40
 
 pytestmark = pytest.mark.browser
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
