@@ -63,7 +63,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "-rs",
         "--subjectRemote",
         action="store_true",
-        help="feedback goes to a remote subject service",
+        help=(
+            "feedback needs a presentation peer (subject service, feedback client or the "
+            "/feedback page); calls fail at once while none is connected"
+        ),
     )
     parser.add_argument(
         "-r", "--remote", action="store_true", help="both --dataRemote and --subjectRemote"
