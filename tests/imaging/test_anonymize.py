@@ -13,17 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pydicom
 import pytest
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
+from pydicom.uid import UID, MRImageStorage
 
 from imaging.dicom_cases import (
     DEEP_UID,
-    DOOMED_UID,
     REF_UID,
-    SOP_UID,
-    STUDY_UID,
+    SECRETS,
     everything_identifying,
+    identifying_dataset,
     leaked,
     string_values,
     walk,
@@ -201,89 +199,6 @@ def test_anonymizing_in_many_threads_at_once(sample_dicom_dir):
 # ----------------------------------------------------------------------------- synthetic
 
 
-def synthetic(name="Doe^Jane", charset="ISO_IR 100", implicit=False):
-    """A small image whose identifying values hide everywhere anonymization must look."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = SOP_UID
-    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-    ds.SpecificCharacterSet = charset
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = SOP_UID
-    ds.StudyInstanceUID = STUDY_UID
-    ds.PatientName = name
-    ds.PatientID = "SUBJ-0042"
-    ds.PatientBirthDate = "19750102"
-    ds.PatientWeight = "71.5"
-    ds.StudyDate = "20240305"
-    ds.AcquisitionTime = "101500.250000"
-    ds.InstitutionName = "Clinic of Testing"
-    ds.OtherPatientIDs = ["ALT-1001", "ALT-1002"]
-    # sequences two deep, holding identifying values and UIDs
-    deep = Dataset()
-    deep.ReferencedSOPClassUID = MRImageStorage
-    deep.ReferencedSOPInstanceUID = DEEP_UID
-    deep.OperatorsName = "Smith^Operator"
-    other = Dataset()
-    other.PatientID = "OTHER-777"
-    other.IssuerOfPatientID = "Hospital Registry"
-    deep.OtherPatientIDsSequence = [other]
-    middle = Dataset()
-    middle.ReferencedSOPInstanceUID = REF_UID
-    middle.ReferencedSeriesSequence = [deep]
-    ds.ReferencedStudySequence = [middle]
-    # a sequence that is removed, with a UID whose copies elsewhere must still go
-    request = Dataset()
-    request.RequestedProcedureID = "RP-31337"
-    request.ReferencedSOPInstanceUID = DOOMED_UID
-    ds.RequestAttributesSequence = [request]
-    # private elements holding copies
-    block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
-    copies = [name, "SUBJ-0042", SOP_UID, REF_UID, DEEP_UID, DOOMED_UID, "RP-31337", "19750102"]
-    blob = (
-        b"SV10\0"
-        + b"\0".join(c.encode("utf-8") for c in copies)
-        + b"\0"
-        + name.encode("latin-1", "replace")
-    )
-    blob += b"\0" * (len(blob) % 2)
-    block.add_new(0x08, "CS", "IMAGE NUM 4")
-    block.add_new(0x09, "LO", "20230101")  # a date, but none of the identifying values
-    block.add_new(0x10, "OB", blob)
-    other_block = ds.private_block(0x0041, "RTCLOUD TEST", create=True)
-    other_block.add_new(0x01, "LO", f"scan of {name} at Clinic of Testing")
-    other_block.add_new(0x02, "LO", ["first", "SUBJ-0042", "Smith^Operator"])
-    other_block.add_new(0x03, "PN", name)
-    other_block.add_new(0x04, "UT", f"ref {REF_UID} deep {DEEP_UID}")
-    other_block.add_new(0x05, "DS", "71.5")
-    other_block.add_new(0x06, "UN", b"raw " + SOP_UID.encode() + b" ")
-    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 4, 4, 16, 12, 11
-    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = bytes(range(32))
-    return ds
-
-
-SECRETS = [
-    "SUBJ-0042",
-    "19750102",
-    "20240305",
-    "Clinic of Testing",
-    "ALT-1001",
-    "ALT-1002",
-    "Smith^Operator",
-    "OTHER-777",
-    "Hospital Registry",
-    "RP-31337",
-    STUDY_UID,
-    SOP_UID,
-    REF_UID,
-    DEEP_UID,
-    DOOMED_UID,
-]
-
-
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
 @pytest.mark.parametrize("reread", [False, True], ids=["in-memory", "parsed"])
 @pytest.mark.parametrize(
@@ -292,7 +207,7 @@ SECRETS = [
     ids=["ascii", "utf8", "latin1"],
 )
 def test_synthetic_datasets_equal_the_reference_and_leak_nothing(implicit, reread, name, charset):
-    ds = synthetic(name, charset, implicit)
+    ds = identifying_dataset(name, charset, implicit)
     if reread:  # elements still raw, as the data service sees them
         ds = pydicom.dcmread(io.BytesIO(write_dicom_bytes(ds)))
     anonymized = assert_same_result(ds)

@@ -24,19 +24,16 @@ from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     MRImageStorage,
     RLELossless,
 )
 
 from imaging.dicom_cases import (
-    DEEP_UID,
-    DOOMED_UID,
-    REF_UID,
+    SECRETS,
     SOP_UID,
-    STUDY_UID,
     everything_identifying,
+    identifying_dataset,
     leaked,
     walk,
 )
@@ -196,76 +193,11 @@ def test_a_dataset_built_in_memory_goes_through_dcmwrite(tmp_path):
 
 # ----------------------------------------------------------------------------- built datasets
 
-SECRETS = [
-    "SUBJ-0042",
-    "19750102",
-    "20240305",
-    "Clinic of Testing",
-    "Smith^Operator",
-    "OTHER-777",
-    "Hospital Registry",
-    "RP-31337",
-    STUDY_UID,
-    SOP_UID,
-    REF_UID,
-    DEEP_UID,
-    DOOMED_UID,
-]
-
 
 def built(name="Doe^Jane", charset="ISO_IR 100", implicit=False, undefined=False):
-    """A small image with identifying values in sequences two deep, in a sequence that
-    anonymization deletes, in private elements; written and parsed back (``undefined``:
-    sequences and items of undefined length, as Siemens writes them)."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = SOP_UID
-    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-    ds.file_meta.ImplementationVersionName = "BUILT_1"
-    ds.SpecificCharacterSet = charset
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = SOP_UID
-    ds.StudyInstanceUID = STUDY_UID
-    ds.PatientName = name
-    ds.PatientID = "SUBJ-0042"
-    ds.PatientBirthDate = "19750102"
-    ds.PatientWeight = "71.5"
-    ds.StudyDate = "20240305"
-    ds.AcquisitionTime = "101500.250000"
-    ds.InstitutionName = "Clinic of Testing"
-    deep = Dataset()
-    deep.ReferencedSOPClassUID = MRImageStorage
-    deep.ReferencedSOPInstanceUID = DEEP_UID
-    deep.OperatorsName = "Smith^Operator"
-    other = Dataset()
-    other.PatientID = "OTHER-777"
-    other.IssuerOfPatientID = "Hospital Registry"
-    deep.OtherPatientIDsSequence = [other]
-    middle = Dataset()
-    middle.ReferencedSOPInstanceUID = REF_UID
-    middle.ReferencedSeriesSequence = [deep, Dataset()]
-    ds.ReferencedStudySequence = [middle]
-    request = Dataset()
-    request.RequestedProcedureID = "RP-31337"
-    request.ReferencedSOPInstanceUID = DOOMED_UID
-    ds.RequestAttributesSequence = [request]
-    block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
-    copies = [name, "SUBJ-0042", SOP_UID, REF_UID, DEEP_UID, "RP-31337", "19750102"]
-    blob = b"SV10\0" + b"\0".join(c.encode("utf-8") for c in copies)
-    blob += b"\0" * (len(blob) % 2)
-    block.add_new(0x08, "CS", "IMAGE NUM 4")
-    block.add_new(0x09, "LO", "20230101")
-    block.add_new(0x10, "OB", blob)
-    other_block = ds.private_block(0x0041, "RTCLOUD TEST", create=True)
-    other_block.add_new(0x01, "LO", f"scan of {name} at Clinic of Testing")
-    other_block.add_new(0x02, "UT", f"ref {REF_UID} deep {DEEP_UID}")
-    other_block.add_new(0x03, "UN", b"raw " + SOP_UID.encode() + b" ")
-    other_block.add_new(0x04, "US", None)  # empty: parsed back as a raw element without value
-    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 4, 4, 16, 12, 11
-    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = bytes(range(32))
+    """:func:`identifying_dataset` written and parsed back (``undefined``: sequences and items
+    of undefined length, as Siemens writes them)."""
+    ds = identifying_dataset(name, charset, implicit)
     if undefined:
         for item in walk(ds):
             item.is_undefined_length_sequence_item = True
