@@ -433,12 +433,12 @@ def test_large_bytes_encode_and_decode_fast():
     assert len(data) / best > 3e8, f"{len(data) / best / 1e6:.0f} MB/s"
 
 
-def test_encode_pieces_is_encode_in_pieces_and_encoded_values_pass_through():
+def test_encoded_values_pass_through_unchanged():
     big = bytes(range(256)) * 1000
     value = {"a": [1, big, np.arange(12, dtype=np.int32)], "b": "x"}
-    pieces = codec.encode_pieces(value)
-    assert b"".join(pieces) == codec.encode(value)
-    assert any(p is not None and len(p) == len(big) for p in pieces)  # not copied into one
+    of = codec.Encoded.of(value)
+    assert codec.encode(of) == codec.encode(value) and codec.Encoded.of(of) is of
+    assert any(pieces[0] == big for pieces in of.buffers)  # referenced, not copied in
     payload, buffers = codec.encode_parts(value)
     kept = codec.Encoded(payload, [[bytes(b[:10]), bytes(b[10:])] for b in buffers])
     assert kept.nbytes == len(payload) + sum(len(b) for b in buffers)

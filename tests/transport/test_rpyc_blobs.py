@@ -10,7 +10,7 @@ import pytest
 
 from rtcloud.errors import ProtocolError, ServiceUnavailableError
 from rtcloud.interfaces.client import ClientInterface
-from rtcloud.rpc.codec import Encoded, encode_parts
+from rtcloud.rpc.codec import Encoded
 from rtcloud.transport.rpyc_blobs import (
     BLOB_THRESHOLD,
     TICKET_BYTES,
@@ -20,11 +20,6 @@ from rtcloud.transport.rpyc_blobs import (
 )
 
 SECRET = b"s" * 32
-
-
-def encoded(value):
-    payload, buffers = encode_parts(value)
-    return Encoded(payload, [(b,) for b in buffers])
 
 
 @pytest.fixture
@@ -39,7 +34,7 @@ def test_values_go_both_ways_as_parts(blob_server):
     client = BlobClient("127.0.0.1", blob_server.port, SECRET)
     try:
         value = {"file": os.urandom(3 << 20), "array": np.arange(300_000.0), "n": 1}
-        ticket = client.upload(encoded(value))
+        ticket = client.upload(Encoded.of(value))
         assert len(ticket) == TICKET_BYTES and blob_server.values_received == 1
         parked = blob_server.store.take(ticket)
         assert parked is not None
@@ -65,10 +60,10 @@ def test_wrong_secret_is_refused(blob_server):
 
 def test_parked_values_expire():
     store = BlobStore(ttl=0.05)
-    ticket = store.put(encoded(b"x"))
+    ticket = store.put(Encoded.of(b"x"))
     time.sleep(0.1)
     assert store.take(ticket) is None
-    store.put(encoded(b"y"))  # sweeps the expired ones
+    store.put(Encoded.of(b"y"))  # sweeps the expired ones
     assert len(store) == 1
 
 

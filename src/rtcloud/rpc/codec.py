@@ -62,7 +62,6 @@ __all__ = [
     "decode_parts",
     "encode",
     "encode_parts",
-    "encode_pieces",
 ]
 
 #: A piece of binary data as received or sent.
@@ -309,8 +308,8 @@ class Encoded:
     A process that only passes a value on (the project server forwarding a data service's
     reply to a script) keeps it this way: it is neither decoded nor re-encoded, so a DICOM
     volume is parsed once, where it is used. :meth:`decode` rebuilds the value; encoding an
-    ``Encoded`` (with :func:`encode_parts`, :func:`encode` or :func:`encode_pieces`) sends
-    the same bytes on, uncopied where the transport allows.
+    ``Encoded`` (with :func:`encode_parts` or :func:`encode`) sends the same bytes on,
+    uncopied where the transport allows. :meth:`of` encodes a value this way.
     """
 
     __slots__ = ("buffers", "payload")
@@ -318,6 +317,14 @@ class Encoded:
     def __init__(self, payload: bytes, buffers: Sequence[Sequence[Buffer]] = ()) -> None:
         self.payload = payload
         self.buffers = tuple(tuple(pieces) for pieces in buffers)
+
+    @classmethod
+    def of(cls, value: Any) -> Encoded:
+        """``value`` encoded (its large buffers referenced, not copied); as is if encoded."""
+        if isinstance(value, Encoded):
+            return value
+        payload, buffers = encode_parts(value)
+        return cls(payload, [(b,) for b in buffers])
 
     @property
     def nbytes(self) -> int:
@@ -358,30 +365,18 @@ def encode_parts(
     return payload, encoder.buffers
 
 
-def encode_pieces(value: Any, *, max_depth: int = MAX_DEPTH) -> list[Buffer]:
-    """The bytes :func:`encode` would return, as pieces to write one after another (uncopied).
-
-    Layout: msgpack uint ``n``, then ``n`` bytes of msgpack ``[payload, [buffer sizes]]``,
-    then the out-of-band buffers back to back.
-    """
-    if isinstance(value, Encoded):
-        payload = value.payload
-        sizes = [sum(len(p) for p in pieces) for pieces in value.buffers]
-        tail: list[Buffer] = [p for pieces in value.buffers for p in pieces]
-    else:
-        payload, views = encode_parts(value, max_depth=max_depth)
-        sizes = [len(b) for b in views]
-        tail = list(views)
-    head = _pack([payload, sizes])
-    return [_pack(len(head)) + head, *tail]
-
-
 def encode(value: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
     """One self-contained byte string holding ``value`` (large buffers copied once, at the end).
 
-    The layout is that of :func:`encode_pieces`; :func:`decode` reads it.
+    Layout: msgpack uint ``n``, then ``n`` bytes of msgpack ``[payload, [buffer sizes]]``,
+    then the out-of-band buffers back to back. An :class:`Encoded` value is written as it is.
     """
-    return b"".join(encode_pieces(value, max_depth=max_depth))
+    if not isinstance(value, Encoded):
+        payload, views = encode_parts(value, max_depth=max_depth)
+        value = Encoded(payload, [(v,) for v in views])
+    sizes = [sum(len(p) for p in pieces) for pieces in value.buffers]
+    head = _pack([value.payload, sizes])
+    return b"".join([_pack(len(head)), head, *(p for pieces in value.buffers for p in pieces)])
 
 
 # ---------------------------------------------------------------------------------- decoding

@@ -26,7 +26,7 @@ from rpyc.utils.authenticators import AuthenticationError as RpycAuthenticationE
 from rpyc.utils.server import ThreadedServer
 
 from rtcloud.errors import ProtocolError
-from rtcloud.rpc.codec import Encoded, decode, encode, encode_parts
+from rtcloud.rpc.codec import Encoded, decode, encode
 from rtcloud.rpc.messages import error_to_message
 from rtcloud.server.hub import Hub
 from rtcloud.transport.rpyc_blobs import BLOB_THRESHOLD, BlobServer, BlobStore
@@ -113,12 +113,10 @@ class _BridgeService(rpyc.Service):  # type: ignore[misc]
             value = self._hub.call(
                 str(interface), str(method), tuple(args), dict(kwargs), timeout, raw=True
             )
-            if not isinstance(value, Encoded):
-                payload, buffers = encode_parts(value)
-                value = Encoded(payload, [(b,) for b in buffers])
-            if value.nbytes >= BLOB_THRESHOLD:
-                return REPLY_TICKET, self._store.put(value)
-            return REPLY_VALUE, encode(value)
+            reply = Encoded.of(value)
+            if reply.nbytes >= BLOB_THRESHOLD:
+                return REPLY_TICKET, self._store.put(reply)
+            return REPLY_VALUE, encode(reply)
         except Exception as exc:  # every error goes back to the script, typed
             if not isinstance(exc, (ValueError, LookupError, OSError, TimeoutError)):
                 logger.debug("call %s.%s failed", interface, method, exc_info=True)

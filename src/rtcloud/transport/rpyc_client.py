@@ -26,7 +26,7 @@ from rpyc.core.channel import Channel
 from rpyc.utils.factory import connect_channel
 
 from rtcloud.errors import AuthenticationError, CallTimeout, ServiceUnavailableError, StateError
-from rtcloud.rpc.codec import Encoded, decode, encode, encode_parts
+from rtcloud.rpc.codec import Encoded, decode, encode
 from rtcloud.rpc.messages import message_to_exception
 from rtcloud.server.hub import DEADLINE_MARGIN
 from rtcloud.transport.rpyc_blobs import BLOB_THRESHOLD, BlobClient
@@ -140,8 +140,7 @@ class ServerConnection:
         method_wait: float = 0.0,
     ) -> Any:
         """Call ``interface.method`` on the server and return its result (by value)."""
-        payload, buffers = encode_parts([list(args), kwargs])
-        request = Encoded(payload, [(b,) for b in buffers])
+        request = Encoded.of([list(args), kwargs])
         if rpc_timeout is not None:
             # The server's own, more telling timeout error gets a moment to arrive first.
             wait = float(rpc_timeout) + HOP1_GRACE
@@ -182,11 +181,11 @@ class ServerConnection:
                 f"{interface}.{method}: the connection to the project server was lost ({exc}); "
                 "is rtcloud serve still running?"
             ) from None
+        if status == REPLY_VALUE:
+            return decode(data)
         if status == REPLY_ERROR:
             raise message_to_exception(decode(data))
-        if status not in (REPLY_VALUE, REPLY_TICKET):
-            raise ServiceUnavailableError(f"{interface}.{method}: unknown reply {status!r}")
-        return decode(data)
+        raise ServiceUnavailableError(f"{interface}.{method}: unknown reply {status!r}")
 
     def interface(self, name: str) -> RemoteInterface:
         info = self._interfaces.get(name)
