@@ -22,7 +22,6 @@ its result leaves nothing behind for long. Only the standard library is used.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import secrets
@@ -34,6 +33,7 @@ from collections.abc import Sequence
 
 from rtcloud.errors import ProtocolError, ServiceUnavailableError
 from rtcloud.rpc.codec import MAX_BUFFERS, MAX_MESSAGE_SIZE, Buffer, Encoded
+from rtcloud.transport.rpyc_stream import presents_secret, recv_exact, set_nodelay
 
 __all__ = [
     "BLOB_HANDSHAKE",
@@ -56,16 +56,6 @@ _COUNT = struct.Struct("<I")
 _SIZE = struct.Struct("<Q")
 _ACCEPTED, _REFUSED = b"OKAY", b"DENY"
 _WAITALL = getattr(socket, "MSG_WAITALL", 0)
-
-
-def _recv_exact(sock: socket.socket, count: int) -> bytes:
-    data = bytearray()
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed by the other side")
-        data += chunk
-    return bytes(data)
 
 
 def _recv_part(sock: socket.socket, size: int) -> bytes:
@@ -107,12 +97,12 @@ def _send_value(sock: socket.socket, value: Encoded | None) -> None:
 
 
 def _recv_value(sock: socket.socket) -> Encoded | None:
-    (count,) = _COUNT.unpack(_recv_exact(sock, _COUNT.size))
+    (count,) = _COUNT.unpack(recv_exact(sock, _COUNT.size))
     if count == 0:
         return None
     if count > MAX_BUFFERS + 1:
         raise ProtocolError(f"side channel: a value of {count} parts is not accepted")
-    sizes = [n for (n,) in _SIZE.iter_unpack(_recv_exact(sock, count * _SIZE.size))]
+    sizes = [n for (n,) in _SIZE.iter_unpack(recv_exact(sock, count * _SIZE.size))]
     if sum(sizes) > MAX_MESSAGE_SIZE:
         raise ProtocolError(f"side channel: a value of {sum(sizes)} bytes is not accepted")
     parts = [_recv_part(sock, n) for n in sizes]
@@ -206,12 +196,10 @@ class BlobServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            set_nodelay(conn)
             conn.settimeout(5.0)
-            hello = _recv_exact(conn, len(BLOB_HANDSHAKE) + len(self._secret))
-            ok = hello[: len(BLOB_HANDSHAKE)] == BLOB_HANDSHAKE and hmac.compare_digest(
-                hello[len(BLOB_HANDSHAKE) :], self._secret
-            )
+            hello = recv_exact(conn, len(BLOB_HANDSHAKE) + len(self._secret))
+            ok = presents_secret(hello, BLOB_HANDSHAKE, self._secret)
             conn.sendall(_ACCEPTED if ok else _REFUSED)
             if not ok:
                 logger.warning("refused a side-channel client without this server's secret")
@@ -222,7 +210,7 @@ class BlobServer:
                 if not op:
                     return
                 if op == b"G":
-                    value = self.store.take(_recv_exact(conn, TICKET_BYTES))
+                    value = self.store.take(recv_exact(conn, TICKET_BYTES))
                     self.values_sent += value is not None
                     _send_value(conn, value)
                 elif op == b"P":
@@ -263,9 +251,9 @@ class BlobClient:
     def __init__(self, host: str, port: int, secret: bytes, timeout: float = 10.0) -> None:
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            set_nodelay(sock)
             sock.sendall(BLOB_HANDSHAKE + secret)
-            if _recv_exact(sock, len(_ACCEPTED)) != _ACCEPTED:
+            if recv_exact(sock, len(_ACCEPTED)) != _ACCEPTED:
                 raise ServiceUnavailableError(
                     "the project server refused this client's secret on its side channel"
                 )
@@ -304,7 +292,7 @@ class BlobClient:
         try:
             self._sock.sendall(b"P")
             _send_value(self._sock, value)
-            return _recv_exact(self._sock, TICKET_BYTES)
+            return recv_exact(self._sock, TICKET_BYTES)
         except BlockingIOError as exc:  # the OS-level time bound passed
             raise TimeoutError(f"the side channel did not take the data in time ({exc})") from None
 

@@ -15,7 +15,6 @@ A reply of a remote service is forwarded still encoded, never decoded in the ser
 
 from __future__ import annotations
 
-import hmac
 import logging
 import socket
 import threading
@@ -30,7 +29,12 @@ from rtcloud.rpc.codec import Encoded, decode, encode
 from rtcloud.rpc.messages import error_to_message
 from rtcloud.server.hub import Hub
 from rtcloud.transport.rpyc_blobs import BLOB_THRESHOLD, BlobServer, BlobStore
-from rtcloud.transport.rpyc_stream import set_nodelay, tune_connection
+from rtcloud.transport.rpyc_stream import (
+    presents_secret,
+    recv_exact,
+    set_nodelay,
+    tune_connection,
+)
 
 __all__ = [
     "HANDSHAKE",
@@ -66,16 +70,6 @@ def rpyc_config(timeout: float = 120.0) -> dict[str, Any]:
         "include_local_traceback": False,
         "sync_request_timeout": timeout,
     }
-
-
-def _recv_exact(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 class _BridgeService(rpyc.Service):  # type: ignore[misc]
@@ -146,13 +140,11 @@ class RpycBridge:
     def _authenticate(self, sock: socket.socket) -> tuple[socket.socket, None]:
         sock.settimeout(5.0)
         try:
-            hello = _recv_exact(sock, len(HANDSHAKE) + SECRET_BYTES)
+            hello = recv_exact(sock, len(HANDSHAKE) + SECRET_BYTES)
         except OSError as exc:
             sock.close()
             raise RpycAuthenticationError(f"handshake failed: {exc}") from exc
-        ok = hello[: len(HANDSHAKE)] == HANDSHAKE and hmac.compare_digest(
-            hello[len(HANDSHAKE) :], self._secret
-        )
+        ok = presents_secret(hello, HANDSHAKE, self._secret)
         try:
             sock.sendall(ACCEPTED if ok else REFUSED)
         except OSError as exc:
