@@ -16,10 +16,10 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
+from rtcloud.rpc.dispatch import EXPOSED_MARK, QUICK_MARK, exposed_names
+
 __all__ = ["EXPOSED_MARK", "QUICK_MARK", "Interface", "expose", "exposed_methods"]
 
-EXPOSED_MARK = "__rtcloud_exposed__"
-QUICK_MARK = "__rtcloud_quick__"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,13 +53,7 @@ def expose(func: F | None = None, *, quick: bool = False) -> F | Callable[[F], F
 
 def exposed_methods(cls: type) -> frozenset[str]:
     """Names of the exposed methods of an interface class."""
-    names = set()
-    for name in dir(cls):
-        if name.startswith("_"):
-            continue
-        if getattr(getattr(cls, name, None), EXPOSED_MARK, False):
-            names.add(name)
-    return frozenset(names)
+    return exposed_names(cls)
 
 
 class Interface:

@@ -30,6 +30,7 @@ from rtcloud.rpc.messages import Error, Result
 
 __all__ = [
     "EXPOSED_MARK",
+    "QUICK_MARK",
     "CallLike",
     "Dispatcher",
     "after_reply",
@@ -39,6 +40,8 @@ __all__ = [
 
 #: Attribute that marks a function as callable from another process.
 EXPOSED_MARK = "__rtcloud_exposed__"
+#: Attribute that marks an exposed function as never blocking (it may run inline).
+QUICK_MARK = "__rtcloud_quick__"
 
 _deferred: ContextVar[list[Callable[[], None]] | None] = ContextVar(
     "rtcloud_after_reply", default=None
@@ -161,7 +164,7 @@ class Dispatcher:
             func = self.resolve(interface, method)
         except ValidationError:
             return True  # refused at once: nothing to wait for
-        return getattr(func, "__rtcloud_quick__", False) is True
+        return getattr(func, QUICK_MARK, False) is True
 
     def dispatch(self, call: CallLike, deferred: list[Callable[[], None]] | None = None) -> Any:
         """Run the call and return its value; the method's exceptions propagate.
