@@ -103,9 +103,8 @@ class ServiceClient:
         self._on_status = on_status or (lambda text: logger.info("%s", text))
         self.connected = threading.Event()
         self._ws: ClientConnection | None = None
-        # The current link (for call()).
+        # The current link, and our own calls waiting for the server's answer (for call()).
         self._link: _Link | None = None
-        self._lock = threading.Lock()
         self._calls: dict[int, concurrent.futures.Future[Any]] = {}
 
     # ------------------------------------------------------------ login
@@ -207,7 +206,7 @@ class ServiceClient:
             conn = RpcConnection(f"{self.role}-service")
             link = _Link(ws, conn)
             lock = link.lock
-            self._link, self._lock = link, lock
+            self._link = link
             sender = threading.Thread(target=link.sender, daemon=True)
             sender.start()
             link.wake.set()
@@ -269,15 +268,14 @@ class ServiceClient:
             CallTimeout: no answer within ``timeout`` seconds.
         """
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        with self._lock:
-            link = self._link
-            if link is None or not self.connected.is_set():
-                raise ServiceUnavailableError(
-                    f"{interface}.{method}: not connected to the server at "
-                    f"{self.host}:{self.port} (it reconnects by itself; try again shortly)"
-                )
-            conn = link.conn
-            call_id = conn.call(interface, method, args, kwargs or {}, deadline_s=timeout)
+        link = self._link
+        if link is None or not self.connected.is_set():
+            raise ServiceUnavailableError(
+                f"{interface}.{method}: not connected to the server at "
+                f"{self.host}:{self.port} (it reconnects by itself; try again shortly)"
+            )
+        with link.lock:
+            call_id = link.conn.call(interface, method, args, kwargs or {}, deadline_s=timeout)
             self._calls[call_id] = future
         link.flush()
         try:
@@ -285,10 +283,10 @@ class ServiceClient:
         except concurrent.futures.TimeoutError:
             if future.done():
                 raise
-            with self._lock:
+            with link.lock:
                 self._calls.pop(call_id, None)
-                conn.expire(call_id, timeout)
-                conn.events_received()
+                link.conn.expire(call_id, timeout)
+                link.conn.events_received()
             raise CallTimeout(
                 f"{interface}.{method}: the server did not answer within {timeout:.3g} s"
             ) from None
