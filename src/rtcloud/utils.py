@@ -12,6 +12,7 @@ import datetime as _dt
 import glob
 import hashlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -37,6 +38,7 @@ __all__ = [
     "fileCount",
     "findNewestFile",
     "installLoggers",
+    "json_plain",
     "md5SumFile",
     "natural_sort_key",
     "npToPy",
@@ -202,6 +204,32 @@ def md5SumFile(filename: str) -> str:
 def dateStr30(timeval: time.struct_time) -> str:
     """A date-time string such as ``20240131T120000``."""
     return time.strftime("%Y%m%dT%H%M%S", timeval)
+
+
+#: Deepest nesting :func:`json_plain` takes.
+JSON_MAX_DEPTH = 32
+
+
+def json_plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as something JSON holds: NaN and infinities -> None, arrays and numpy
+    numbers -> lists and numbers, tuples and sets -> lists, anything else -> its text.
+
+    For feedback going to files and web pages. ValidationError when nested too deeply.
+    """
+    if depth > JSON_MAX_DEPTH:
+        raise ValidationError(f"value nested more than {JSON_MAX_DEPTH} levels deep")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_plain(v, depth + 1) for v in value]
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    if callable(tolist):
+        return json_plain(tolist(), depth + 1)
+    return str(value)
 
 
 def npToPy(data: Any) -> Any:

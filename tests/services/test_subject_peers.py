@@ -21,7 +21,8 @@ from helpers import wait_for
 from rtcloud.errors import CallTimeout, RemoteCallError, ServiceUnavailableError
 from rtcloud.feedback import FeedbackClient
 from rtcloud.interfaces.client import ClientInterface
-from rtcloud.server.feedback_pages import MAX_PAGE_MESSAGE, plain
+from rtcloud.server.feedback_pages import MAX_PAGE_MESSAGE
+from rtcloud.utils import json_plain
 from services.test_remote import start_service
 
 
@@ -242,7 +243,7 @@ def test_bad_page_messages_are_refused_and_the_link_stays_up(server):
 
 
 def test_values_for_pages_become_plain_json():
-    assert plain({"a": np.arange(3), "b": (np.float32(1.5), float("inf")), "c": object}) == {
+    assert json_plain({"a": np.arange(3), "b": (np.float32(1.5), float("inf")), "c": object}) == {
         "a": [0, 1, 2],
         "b": [1.5, None],
         "c": str(object),

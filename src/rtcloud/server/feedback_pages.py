@@ -26,70 +26,45 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import itertools
 import json
 import logging
-import math
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rtcloud.errors import CallTimeout, RemoteCallError, ServiceUnavailableError, ValidationError
-from rtcloud.server.subject_relay import SubjectRelay
+from rtcloud.interfaces.subject import SubjectInterface
+from rtcloud.server.subject_relay import DELIVERED, SubjectRelay
+from rtcloud.utils import json_plain
 
-__all__ = ["BrowserPeer", "MAX_PAGE_MESSAGE", "plain", "serve_feedback_page"]
+__all__ = ["BrowserPeer", "MAX_PAGE_MESSAGE", "serve_feedback_page"]
 
 logger = logging.getLogger(__name__)
 
 #: Largest message a page may send (bytes of JSON).
 MAX_PAGE_MESSAGE = 64 * 1024
-_MAX_DEPTH = 8
 
 
-def plain(value: Any, depth: int = 0) -> Any:
-    """``value`` as something JSON holds (NaN -> None, arrays -> lists, others -> str)."""
-    if depth > _MAX_DEPTH:
-        raise ValidationError("feedback values are nested too deeply for a feedback page")
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): plain(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v, depth + 1) for v in value]
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
-    if callable(tolist):
-        return plain(tolist(), depth + 1)
-    return str(value)
+#: How SubjectInterface binds the arguments of the calls a page receives.
+_SIGNATURES = {name: inspect.signature(getattr(SubjectInterface, name)) for name in DELIVERED}
 
 
 def _page_message(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The page's form of a SubjectInterface call (arguments as the script gave them)."""
-    names = {
-        "setResult": ("runId", "trId", "value", "onsetTimeDelayMs"),
-        "setResultDict": ("values", "onsetTimeDelayMs", "name"),
-        "setMessage": ("message",),
-    }[method]
-    bound = dict(zip(names, args, strict=False))
-    bound.update(kwargs)
-    delay = plain(bound.get("onsetTimeDelayMs", 0)) or 0
+    """The page's form of a SubjectInterface call (already checked by the relay)."""
+    bound = _SIGNATURES[method].bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    given = bound.arguments
+    if method == "setMessage":
+        return {"type": "message", "text": str(given["message"])}
+    message: dict[str, Any] = {"onsetTimeDelayMs": json_plain(given["onsetTimeDelayMs"])}
     if method == "setResult":
-        return {
-            "type": "result",
-            "runId": plain(bound.get("runId")),
-            "trId": plain(bound.get("trId")),
-            "value": plain(bound.get("value")),
-            "onsetTimeDelayMs": delay,
-        }
-    if method == "setResultDict":
-        return {
-            "type": "resultDict",
-            "name": plain(bound.get("name", "defaultname")),
-            "values": plain(bound.get("values")),
-            "onsetTimeDelayMs": delay,
-        }
-    return {"type": "message", "text": str(bound.get("message", ""))}
+        message.update(type="result", runId=given["runId"], trId=given["trId"])
+        message["value"] = given["value"]
+    else:
+        message.update(type="resultDict", name=given["name"], values=given["values"])
+    return json_plain(message)  # type: ignore[no-any-return]
 
 
 class BrowserPeer:
@@ -173,7 +148,7 @@ def _check_response(message: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
             raise ValidationError(f"a response needs {what} as a number or text, got {value!r}")
     if not isinstance(response, dict):
         raise ValidationError("a response needs 'response' as an object")
-    return run_id, tr_id, plain(response)
+    return run_id, tr_id, json_plain(response)
 
 
 async def serve_feedback_page(ws: WebSocket, relay: SubjectRelay, user: str) -> None:

@@ -44,8 +44,6 @@ logger = logging.getLogger(__name__)
 DELIVERED = frozenset({"setResult", "setResultDict", "setMessage"})
 #: Results kept in the server for ``dequeueResult`` (older ones are dropped).
 KEEP_RESULTS = 1000
-#: Seconds a peer may take to acknowledge feedback, unless the call says otherwise.
-DEFAULT_DELIVERY_TIMEOUT = 10.0
 
 
 class Peer(Protocol):
@@ -100,7 +98,6 @@ class SubjectRelay:
         self._peers: list[Peer] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.delivery_timeout = DEFAULT_DELIVERY_TIMEOUT
 
     # ------------------------------------------------------------ peers
 
@@ -177,10 +174,13 @@ class SubjectRelay:
         method: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        timeout: float | None,
+        timeout: float,
         raw: bool = False,
     ) -> Any:
-        """Run a SubjectInterface call: kept here, and delivered to the peers if feedback."""
+        """Run a SubjectInterface call: kept here, and delivered to the peers if feedback.
+
+        ``timeout`` (from the hub: the call's remote deadline) bounds the peers' answers.
+        """
         func = self._dispatcher.resolve(interface, method)
         if method not in DELIVERED:
             return func(*args, **kwargs)
@@ -193,7 +193,7 @@ class SubjectRelay:
             )
         value = func(*args, **kwargs)  # checks the arguments before anything is sent
         if peers:
-            self._deliver(peers, method, args, kwargs, timeout or self.delivery_timeout)
+            self._deliver(peers, method, args, kwargs, timeout)
         return value
 
     def _deliver(

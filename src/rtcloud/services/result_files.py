@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import queue
 import re
@@ -33,6 +32,7 @@ from typing import Any
 
 from rtcloud.errors import ValidationError
 from rtcloud.rpc.dispatch import after_reply
+from rtcloud.utils import json_plain
 
 __all__ = ["BackgroundWriter", "ResultFileWriter", "atomic_write_bytes", "safe_name"]
 
@@ -74,16 +74,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 class ResultFileWriter:
     """Writes each feedback result into ``out_dir`` as described in the module docstring."""
 
@@ -110,7 +100,7 @@ class ResultFileWriter:
 
     def plan(self, result: dict[str, Any]) -> list[tuple[Path, bytes]]:
         """The files one result becomes, as (path, bytes); ValidationError for bad names."""
-        record = _json_safe(dict(result))
+        record = json_plain(dict(result))
         record.setdefault("writtenAt", time.time())
         text = json.dumps(record, indent=1, sort_keys=True).encode("utf-8")
         if "name" in result and "runId" not in result:
