@@ -208,7 +208,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
         )
         return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
-    def logged_in(user: str, target: str) -> Response:
+    def logged_in(user: str, target: str | None) -> Response:
         response = RedirectResponse(safe_next(target), status_code=303)
         response.set_cookie(
             COOKIE_NAME,
@@ -229,7 +229,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
             except AuthenticationError as exc:
                 return login_page(str(exc), "/", status=401)
             logger.info("user %s logged in with the one-time link", user)
-            return logged_in(user, safe_next(request.query_params.get("next")))
+            return logged_in(user, request.query_params.get("next"))
         return login_page("", safe_next(request.query_params.get("next")))
 
     async def login_post(request: Request) -> Response:
