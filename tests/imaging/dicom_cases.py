@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
@@ -140,3 +141,12 @@ def identifying_dataset(name="Doe^Jane", charset="ISO_IR 100", implicit=False):
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.PixelData = bytes(range(32))
     return ds
+
+
+def patch_dcmwrite_to_fail(monkeypatch):
+    """Make pydicom's dcmwrite fail, to show that the fast writer, not dcmwrite, wrote."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("dcmwrite was called")
+
+    monkeypatch.setattr(pydicom, "dcmwrite", refuse)

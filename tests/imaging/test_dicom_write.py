@@ -35,6 +35,7 @@ from imaging.dicom_cases import (
     everything_identifying,
     identifying_dataset,
     leaked,
+    patch_dcmwrite_to_fail,
     walk,
 )
 from rtcloud.errors import SerializationError
@@ -96,13 +97,6 @@ def assert_refused(ds) -> bytes:
     out = codec._dicom_bytes(ds)
     assert out == dcmwrite_bytes(ds)
     return out
-
-
-def patch_dcmwrite_to_fail(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("dcmwrite was called")
-
-    monkeypatch.setattr(pydicom, "dcmwrite", refuse)
 
 
 # ----------------------------------------------------------------------------- real series

@@ -14,6 +14,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from imaging.dicom_cases import patch_dcmwrite_to_fail
 from rtcloud.errors import ProtocolError, SerializationError, ValidationError
 from rtcloud.rpc import codec
 from rtcloud.structdict import StructDict
@@ -379,15 +380,6 @@ def test_real_scanner_dicom_round_trips_out_of_band(sample_dicom_dir):
     assert out == ds and out.PixelData == ds.PixelData
 
 
-def _no_dcmwrite(monkeypatch):
-    import pydicom
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("dcmwrite was called")
-
-    monkeypatch.setattr(pydicom, "dcmwrite", refuse)
-
-
 def test_parsed_dataset_is_written_without_dcmwrite_to_the_same_bytes(monkeypatch):
     from rtcloud.imaging.dicom import read_dicom_bytes, write_dicom_bytes
 
@@ -395,7 +387,7 @@ def test_parsed_dataset_is_written_without_dcmwrite_to_the_same_bytes(monkeypatc
     ds = read_dicom_bytes(data)
     ds.PatientName = "Changed^Name"
     expected = write_dicom_bytes(ds)
-    _no_dcmwrite(monkeypatch)
+    patch_dcmwrite_to_fail(monkeypatch)
     assert codec._dicom_bytes(ds) == expected
     out = roundtrip(ds)
     assert out == ds and out.file_meta == ds.file_meta and out.PatientName == "Changed^Name"
@@ -411,7 +403,7 @@ def test_anonymized_scanner_dicom_is_written_fast_and_round_trips(sample_dicom_d
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
     with monkeypatch.context() as patch:
-        _no_dcmwrite(patch)
+        patch_dcmwrite_to_fail(patch)
         payload, buffers = codec.encode_parts(ds)
     assert len(buffers) == 1 and bytes(buffers[0]) == buffer.getvalue()
     out = codec.decode_parts(payload, [[bytes(buffers[0])]])
