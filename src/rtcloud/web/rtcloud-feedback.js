@@ -369,30 +369,25 @@
     // The next result, at its onset (at once if that has passed). The promise has cancel(),
     // which withdraws the request (the promise then resolves with null).
     next() {
-      let mine = null;
-      return cancellable(
-        (resolve) => {
-          mine = resolve;
-          this._waiters.push(resolve);
-          this._service();
-        },
-        () => {
-          this._waiters = this._waiters.filter((w) => w !== mine);
-        },
-      );
+      return this._wait("_waiters");
     }
 
     // Resolves (with that result, without taking it) when the next result may be shown.
     nextDue() {
+      return this._wait("_dueWaiters");
+    }
+
+    // A cancellable promise resolved by _service() through the waiter list this[list].
+    _wait(list) {
       let mine = null;
       return cancellable(
         (resolve) => {
           mine = resolve;
-          this._dueWaiters.push(resolve);
+          this[list].push(resolve);
           this._service();
         },
         () => {
-          this._dueWaiters = this._dueWaiters.filter((w) => w !== mine);
+          this[list] = this[list].filter((w) => w !== mine);
         },
       );
     }
