@@ -67,6 +67,12 @@
     return promise;
   }
 
+  // A message's onsetTimeDelayMs as a number of milliseconds >= 0 (0 when missing or bad).
+  function onsetDelay(msg) {
+    const delay = Number(msg.onsetTimeDelayMs);
+    return Number.isFinite(delay) && delay > 0 ? delay : 0;
+  }
+
   // ---------------------------------------------------------------- events
 
   class Emitter {
@@ -275,8 +281,7 @@
     }
 
     _arrived(msg, arrivalTime, arrivalPerf) {
-      const delay = Number(msg.onsetTimeDelayMs);
-      const onsetTimeDelayMs = Number.isFinite(delay) && delay > 0 ? delay : 0;
+      const onsetTimeDelayMs = onsetDelay(msg);
       const result = {
         id: msg.id,
         runId: msg.runId,
@@ -299,8 +304,7 @@
     }
 
     _arrivedDict(msg, arrivalTime, arrivalPerf) {
-      const delay = Number(msg.onsetTimeDelayMs);
-      const onsetTimeDelayMs = Number.isFinite(delay) && delay > 0 ? delay : 0;
+      const onsetTimeDelayMs = onsetDelay(msg);
       const record = {
         id: msg.id,
         name: msg.name,
