@@ -49,6 +49,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from rtcloud.errors import InvalidDicomError
+from rtcloud.imaging.dicom_read import read_dicom_fast
 
 __all__ = [
     "ATTRIBUTES_TO_ANONYMIZE",
@@ -183,6 +184,9 @@ def looks_like_dicom(data: bytes) -> bool:
 
 
 def _parse(data: bytes) -> Dataset:
+    fast = read_dicom_fast(data)
+    if fast is not None:
+        return fast
     try:
         return pydicom.dcmread(io.BytesIO(data))
     except (PydicomInvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:

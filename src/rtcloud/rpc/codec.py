@@ -516,7 +516,12 @@ def _ndarray(d: _Decoder, data: bytes) -> Any:
 def _dicom(d: _Decoder, data: bytes) -> Any:
     import pydicom
 
+    from rtcloud.imaging.dicom_read import read_dicom_fast
+
     raw = _join(d.blob(d.unpack(data)))
+    fast = read_dicom_fast(raw)
+    if fast is not None:
+        return fast
     try:
         return pydicom.dcmread(io.BytesIO(raw), force=True)
     except Exception as exc:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
+    FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
@@ -98,12 +99,24 @@ class _ParsedFiles:
             self._bytes = 0
 
 
+#: The events that can change whether a file is complete. Opening a file, or closing one that
+#: was only read, cannot; those events are not asked for, so that the watcher's own reads of
+#: a file being written do not wake its waiters again and again.
+CHANGE_EVENTS: tuple[type[FileSystemEvent], ...] = (
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+)
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: FileWatcher) -> None:
         self._watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
+        if event.is_directory or type(event) not in CHANGE_EVENTS:
             return
         paths = [event.src_path]
         if isinstance(event, FileMovedEvent):
@@ -167,7 +180,12 @@ class FileWatcher:
         if not self.polling:
             try:
                 observer = Observer()
-                observer.schedule(_Handler(self), str(self.directory), recursive=False)
+                observer.schedule(
+                    _Handler(self),
+                    str(self.directory),
+                    recursive=False,
+                    event_filter=list(CHANGE_EVENTS),
+                )
                 observer.daemon = True
                 observer.start()
                 self._observer = observer
