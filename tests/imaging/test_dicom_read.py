@@ -8,13 +8,15 @@ from pathlib import Path
 import pydicom
 import pytest
 from dicom_cases import identifying_dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRBigEndian
 
 from rtcloud.imaging import dicom_read
 from rtcloud.imaging.dicom import read_dicom_bytes
-from rtcloud.imaging.dicom_read import read_dicom_fast
+from rtcloud.imaging.dicom_read import decode_sequence, read_dicom_fast
 from rtcloud.rpc.codec import decode, encode
 
 #: Attributes set on first use (pydicom notes the pixel representation when an element of a
@@ -174,3 +176,75 @@ def test_refuses_before_pydicom_3(monkeypatch):
     data = to_bytes(identifying_dataset())
     monkeypatch.setattr(dicom_read, "_PYDICOM_3", False)
     assert read_dicom_fast(data) is None
+
+
+def decode_all(ds: Dataset, fast: bool) -> None:
+    """Decode every sequence, at every depth, fast or as pydicom does on first use."""
+    for tag in list(ds.keys()):
+        raw = ds._dict[tag]
+        if raw.VR == "SQ":
+            element = decode_sequence(ds, tag) if fast else ds[tag]
+            for item in element.value:
+                decode_all(item, fast)
+
+
+def sequence_cases(sample_dicom_dir: Path) -> list[bytes]:
+    cases = [p.read_bytes() for p in sample_files(sample_dicom_dir)[:3]]
+    for charset in ("ISO_IR 100", "ISO_IR 192", ["", "ISO 2022 IR 87"]):
+        ds = identifying_dataset(name="Yamada^Tarou", charset=charset)
+        ds.ImageComments = "an empty item, and items of undefined length, below"
+        cases.append(to_bytes(ds))
+        parsed = pydicom.dcmread(io.BytesIO(cases[-1]))
+        for element in parsed.iterall():
+            if element.VR == "SQ":
+                element.is_undefined_length = True
+                for item in element.value:
+                    item.is_undefined_length_sequence_item = True
+        cases.append(to_bytes(parsed))
+    return cases
+
+
+def test_sequences_decode_fast_into_the_items_pydicom_makes(sample_dicom_dir, monkeypatch):
+    for data in sequence_cases(sample_dicom_dir):
+        fast, lazy = read_dicom_fast(data), read_dicom_fast(data)
+        assert fast is not None and lazy is not None
+        decode_all(lazy, fast=False)
+        with monkeypatch.context() as patch:  # pydicom's own item reader is not used
+            patch.setattr(pydicom.filereader, "read_sequence_item", None)
+            decode_all(fast, fast=True)
+        # the same as pydicom decoding the same raw sequences on first use, offsets and all
+        assert_same_dataset(fast, lazy)
+        for element in fast:
+            if element.VR == "SQ":
+                pairs = zip(element.value, lazy[element.tag].value, strict=True)
+                for item_fast, item_lazy in pairs:
+                    assert state(item_fast) == state(item_lazy)
+        # and the same as dcmread, which decodes every sequence at once
+        eager = pydicom.dcmread(io.BytesIO(data))
+        assert_same_dataset(fast, eager)
+        for element in eager:
+            if element.VR == "SQ":
+                pairs = zip(fast[element.tag].value, element.value, strict=True)
+                for item_fast, item_eager in pairs:
+                    assert item_fast.seq_item_tell == item_eager.seq_item_tell
+                    assert item_fast.file_tell == item_eager.file_tell
+        assert to_bytes(fast) == to_bytes(eager)
+
+
+def test_sequences_pydicom_must_decode_are_left_to_it(sample_dicom_dir, monkeypatch):
+    data = sample_files(sample_dicom_dir)[0].read_bytes()
+    ds = read_dicom_fast(data)
+    assert ds is not None
+    tag = BaseTag(0x00081140)  # ReferencedImageSequence, still raw
+    assert type(ds._dict[tag]) is RawDataElement
+    calls = []
+    real = pydicom.values.converters["SQ"]
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    # a converter of one's own is honoured: pydicom decodes, and calls it
+    monkeypatch.setitem(pydicom.values.converters, "SQ", counting)
+    element = decode_sequence(ds, tag)
+    assert calls and len(element.value) == 3

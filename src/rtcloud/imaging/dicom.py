@@ -49,7 +49,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from rtcloud.errors import InvalidDicomError
-from rtcloud.imaging.dicom_read import read_dicom_fast
+from rtcloud.imaging.dicom_read import decode_sequence, read_dicom_fast
 
 __all__ = [
     "ATTRIBUTES_TO_ANONYMIZE",
@@ -769,7 +769,8 @@ def _collect(item: Dataset, plan: _Plan, doomed: bool) -> None:
                         if not doomed:
                             plan.empty.append((item, tag, elem))
                         continue
-            elem = item[tag]  # let pydicom decode it
+            # let pydicom decode it (a sequence: the same, faster)
+            elem = decode_sequence(item, tag) if elem.VR == "SQ" else item[tag]
         assert isinstance(elem, DataElement)
         _collect_element(item, tag, elem, plan, doomed)
 
