@@ -34,7 +34,9 @@ from rtcloud.errors import (
     ValidationError,
 )
 from rtcloud.imaging.dicom import anonymize_dicom, read_dicom_bytes
+from rtcloud.imaging.dicom_prepare import finish_volume, prepare_header
 from rtcloud.interfaces.expose import Interface, expose
+from rtcloud.rpc.codec import DicomBytes
 from rtcloud.utils import natural_sort_key
 from rtcloud.watcher.watcher import FileWatcher
 
@@ -100,6 +102,10 @@ class DataInterface(Interface):
         allowedDirs: folders whose files may be read or written (``['*']``: any).
         allowedFileTypes: file extensions that may be read or written (``['*']``: any).
         scannerClockSkew: seconds the scanner's clock is ahead of this computer's clock.
+        encode_volumes: for a data service, whose volumes only leave as DICOM bytes:
+            the header of an anonymized volume written in place is anonymized and encoded
+            while its pixel data is still being written, and the volume returned as
+            :class:`~rtcloud.rpc.codec.DicomBytes` (which arrive as a dataset).
     """
 
     def __init__(
@@ -108,6 +114,8 @@ class DataInterface(Interface):
         allowedDirs: list[str] | None = None,
         allowedFileTypes: list[str] | None = None,
         scannerClockSkew: float = 0,
+        *,
+        encode_volumes: bool = False,
     ) -> None:
         if dataRemote:
             raise StateError(
@@ -127,6 +135,7 @@ class DataInterface(Interface):
         self._watch: _Watch | None = None
         self._streams: dict[int, _Stream] = {}
         self._next_stream_id = 1
+        self._encode_volumes = bool(encode_volumes)
 
     # ----------------------------------------------------------------- security checks
 
@@ -323,7 +332,14 @@ class DataInterface(Interface):
             watch_glob = pattern
             if not pattern.endswith("*"):
                 self._check_type(pattern)
-        watcher = FileWatcher(directory, watch_glob, int(minFileSize or 0), keep_parsed=True)
+        head_start = prepare_header if anonymize and self._encode_volumes else None
+        watcher = FileWatcher(
+            directory,
+            watch_glob,
+            int(minFileSize or 0),
+            keep_parsed=True,
+            prepare_header=head_start,
+        )
         with self._lock:
             stream_id = self._next_stream_id
             self._next_stream_id += 1
@@ -393,7 +409,13 @@ class DataInterface(Interface):
             # the completeness check parsed the file: take that parse rather than reading
             # and parsing the file again (None when the file changed since)
             parsed = stream.watcher.take_parsed(path)
+            prepared = stream.watcher.take_prepared(path)
             if parsed is not None:
+                if prepared is not None:  # header anonymized and encoded while being written
+                    encoded = finish_volume(prepared, parsed.data)
+                    if encoded is not None:
+                        self._delivered(stream, index)
+                        return DicomBytes(encoded)
                 dataset = parsed.dataset
                 break
             try:
@@ -404,12 +426,16 @@ class DataInterface(Interface):
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.005)
-        with stream.lock:
-            stream.next_index = index + 1
+        self._delivered(stream, index)
         if stream.anonymize:
             anonymize_dicom(dataset)
-        stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)
         return dataset
+
+    @staticmethod
+    def _delivered(stream: _Stream, index: int) -> None:
+        with stream.lock:
+            stream.next_index = index + 1
+        stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)
 
     # ----------------------------------------------------------------- files
 

@@ -16,6 +16,7 @@ numpy scalars                               their Python value (``.item()``), as
 pydicom Dataset                             a Dataset read back with ``dcmread`` (DICOM
                                             bytes with their file meta travel); PersonName
                                             and MultiValue arrive as str and list
+:class:`DicomBytes` (a DICOM file's bytes)  the same: a Dataset read back from them
 subclasses of int, float, str, list, dict   the base type (IntEnum -> int, DSfloat -> float)
 ==========================================  ==============================================
 
@@ -57,6 +58,7 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "OOB_THRESHOLD",
     "Buffer",
+    "DicomBytes",
     "Encoded",
     "decode",
     "decode_parts",
@@ -184,6 +186,9 @@ class _Encoder:
         return ref if isinstance(ref, bytes) else msgpack.ExtType(EXT_OOB_BYTES, _pack(ref))
 
     def _other(self, v: Any, depth: int) -> Any:
+        if type(v) is DicomBytes:  # large ones go out of band as they are (no copy)
+            data = v if len(v) >= self.oob_threshold else bytes(v)
+            return msgpack.ExtType(EXT_DICOM, _pack(self._blob(data)))
         structdict = sys.modules.get("rtcloud.structdict")
         if structdict is not None and isinstance(v, structdict.StructDict):
             self._enter(depth)
@@ -300,6 +305,14 @@ def _has_encoding(ds: Any) -> bool:
 def _type_name(v: Any) -> str:
     t = type(v)
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+class DicomBytes(bytes):
+    """The bytes of a DICOM file, sent as the dataset they hold: the receiver gets what
+    ``dcmread`` makes of them, exactly as if the dataset itself had been sent. For a sender
+    that already has the bytes it would write (a data service that prepared a volume)."""
+
+    __slots__ = ()
 
 
 class Encoded:

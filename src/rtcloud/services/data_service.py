@@ -26,7 +26,10 @@ def build_interfaces(dirs: str, types: str, clock_skew: float = 0.0) -> dict[str
     allowed_types = [t.strip() for t in types.split(",") if t.strip()]
     return {
         "DataInterface": DataInterface(
-            allowedDirs=allowed_dirs, allowedFileTypes=allowed_types, scannerClockSkew=clock_skew
+            allowedDirs=allowed_dirs,
+            allowedFileTypes=allowed_types,
+            scannerClockSkew=clock_skew,
+            encode_volumes=True,  # volumes leave this process only as DICOM bytes
         )
     }
 

@@ -139,6 +139,7 @@ def _read_prefix(path: Path, size: int) -> bytes | None:
 
 def _dicom_check(
     on_parsed: Callable[[ParsedDicom], None] | None,
+    on_header: Callable[[Path, bytes], None] | None = None,
 ) -> Callable[[Path, os.stat_result], bool]:
     """Completeness of a DICOM file (one parse; see the module docstring)."""
     # path -> what the last parse of a cut-short file found. Plain dict operations only, so
@@ -190,7 +191,10 @@ def _dicom_check(
         probe = probe_dicom_bytes(data)
         if probe.dataset is None:
             if probe.needed_size is not None and probe.prefix_size is not None:
-                _remember(name, _Partial(identity, data[: probe.prefix_size], probe.needed_size))
+                prefix = data[: probe.prefix_size]
+                if on_header is not None and (known is None or known.prefix != prefix):
+                    on_header(path, prefix)  # the header is all there: a head start
+                _remember(name, _Partial(identity, prefix, probe.needed_size))
             elif len(data) <= MAX_REMEMBERED_BYTES:
                 _remember(name, _Partial(identity, data, None, not may_hold_pixel_data(data)))
             else:
@@ -210,15 +214,18 @@ def make_completeness_check(
     dicom: bool | None = None,
     still_open: Callable[[Path], bool] | None = None,
     on_parsed: Callable[[ParsedDicom], None] | None = None,
+    on_header: Callable[[Path, bytes], None] | None = None,
 ) -> CompletenessCheck:
     """A predicate telling whether a file is complete (see the module docstring).
 
     ``dicom``: True/False to treat every file as DICOM or not, None to decide by name (and
     content for names without extension). ``on_parsed`` receives the parse of each DICOM file
-    found complete, when the file did not change while it was read.
+    found complete, when the file did not change while it was read. ``on_header`` receives
+    the bytes of a DICOM file up to its pixel data value, once, when a check finds the file
+    cut short inside its pixel data (it is being written: its header is complete).
     """
     minimum = max(int(min_file_size or 0), 1)
-    dicom_complete = _dicom_check(on_parsed)
+    dicom_complete = _dicom_check(on_parsed, on_header)
 
     def check(path: Path) -> bool:
         try:

@@ -12,7 +12,10 @@ watcher, each for its own file.
 
 With ``keep_parsed=True`` the watcher keeps the parse of each DICOM file its completeness
 check found complete (a few, bounded in number and bytes) until :meth:`FileWatcher.take_parsed`
-takes it, so that the file need not be read and parsed a second time.
+takes it, so that the file need not be read and parsed a second time. With
+``prepare_header``, work on a DICOM file's header starts while its pixel data is still being
+written (see :mod:`rtcloud.imaging.dicom_prepare`); :meth:`FileWatcher.take_prepared` hands
+out the result.
 """
 
 from __future__ import annotations
@@ -111,6 +114,29 @@ CHANGE_EVENTS: tuple[type[FileSystemEvent], ...] = (
 )
 
 
+class _Prepared:
+    """Results of ``prepare_header`` per file, until taken (thread-safe, a few at most)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, Any] = OrderedDict()
+
+    def put(self, name: str, value: Any) -> None:
+        with self._lock:
+            self._entries.pop(name, None)
+            self._entries[name] = value
+            while len(self._entries) > PARSED_MAX_FILES:
+                self._entries.popitem(last=False)
+
+    def take(self, name: str) -> Any:
+        with self._lock:
+            return self._entries.pop(name, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: FileWatcher) -> None:
         self._watcher = watcher
@@ -138,6 +164,9 @@ class FileWatcher:
         poll_interval: seconds between backstop checks.
         keep_parsed: keep the parse of each DICOM file found complete (by the default
             checks) for :meth:`take_parsed`.
+        prepare_header: called (in a waiting thread) with the bytes of a DICOM file up to
+            its pixel data value when the default checks find it being written; what it
+            returns (None: nothing) is kept for :meth:`take_prepared`.
     """
 
     def __init__(
@@ -150,6 +179,7 @@ class FileWatcher:
         polling: bool | None = None,
         poll_interval: float | None = None,
         keep_parsed: bool = False,
+        prepare_header: Callable[[bytes], Any] | None = None,
     ) -> None:
         path = Path(directory)
         if not path.is_dir():
@@ -165,12 +195,18 @@ class FileWatcher:
         self._close_events = sys.platform.startswith("linux")
         self._parsed = _ParsedFiles() if keep_parsed else None
         on_parsed = self._parsed.put if self._parsed is not None else None
+        self._prepare_header = prepare_header
+        self._prepared = _Prepared()
+        on_header = self._on_header if prepare_header is not None else None
         self.completeness = completeness or make_completeness_check(
-            self.min_file_size, still_open=self._still_open, on_parsed=on_parsed
+            self.min_file_size,
+            still_open=self._still_open,
+            on_parsed=on_parsed,
+            on_header=on_header,
         )
         #: Like ``completeness``, but every file counts as DICOM (for image streams).
         self.dicom_completeness = make_completeness_check(
-            self.min_file_size, dicom=True, on_parsed=on_parsed
+            self.min_file_size, dicom=True, on_parsed=on_parsed, on_header=on_header
         )
         self._cond = threading.Condition()
         self._generation = 0
@@ -228,6 +264,16 @@ class FileWatcher:
                         self._open_writes.discard(key)
         if relevant:
             self._notify()
+
+    def _on_header(self, path: Path, prefix: bytes) -> None:
+        assert self._prepare_header is not None
+        try:
+            result = self._prepare_header(prefix)
+        except Exception:  # only a head start: the file is handled as usual once complete
+            logger.debug("preparing the header of %s failed", path, exc_info=True)
+            return
+        if result is not None:
+            self._prepared.put(str(path), result)
 
     def _notify(self) -> None:
         with self._cond:
@@ -311,6 +357,12 @@ class FileWatcher:
             return None
         return parsed if current == parsed.key else None
 
+    def take_prepared(self, path: str | os.PathLike[str]) -> Any:
+        """What ``prepare_header`` returned for this file's header, once (None: nothing).
+
+        The caller checks that the file still begins with the bytes it was given."""
+        return self._prepared.take(os.fspath(path))
+
     def _diagnose(self, path: Path) -> str:
         try:
             size = path.stat().st_size
@@ -351,6 +403,7 @@ class FileWatcher:
         self._notify()
         if self._parsed is not None:
             self._parsed.clear()
+        self._prepared.clear()
         if self._observer is not None:
             try:
                 self._observer.stop()
