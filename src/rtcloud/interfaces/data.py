@@ -102,10 +102,11 @@ class DataInterface(Interface):
         allowedDirs: folders whose files may be read or written (``['*']``: any).
         allowedFileTypes: file extensions that may be read or written (``['*']``: any).
         scannerClockSkew: seconds the scanner's clock is ahead of this computer's clock.
-        encode_volumes: for a data service, whose volumes only leave as DICOM bytes:
-            the header of an anonymized volume written in place is anonymized and encoded
-            while its pixel data is still being written, and the volume returned as
-            :class:`~rtcloud.rpc.codec.DicomBytes` (which arrive as a dataset).
+        encode_volumes: for a data service or the project server, whose volumes only
+            leave as DICOM bytes: the header of an anonymized volume written in place is
+            anonymized and encoded while its pixel data is still being written, and the
+            volume returned as :class:`~rtcloud.rpc.codec.DicomBytes` (which arrives as a
+            dataset).
     """
 
     def __init__(
