@@ -60,11 +60,11 @@ class Page:
         try:
             for text in self.ws:
                 message = json.loads(text)
-                if self.auto_ack and "id" in message:
-                    self.ws.send(json.dumps({"type": "ack", "id": message["id"]}))
-                with self._new:
+                with self._new:  # recorded before the ack: the call returns on the ack
                     self.received.append(message)
                     self._new.notify_all()
+                if self.auto_ack and "id" in message:
+                    self.ws.send(json.dumps({"type": "ack", "id": message["id"]}))
         except Exception:  # closed: the test is over
             return
 
