@@ -81,6 +81,7 @@ class ResultFileWriter:
         self.out_dir = Path(out_dir).resolve()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._checked: set[Path] = set()  # folders known to lie inside out_dir
+        self._run_folders: dict[str, tuple[Path, Path]] = {}  # run -> (results, classoutput)
 
     def _inside(self, path: Path) -> Path:
         """``path`` if it lies inside the output folder (its folder checked once).
@@ -88,21 +89,28 @@ class ResultFileWriter:
         The file names themselves are plain names (checked before), and a file is replaced,
         never written through, so a link in the file's place cannot lead outside either.
         """
-        folder = path.parent
+        self._folder_inside(path.parent)
+        return path
+
+    def _folder_inside(self, folder: Path) -> Path:
+        """``folder`` if it is, or will be, inside the output folder; else ValidationError."""
         if folder in self._checked:
-            return path
+            return folder
         real = folder.resolve()
         if real != self.out_dir and self.out_dir not in real.parents:
-            raise ValidationError(f"refusing to write {str(path)!r} outside {str(self.out_dir)!r}")
+            raise ValidationError(
+                f"refusing to write in {str(folder)!r}, outside {str(self.out_dir)!r}"
+            )
         if len(self._checked) < 4096:
             self._checked.add(folder)
-        return path
+        return folder
 
     def plan(self, result: dict[str, Any]) -> list[tuple[Path, bytes]]:
         """The files one result becomes, as (path, bytes); ValidationError for bad names."""
-        record = json_plain(dict(result))
+        record = json_plain(result)
         record.setdefault("writtenAt", time.time())
-        text = json.dumps(record, indent=1, sort_keys=True).encode("utf-8")
+        # one line, by the C encoder (an indented dump takes the slow, pure-Python path)
+        text = json.dumps(record, sort_keys=True).encode("utf-8")
         if "name" in result and "runId" not in result:
             path = self._inside(self.out_dir / f"{safe_name(str(result['name']))}.json")
             return [(path, text)]
@@ -111,11 +119,22 @@ class ResultFileWriter:
             raise ValidationError(f"a result needs runId, trId and value; missing {missing}")
         run = _run_part(result["runId"], "runId")
         tr = _run_part(result["trId"], "trId")
-        folder = self.out_dir / f"run{run}"
-        txt = self._inside(folder / "classoutput" / f"vol-{run}-{tr}.txt")
-        js = self._inside(folder / "results" / f"vol-{run}-{tr}.json")
+        folders = self._run_folders.get(run)
+        if folders is None:
+            base = self.out_dir / f"run{run}"
+            folders = (
+                self._folder_inside(base / "results"),
+                self._folder_inside(base / "classoutput"),
+            )
+            if len(self._run_folders) < 4096:
+                self._run_folders[run] = folders
+        results, classoutput = folders
+        name = f"vol-{run}-{tr}"
         # the JSON record first: a reader that sees the .txt file finds the record too
-        return [(js, text), (txt, f"{result['value']}\n".encode())]
+        return [
+            (results / f"{name}.json", text),
+            (classoutput / f"{name}.txt", f"{result['value']}\n".encode()),
+        ]
 
     def write(self, result: dict[str, Any]) -> list[Path]:
         """Write one result (a dict as queued by SubjectInterface); return the files written."""

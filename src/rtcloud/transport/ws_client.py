@@ -26,8 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from rtcloud.errors import (
     AuthenticationError,
@@ -45,14 +44,13 @@ from rtcloud.rpc.protocol import (
     RpcConnection,
 )
 from rtcloud.tls import client_context, verify_fingerprint
+from rtcloud.transport.ws_socket import LinkClosed, WsSocket
 
 __all__ = ["ServiceClient", "parse_server"]
 
 logger = logging.getLogger(__name__)
 
 COOKIE_NAME = "rtcloud_session"
-#: Bytes read from the socket at a time: a 1 MiB chunk frame in one read.
-RECV_BUFSIZE = (1 << 20) + (64 << 10)
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -102,7 +100,7 @@ class ServiceClient:
         self._stop = threading.Event()
         self._on_status = on_status or (lambda text: logger.info("%s", text))
         self.connected = threading.Event()
-        self._ws: ClientConnection | None = None
+        self._ws: WsSocket | None = None
         # The current link, and our own calls waiting for the server's answer (for call()).
         self._link: _Link | None = None
         self._calls: dict[int, concurrent.futures.Future[Any]] = {}
@@ -173,7 +171,7 @@ class ServiceClient:
                     )
                 else:
                     self._on_status(f"the server refused the connection ({status}); retrying")
-            except (OSError, ConnectionClosed, ProtocolError, ssl.SSLError) as exc:
+            except (OSError, InvalidHandshake, ProtocolError) as exc:
                 self._on_status(
                     f"no connection to {self.host}:{self.port} ({exc}); retrying in {delay:.1f} s"
                 )
@@ -186,22 +184,19 @@ class ServiceClient:
     def _serve(self, cookie: str) -> None:
         scheme = "wss" if self.tls else "ws"
         url = f"{scheme}://{self.host}:{self.port}/ws/service/{self.role}"
-        with connect(
+        ws = WsSocket.connect(
             url,
-            additional_headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
-            ssl=self._ssl,
-            max_size=None,
+            headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
+            ssl_context=self._ssl,
             open_timeout=10,
             ping_interval=5,
             ping_timeout=10,
-            compression=None,
-        ) as ws:
+        )
+        try:
             if self.fingerprint:
                 sock = ws.socket
                 if isinstance(sock, ssl.SSLSocket):
                     verify_fingerprint(sock, self.fingerprint)
-            # Read up to a whole chunk frame per system call (websockets reads 64 KiB).
-            ws.recv_bufsize = RECV_BUFSIZE
             self._ws = ws
             conn = RpcConnection(f"{self.role}-service")
             link = _Link(ws, conn)
@@ -213,7 +208,7 @@ class ServiceClient:
             self.connected.set()
             self._on_status(f"connected to {url} as the {self.role} service")
             try:
-                for message in ws:
+                for message in ws.messages():
                     if isinstance(message, str):
                         raise ProtocolError("the server sent a text frame")
                     with lock:
@@ -229,7 +224,10 @@ class ServiceClient:
                             logger.debug("call %s cancelled by the server", event.call_id)
                         else:
                             self._settle(event)
-                    link.wake.set()
+                    with lock:  # pongs and refusals the protocol queued: the sender's job
+                        queued = conn.has_frames_to_send()
+                    if queued:
+                        link.wake.set()
             finally:
                 self.connected.clear()
                 with lock:
@@ -242,6 +240,8 @@ class ServiceClient:
                 link.wake.set()
                 self._ws = None
                 self._on_status(f"disconnected from {url}")
+        finally:
+            ws.close()
 
     def _settle(self, event: object) -> None:
         """Hand the reply to one of our own calls to the thread waiting for it."""
@@ -323,7 +323,7 @@ class _Link:
     large reply, in the order :meth:`RpcConnection.next_frame` gives.
     """
 
-    def __init__(self, ws: ClientConnection, conn: RpcConnection) -> None:
+    def __init__(self, ws: WsSocket, conn: RpcConnection) -> None:
         self.ws = ws
         self.conn = conn
         self.lock = threading.Lock()  # guards conn
@@ -343,7 +343,7 @@ class _Link:
                     if frame is None:
                         break
                     self.ws.send(frame)
-            except ConnectionClosed:
+            except LinkClosed:
                 return  # the receiving side sees the close and cleans up
             finally:
                 self._sending.release()
