@@ -349,6 +349,7 @@ def run_stream(
         if feedback
         else None,
         "script_info": result["info"],
+        "page_messages": session.page_messages,
         "server_warnings": session.server_warnings[:50],
         "startup_s": session.startup_s,
         "shutdown_s": session.shutdown_s,
@@ -429,8 +430,13 @@ def run_calls_and_files(
             "putFile_MBps_all": puts,
         }
     rss = {k: stats.rss_summary(v, None, result["hwm_mb"].get(k)) for k, v in samples.items()}
+    if out_calls is not None and session.page_messages is not None:
+        plotted = session.page_messages.get("plotDataPoint", 0)
+        if plotted < args.calls:  # the points must really have reached the open page
+            raise BenchError(f"the experimenter page got {plotted} of {args.calls} plot points")
     return {
         "calls": out_calls,
+        "page_messages": session.page_messages,
         "files": out_files,
         "rss": rss,
         "server_warnings": session.server_warnings[:50],
@@ -583,6 +589,7 @@ def run_all(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> No
             results["calls_files_sessions"][mode] = {
                 "server_warnings": out["server_warnings"],
                 "process_endings": out["process_endings"],
+                "page_messages": out["page_messages"],
                 "cpu": out["cpu"],
                 "code": out["code"],
             }

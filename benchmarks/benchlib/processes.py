@@ -10,6 +10,9 @@ redirected into the session's folder):
   subject-service`` processes that log in over WebSockets; the session waits until the server
   logs both as connected.
 
+With a server, an experimenter's page is kept open on ``/ws/ui`` (as in a real session; see
+:mod:`benchlib.page`) unless ``page=False``.
+
 Every child is started in its own process group (Ctrl-C reaches only the benchmark, which
 then stops them in order: script, services, server; SIGINT, then SIGTERM, then SIGKILL).
 A :class:`RssSampler` thread reads every process's resident memory once per interval.
@@ -31,6 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .page import ExperimenterPage
 
 try:  # used only when already installed; otherwise /proc is read directly
     import psutil
@@ -218,6 +223,7 @@ class Session:
         file_types: str = ".dcm,.bin",
         rss_interval: float = 1.0,
         connect_timeout: float = 60.0,
+        page: bool = True,
     ) -> None:
         if mode not in ("local", "server", "remote"):
             raise ValueError(f"unknown mode {mode!r}")
@@ -236,6 +242,9 @@ class Session:
         self.shutdown_s: float | None = None
         self._recording_warnings = False
         self._connected = {"data": threading.Event(), "subject": threading.Event()}
+        self._want_page = page
+        self._page: ExperimenterPage | None = None
+        self.page_messages: dict[str, Any] | None = None  # by cmd, once closed
         self.env = dict(os.environ)
         self.env.update(
             {
@@ -278,6 +287,8 @@ class Session:
             self._start_server()
         if self.mode == "remote":
             self._start_services()
+        if self._want_page and self.mode != "local":
+            self._page = ExperimenterPage(self.address)
         self.startup_s = time.monotonic() - begin
 
     def _start_server(self) -> None:
@@ -288,9 +299,9 @@ class Session:
             'subjectName="bench"\nrunNum=[1]\nscanNum=[1]\n'
         )
         cmd = [sys.executable, "-m", "rtcloud", "serve", "-p", "proj", "-d", str(project)]
-        cmd += ["--port", "0"]
+        cmd += ["--port", "0", "--test"]  # the test user: the services and the page log in
         if self.mode == "remote":
-            cmd += ["--remote", "--test"]
+            cmd += ["--remote"]
         proc = self._popen(
             "server",
             cmd,
@@ -366,6 +377,10 @@ class Session:
         ``self.shutdown_s`` how long stopping took.
         """
         begin = time.monotonic()
+        if self._page is not None:
+            with contextlib.suppress(Exception):
+                self.page_messages = self._page.close()
+            self._page = None
         for name in ("script", "data_service", "subject_service", "server"):
             with contextlib.suppress(Exception):
                 ending = _stop_process(self.procs.get(name))

@@ -1,9 +1,13 @@
 """The live channel between the server and every open experimenter page (``/ws/ui``).
 
-Messages to pages may be sent from any thread (RPyC threads, the script runner); each page
-has its own queue and sender task, so a slow browser never holds up the others or the
-experiment. A page whose queue overflows is disconnected (it reconnects and resyncs).
-Incoming commands are handed to a handler the server provides.
+Messages to pages may be sent from any thread (RPyC threads, the script runner). A broadcast
+only appends to a list: the event loop hands what piled up to the pages every
+``FLUSH_INTERVAL`` seconds, in order, while a page is connected, so a script's
+``plotDataPoint`` or log line never waits for the loop to wake up (and with no page open, a
+broadcast is dropped at once: a page that connects gets the current state). Each page has its
+own queue and sender task, so a slow browser never holds up the others or the experiment. A
+page whose queue overflows is disconnected (it reconnects and resyncs). Incoming commands are
+handed to a handler the server provides.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 QUEUE_LIMIT = 20000
+#: Seconds between two deliveries of the broadcasts that piled up (a page shows them then).
+FLUSH_INTERVAL = 0.01
 
 
 class UIChannel:
@@ -33,6 +39,8 @@ class UIChannel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: dict[WebSocket, asyncio.Queue[str | None]] = {}
         self._lock = threading.Lock()
+        self._pending: list[str] = []  # broadcasts not yet handed to the pages' queues
+        self._flusher: asyncio.Task[None] | None = None
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -43,19 +51,28 @@ class UIChannel:
 
     def broadcast(self, message: Message) -> None:
         """Send ``message`` to every page; callable from any thread, never blocks."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
+        if not self._queues:
+            return  # no page: nothing to deliver (a page gets the current state on connect)
         text = json.dumps(message, allow_nan=False, default=str)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        with self._lock:
+            self._pending.append(text)
+
+    def _flush(self) -> None:
+        with self._lock:
+            texts, self._pending = self._pending, []
+        for text in texts:
             self._enqueue(text)
-        else:
-            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
-                loop.call_soon_threadsafe(self._enqueue, text)
+
+    async def _flush_while_pages(self) -> None:
+        try:
+            while self._queues:
+                await asyncio.sleep(FLUSH_INTERVAL)
+                self._flush()
+        finally:
+            self._flusher = None
+            if not self._queues:
+                with self._lock:
+                    self._pending.clear()
 
     def _enqueue(self, text: str) -> None:
         for ws, queue in list(self._queues.items()):
@@ -79,6 +96,8 @@ class UIChannel:
         await ws.accept()
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self._queues[ws] = queue
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_while_pages())
         sender = asyncio.create_task(self._sender(ws, queue))
         try:
             while True:
