@@ -153,9 +153,9 @@ class BackgroundWriter:
 
     def __init__(self, writer: ResultFileWriter) -> None:
         self.writer = writer
-        self._folders: set[Path] = set()  # created already: no mkdir per result
+        self._folders: set[str] = set()  # created already: no mkdir per result
         self._tmp_suffix = f".{os.getpid()}.part"
-        self._queue: queue.Queue[list[tuple[Path, bytes]] | None] = queue.Queue()
+        self._queue: queue.Queue[list[tuple[str, bytes]] | None] = queue.Queue()
         self._failure: OSError | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="rtcloud-results", daemon=True)
@@ -166,10 +166,12 @@ class BackgroundWriter:
             failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
-        files = self.writer.plan(result)
+        files = [(os.fspath(path), data) for path, data in self.writer.plan(result)]
         after_reply(lambda: self._queue.put(files))  # the disk does not hold up the reply
 
     def _run(self) -> None:
+        # Strings, not Paths, and a log line per folder rather than per file: this thread
+        # shares the interpreter with the one answering the script's next call.
         while True:
             files = self._queue.get()
             try:
@@ -184,22 +186,21 @@ class BackgroundWriter:
                             self._failure = OSError(
                                 exc.errno,
                                 f"the subject service could not write the result file "
-                                f"{str(path)!r} of an earlier result: {exc.strerror or exc}",
+                                f"{path!r} of an earlier result: {exc.strerror or exc}",
                             )
                         break
-                else:
-                    names = ", ".join(str(p.relative_to(self.writer.out_dir)) for p, _ in files)
-                    logger.info("feedback written: %s", names)
+                    logger.debug("feedback written: %s", path)
             finally:
                 self._queue.task_done()
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def _write(self, path: str, data: bytes) -> None:
         """Atomic write with few steps (only this thread writes these temporary names)."""
-        folder = path.parent
+        folder, name = os.path.split(path)
         if folder not in self._folders:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self._folders.add(folder)
-        tmp = f"{folder}{os.sep}.{path.name}{self._tmp_suffix}"
+            logger.info("writing feedback files into %s", folder)
+        tmp = f"{folder}{os.sep}.{name}{self._tmp_suffix}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
         fd = os.open(tmp, flags, 0o644)
         try:
