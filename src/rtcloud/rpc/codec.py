@@ -618,6 +618,22 @@ def decode_parts(
     return value
 
 
+_UINT_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def _read_uint(view: memoryview) -> tuple[int, int]:
+    """The msgpack unsigned integer at the start of ``view``, and where it ends."""
+    if not len(view):
+        raise ProtocolError("malformed encoded value: empty")
+    first = view[0]
+    if first <= 0x7F:
+        return first, 1
+    width = _UINT_WIDTHS.get(first)
+    if width is None or len(view) < 1 + width:
+        raise ProtocolError("malformed encoded value: bad header size")
+    return int.from_bytes(view[1 : 1 + width], "big"), 1 + width
+
+
 def decode(data: Buffer, *, max_size: int = MAX_MESSAGE_SIZE, max_depth: int = MAX_DEPTH) -> Any:
     """The value :func:`encode` put in ``data``.
 
@@ -629,14 +645,8 @@ def decode(data: Buffer, *, max_size: int = MAX_MESSAGE_SIZE, max_depth: int = M
         view = view.cast("B")
     if len(view) > max_size:
         raise ProtocolError(f"encoded value of {len(view)} bytes is larger than {max_size}")
-    try:
-        prefix = msgpack.Unpacker(max_buffer_size=16)
-        prefix.feed(view[:9])
-        head_size = prefix.unpack()
-        start = prefix.tell()
-    except Exception as exc:
-        raise ProtocolError(f"malformed encoded value: {type(exc).__name__}: {exc}") from exc
-    if type(head_size) is not int or not 0 < head_size <= len(view) - start:
+    head_size, start = _read_uint(view)
+    if not 0 < head_size <= len(view) - start:
         raise ProtocolError("malformed encoded value: bad header size")
     try:
         head = msgpack.unpackb(view[start : start + head_size], raw=False, use_list=True)

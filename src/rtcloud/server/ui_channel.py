@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 QUEUE_LIMIT = 20000
+_JSON = json.JSONEncoder(allow_nan=False, default=str)  # one encoder, not one per message
 #: Seconds between two deliveries of the broadcasts that piled up (a page shows them then).
 FLUSH_INTERVAL = 0.01
 
@@ -53,7 +54,7 @@ class UIChannel:
         """Send ``message`` to every page; callable from any thread, never blocks."""
         if not self._queues:
             return  # no page: nothing to deliver (a page gets the current state on connect)
-        text = json.dumps(message, allow_nan=False, default=str)
+        text = _JSON.encode(message)
         with self._lock:
             self._pending.append(text)
 
@@ -87,7 +88,7 @@ class UIChannel:
     async def send_to(self, ws: WebSocket, message: Message) -> None:
         queue = self._queues.get(ws)
         if queue is not None:
-            await queue.put(json.dumps(message, allow_nan=False, default=str))
+            await queue.put(_JSON.encode(message))
 
     async def serve(
         self, ws: WebSocket, handle: Callable[[WebSocket, Message], Awaitable[None]]
