@@ -16,6 +16,7 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
+from websockets.utils import accept_key
 
 from rtcloud.transport.ws_socket import LinkClosed, WsSocket
 
@@ -163,8 +164,6 @@ def silent_server(answer_handshake):
                 for line in request.split(b"\r\n")
                 if line.lower().startswith(b"sec-websocket-key:")
             ][0]
-            from websockets.utils import accept_key
-
             conn.sendall(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: "

@@ -621,17 +621,17 @@ def decode_parts(
 _UINT_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
 
 
-def _read_uint(view: memoryview) -> tuple[int, int]:
-    """The msgpack unsigned integer at the start of ``view``, and where it ends."""
-    if not len(view):
-        raise ProtocolError("malformed encoded value: empty")
-    first = view[0]
+def uint_at(view: memoryview, pos: int) -> tuple[int, int] | None:
+    """The msgpack unsigned integer at ``pos`` of ``view`` and the position after it, or None."""
+    if pos >= len(view):
+        return None
+    first = view[pos]
     if first <= 0x7F:
-        return first, 1
+        return first, pos + 1
     width = _UINT_WIDTHS.get(first)
-    if width is None or len(view) < 1 + width:
-        raise ProtocolError("malformed encoded value: bad header size")
-    return int.from_bytes(view[1 : 1 + width], "big"), 1 + width
+    if width is None or pos + 1 + width > len(view):
+        return None
+    return int.from_bytes(view[pos + 1 : pos + 1 + width], "big"), pos + 1 + width
 
 
 def decode(data: Buffer, *, max_size: int = MAX_MESSAGE_SIZE, max_depth: int = MAX_DEPTH) -> Any:
@@ -645,7 +645,10 @@ def decode(data: Buffer, *, max_size: int = MAX_MESSAGE_SIZE, max_depth: int = M
         view = view.cast("B")
     if len(view) > max_size:
         raise ProtocolError(f"encoded value of {len(view)} bytes is larger than {max_size}")
-    head_size, start = _read_uint(view)
+    prefix = uint_at(view, 0)
+    if prefix is None:
+        raise ProtocolError("malformed encoded value: bad header size")
+    head_size, start = prefix
     if not 0 < head_size <= len(view) - start:
         raise ProtocolError("malformed encoded value: bad header size")
     try:

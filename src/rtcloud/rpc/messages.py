@@ -415,19 +415,6 @@ def _unpack_map(data: Buffer) -> dict[str, Any]:
 _CHUNK_PREFIX = b"\x84\xa1t\xa5chunk\xa1s"
 
 
-def _uint_at(view: memoryview, pos: int) -> tuple[int, int] | None:
-    """A msgpack unsigned int at ``pos`` and the position after it, or None."""
-    if pos >= len(view):
-        return None
-    first = view[pos]
-    if first <= 0x7F:
-        return first, pos + 1
-    width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(first)
-    if width is None or pos + 1 + width > len(view):
-        return None
-    return int.from_bytes(view[pos + 1 : pos + 1 + width], "big"), pos + 1 + width
-
-
 def _fast_chunk(data: Buffer) -> Chunk | None:
     """A chunk frame laid out as :func:`encode_frame` writes it, its data left uncopied.
 
@@ -436,10 +423,10 @@ def _fast_chunk(data: Buffer) -> Chunk | None:
     view = memoryview(data)
     if view.ndim != 1 or view.itemsize != 1 or view[: len(_CHUNK_PREFIX)] != _CHUNK_PREFIX:
         return None
-    stream = _uint_at(view, len(_CHUNK_PREFIX))
+    stream = codec.uint_at(view, len(_CHUNK_PREFIX))
     if stream is None or bytes(view[stream[1] : stream[1] + 2]) != b"\xa1q":
         return None
-    seq = _uint_at(view, stream[1] + 2)
+    seq = codec.uint_at(view, stream[1] + 2)
     if seq is None:
         return None
     pos = seq[1]

@@ -255,7 +255,6 @@ class ProjectServer:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
-        self.ui.bind_loop(self._loop)
         for channel in self.channels.values():
             channel.bind_loop(self._loop)
         self.relay.bind_loop(self._loop)

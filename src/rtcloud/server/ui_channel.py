@@ -37,14 +37,10 @@ class UIChannel:
     """Fan-out of JSON messages to every connected page, from any thread."""
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: dict[WebSocket, asyncio.Queue[str | None]] = {}
         self._lock = threading.Lock()
         self._pending: list[str] = []  # broadcasts not yet handed to the pages' queues
         self._flusher: asyncio.Task[None] | None = None
-
-    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
 
     @property
     def connections(self) -> int:

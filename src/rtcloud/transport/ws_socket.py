@@ -179,8 +179,7 @@ class WsSocket:
                         self._protocol.receive_eof()
                     events = self._protocol.events_received()
                     out = self._protocol.data_to_send()
-                if out:
-                    self._send_out(out)
+                self._send_out(out)
                 if not count:
                     return
                 frames = [event for event in events if isinstance(event, Frame)]
@@ -220,24 +219,26 @@ class WsSocket:
             except OSError as exc:
                 raise LinkClosed(f"the connection was lost while sending: {exc}") from exc
 
-    def _send_out(self, out: list[bytes]) -> None:
-        with self._send_lock:
-            try:
-                _write(self.socket, out)
-            except OSError:
-                pass  # the reader sees the failure on its next read
+    def _send_out(self, out: list[bytes], wait: float = -1) -> None:
+        """Write protocol output (pongs, pings, close frames); a failed write is the
+        reader's to notice. ``wait``: seconds to wait for a busy sender (-1: as long as it
+        takes)."""
+        if not out or not self._send_lock.acquire(timeout=wait):
+            return
+        try:
+            _write(self.socket, out)
+        except OSError:
+            pass
+        finally:
+            self._send_lock.release()
 
     def _ping(self) -> None:
-        with self._send_lock:
-            with self._state_lock:
-                if self._protocol.state is not State.OPEN:
-                    return
-                self._protocol.send_ping(os.urandom(4))
-                out = self._protocol.data_to_send()
-            try:
-                _write(self.socket, out)
-            except OSError:
-                pass
+        with self._state_lock:
+            if self._protocol.state is not State.OPEN:
+                return
+            self._protocol.send_ping(os.urandom(4))
+            out = self._protocol.data_to_send()
+        self._send_out(out)
 
     # ------------------------------------------------------------ closing
 
@@ -249,13 +250,7 @@ class WsSocket:
             if self._protocol.state is State.OPEN:
                 self._protocol.send_close(code, reason)
             out = self._protocol.data_to_send()
-        if out and self._send_lock.acquire(timeout=1.0):
-            try:
-                _write(self.socket, out)
-            except OSError:
-                pass
-            finally:
-                self._send_lock.release()
+        self._send_out(out, wait=1.0)
         self._shutdown()
 
     def _abort(self) -> None:
