@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rtcloud import __version__
+from rtcloud.alloc import tune_allocator
 from rtcloud.errors import InvocationError, RTCloudError
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "main"]
@@ -269,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     configure_logging(args.verbose, args.quiet)
+    tune_allocator()
     try:
         result: int = args.func(args)
         return result
