@@ -33,10 +33,20 @@ def write_in_pieces(path, data, chunk=32 * 1024, pause=0.01):
     return last
 
 
-@pytest.mark.parametrize("polling", [False, True], ids=["events", "polling"])
-def test_file_written_in_pieces_is_delivered_whole_and_quickly(tmp_path, volume_bytes, polling):
+#: (polling, use_watchdog): rtcloud's inotify reader on Linux (watchdog elsewhere), watchdog's
+#: observer, the periodic check only.
+SOURCES = [(False, False), (False, True), (True, False)]
+SOURCE_IDS = ["events", "watchdog", "polling"]
+
+
+@pytest.mark.parametrize(("polling", "use_watchdog"), SOURCES, ids=SOURCE_IDS)
+def test_file_written_in_pieces_is_delivered_whole_and_quickly(
+    tmp_path, volume_bytes, polling, use_watchdog
+):
     latencies = []
-    with FileWatcher(tmp_path, "*.dcm", 1000, polling=polling) as watcher:
+    with FileWatcher(
+        tmp_path, "*.dcm", 1000, polling=polling, use_watchdog=use_watchdog
+    ) as watcher:
         for i in range(5):
             path = tmp_path / f"vol{i}.dcm"
             done = {}
@@ -58,24 +68,31 @@ def test_file_written_in_pieces_is_delivered_whole_and_quickly(tmp_path, volume_
     assert median < (0.15 if polling else 0.05)
 
 
-def test_renamed_and_preexisting_files(tmp_path, volume_bytes):
+@pytest.mark.parametrize(("polling", "use_watchdog"), SOURCES, ids=SOURCE_IDS)
+def test_renamed_and_preexisting_files(tmp_path, volume_bytes, polling, use_watchdog):
     (tmp_path / "already.dcm").write_bytes(volume_bytes)
-    with FileWatcher(tmp_path, "*.dcm") as watcher:
+    with FileWatcher(tmp_path, "*.dcm", polling=polling, use_watchdog=use_watchdog) as watcher:
         start = time.monotonic()
         assert watcher.wait_for_file("already.dcm", timeout=5).name == "already.dcm"
         assert time.monotonic() - start < 0.1
+
+        renamed = {}
 
         def rename_in():
             time.sleep(0.2)
             temp = tmp_path / ".incoming.tmp"
             temp.write_bytes(volume_bytes)
+            renamed["t"] = time.monotonic()
             os.replace(temp, tmp_path / "renamed.dcm")
 
         thread = threading.Thread(target=rename_in)
         thread.start()
         found = watcher.wait_for_file(str(tmp_path / "renamed.dcm"), timeout=5)
+        delivered = time.monotonic()
         thread.join()
         assert found.read_bytes() == volume_bytes
+        # events: well before the 0.25 s backstop would have found it
+        assert delivered - renamed["t"] < (0.2 if polling else 0.1)
 
 
 def test_timeout_names_file_time_and_size(tmp_path):

@@ -1,8 +1,9 @@
 """FileWatcher: wait for files in one folder, never early and never missing one.
 
-File-system events (inotify on Linux, FSEvents on macOS, ReadDirectoryChangesW on Windows,
-through watchdog) wake the waiters as soon as something happens to a matching file, so a
-complete file is handed over within milliseconds of its last byte, with no settle delay.
+File-system events (on Linux our own inotify reader, :mod:`rtcloud.watcher.inotify`; on
+macOS and Windows FSEvents and ReadDirectoryChangesW through watchdog) wake the waiters as
+soon as something happens to a matching file, so a complete file is handed over within
+milliseconds of its last byte, with no settle delay.
 A backstop timer re-checks every ``poll_interval`` seconds, because events get lost and
 network shares (SMB/NFS) send none: with ``polling=True`` (or when the native observer cannot
 start) only the timer runs, at a shorter interval.
@@ -42,6 +43,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from rtcloud.errors import FileWaitTimeout, ValidationError, WatchDirectoryError
+from rtcloud.watcher import inotify
 from rtcloud.watcher.filters import (
     CompletenessCheck,
     ParsedDicom,
@@ -138,16 +140,25 @@ class _Prepared:
 
 
 class _Handler(FileSystemEventHandler):
+    """watchdog's events, as the changes :mod:`rtcloud.watcher.inotify` reports."""
+
     def __init__(self, watcher: FileWatcher) -> None:
         self._watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or type(event) not in CHANGE_EVENTS:
+        kind = type(event)
+        if event.is_directory or kind not in CHANGE_EVENTS:
             return
-        paths = [event.src_path]
-        if isinstance(event, FileMovedEvent):
-            paths.append(event.dest_path)
-        self._watcher._on_event(event, [os.fsdecode(p) for p in paths])
+        src = os.path.basename(os.fsdecode(event.src_path))
+        if kind is FileCreatedEvent or kind is FileModifiedEvent:
+            self._watcher._on_change(src, inotify.WRITING)
+        elif kind is FileDeletedEvent:
+            self._watcher._on_change(src, inotify.OTHER)
+        else:  # closed after writing, or moved
+            self._watcher._on_change(src, inotify.SETTLED)
+            if isinstance(event, FileMovedEvent):
+                dest = os.path.basename(os.fsdecode(event.dest_path))
+                self._watcher._on_change(dest, inotify.SETTLED)
 
 
 class FileWatcher:
@@ -161,6 +172,8 @@ class FileWatcher:
             :func:`~rtcloud.watcher.filters.make_completeness_check`).
         polling: True to use only periodic checks (network shares); False to require
             events; None (default) for events with a polling backstop.
+        use_watchdog: take events from watchdog's observer on Linux too, instead of
+            rtcloud's own inotify reader (other systems always use watchdog).
         poll_interval: seconds between backstop checks.
         keep_parsed: keep the parse of each DICOM file found complete (by the default
             checks) for :meth:`take_parsed`.
@@ -177,6 +190,7 @@ class FileWatcher:
         *,
         completeness: CompletenessCheck | None = None,
         polling: bool | None = None,
+        use_watchdog: bool = False,
         poll_interval: float | None = None,
         keep_parsed: bool = False,
         prepare_header: Callable[[bytes], Any] | None = None,
@@ -212,19 +226,11 @@ class FileWatcher:
         self._generation = 0
         self._closed = threading.Event()
         self._observer: Any = None
+        self._events: inotify.FolderEvents | None = None
         self.polling = bool(polling)
         if not self.polling:
             try:
-                observer = Observer()
-                observer.schedule(
-                    _Handler(self),
-                    str(self.directory),
-                    recursive=False,
-                    event_filter=list(CHANGE_EVENTS),
-                )
-                observer.daemon = True
-                observer.start()
-                self._observer = observer
+                self._start_events(use_watchdog)
             except Exception as exc:  # inotify limits, unsupported file systems, ...
                 if polling is False:
                     raise
@@ -241,29 +247,43 @@ class FileWatcher:
 
     # ------------------------------------------------------------ event plumbing
 
+    def _start_events(self, use_watchdog: bool) -> None:
+        """Linux: our own inotify reader (see :mod:`rtcloud.watcher.inotify`); elsewhere, or
+        when inotify refuses, watchdog's observer."""
+        if not use_watchdog and inotify.available():
+            try:
+                self._events = inotify.FolderEvents(str(self.directory), self._on_change)
+                return
+            except OSError as exc:
+                logger.debug("inotify refused %s (%s); using watchdog", self.directory, exc)
+        observer = Observer()
+        observer.schedule(
+            _Handler(self),
+            str(self.directory),
+            recursive=False,
+            event_filter=list(CHANGE_EVENTS),
+        )
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
     def _still_open(self, path: Path) -> bool:
         with self._writes_lock:
             return str(path) in self._open_writes
 
-    def _on_event(self, event: FileSystemEvent, paths: list[str]) -> None:
-        relevant = False
-        for raw in paths:
-            name = os.path.basename(raw)
+    def _on_change(self, name: str | None, kind: int) -> None:
+        """A change to folder entry ``name`` (None: anything may have changed)."""
+        if name is not None:
             if not matches(name, self.pattern):
-                continue
-            relevant = True
-            key = str(self.directory / name)
-            if self._close_events:
+                return
+            if self._close_events and kind != inotify.OTHER:
+                key = str(self.directory / name)
                 with self._writes_lock:
-                    if (
-                        isinstance(event, (FileCreatedEvent, FileModifiedEvent))
-                        and raw == event.src_path
-                    ):
+                    if kind == inotify.WRITING:
                         self._open_writes.add(key)
-                    elif isinstance(event, (FileClosedEvent, FileMovedEvent)):
+                    else:
                         self._open_writes.discard(key)
-        if relevant:
-            self._notify()
+        self._notify()
 
     def _on_header(self, path: Path, prefix: bytes) -> None:
         assert self._prepare_header is not None
@@ -404,6 +424,8 @@ class FileWatcher:
         if self._parsed is not None:
             self._parsed.clear()
         self._prepared.clear()
+        if self._events is not None:
+            self._events.close()
         if self._observer is not None:
             try:
                 self._observer.stop()
