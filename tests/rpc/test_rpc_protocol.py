@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tracemalloc
 
 import msgpack
@@ -32,6 +33,7 @@ from rtcloud.rpc.messages import (
     encode_message,
 )
 from rtcloud.rpc.protocol import (
+    ASSEMBLE_MIN,
     CallFailed,
     CallResult,
     HelloReceived,
@@ -206,6 +208,27 @@ def test_large_values_round_trip_in_chunks(pair):
     (result,) = server.events_received()
     assert result.value["b"] == blob and result.value["c"] == [blob[:70_000]] * 3
     np.testing.assert_array_equal(result.value["a"], volume)
+
+
+def test_a_large_binary_value_is_assembled_as_its_chunks_arrive(pair):
+    server, service = pair
+    big = os.urandom(ASSEMBLE_MIN + 3 * MiB + 5)
+    small = os.urandom(ASSEMBLE_MIN - 1)
+    server.call("DataInterface", "putFile", ("/f", big, small))
+    frames = server.frames_to_send()
+    held = []
+    for frame in frames:
+        before = sys.getrefcount(frame)
+        service.receive_frame(frame)
+        held.append(sys.getrefcount(frame) > before)
+    (incoming,) = service.events_received()
+    # the big value: one bytearray, filled as chunks came, no chunk frame kept
+    assert type(incoming.args[1]) is bytearray and incoming.args[1] == big
+    # below the threshold: chunks are kept (not copied) and joined into bytes at the end
+    assert type(incoming.args[2]) is bytes and incoming.args[2] == small
+    # held until the message was complete: the envelope's chunk and the small value's
+    # first (its second completed the message); none of the big value's six
+    assert sum(held) == 2
 
 
 def test_big_envelope_without_buffers_is_chunked_too(pair):

@@ -475,10 +475,11 @@ class DataInterface(Interface):
         never see it half written. ``compress`` is accepted for RT-Cloud compatibility.
         """
         path = self._check_file(filename)
+        payload: bytes | bytearray | memoryview
         if isinstance(data, str):
             payload = data.encode("utf-8")
         elif isinstance(data, (bytes, bytearray, memoryview)):
-            payload = bytes(data)
+            payload = data  # written as it is: a large one is not copied first
         elif isinstance(data, (int, float)) and not isinstance(data, bool):
             payload = str(data).encode("utf-8")
         else:

@@ -574,7 +574,10 @@ def _bigint(d: _Decoder, data: bytes) -> Any:
 
 
 def _oob_bytes(d: _Decoder, data: bytes) -> Any:
-    return _join(d.take(d.unpack(data)))
+    pieces = d.take(d.unpack(data))
+    if len(pieces) == 1 and type(pieces[0]) is bytearray:
+        return pieces[0]  # assembled by the receiver (see protocol._InStream): not copied again
+    return _join(pieces)
 
 
 _EXT_HANDLERS: dict[int, Any] = {

@@ -238,18 +238,51 @@ def _keepable(data: bytes | bytearray | memoryview) -> bytes | memoryview:
     return bytes(data)
 
 
-class _InStream:
-    """A message being received in chunks; keeps the pieces until the last one arrives."""
+#: Out-of-band parts of at least this many bytes are copied into one buffer as their chunks
+#: arrive, instead of being kept as chunks and joined at the end (see _InStream).
+ASSEMBLE_MIN = 2 * 1024 * 1024
 
-    __slots__ = ("filled", "lengths", "part", "pieces", "seq", "size")
+
+class _InStream:
+    """A message being received in chunks; keeps the pieces until the last one arrives.
+
+    A large out-of-band part (a ``putFile``'s bytes) is copied into one ``bytearray`` as it
+    arrives and reaches the decoder as that one piece (so a large binary value comes out as
+    that ``bytearray``, with no second copy): each chunk's frame is freed as soon as it is
+    copied, instead of the whole message's frames being held and joined at the end.
+    """
+
+    __slots__ = ("buffer", "filled", "lengths", "part", "pieces", "seq", "size")
 
     def __init__(self, lengths: tuple[int, ...]) -> None:
         self.lengths = lengths
         self.size = sum(lengths)
-        self.pieces: list[list[bytes | memoryview]] = [[] for _ in lengths]
+        self.pieces: list[list[bytes | memoryview | bytearray]] = [[] for _ in lengths]
         self.part = 0
         self.filled = 0
         self.seq = 0
+        self.buffer: bytearray | None = None
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        """Take the next chunk of the current part (its size already checked)."""
+        part = self.part
+        length = self.lengths[part]
+        filled = self.filled
+        size = len(data)
+        if part and length >= ASSEMBLE_MIN:
+            if self.buffer is None:
+                self.buffer = bytearray(length)
+            self.buffer[filled : filled + size] = data
+        else:
+            self.pieces[part].append(_keepable(data))
+        self.filled = filled + size
+        self.seq += 1
+        if self.filled == length:
+            if self.buffer is not None:
+                self.pieces[part] = [self.buffer]
+                self.buffer = None
+            self.part += 1
+            self.filled = 0
 
 
 # ---------------------------------------------------------------------------------- connection
@@ -638,12 +671,7 @@ class RpcConnection:
                 f"chunk {chunk.seq} of stream {chunk.stream_id} holds {size} bytes where "
                 f"1 to {room} were expected"
             )
-        stream.pieces[stream.part].append(_keepable(chunk.data))
-        stream.filled += size
-        stream.seq += 1
-        if stream.filled == stream.lengths[stream.part]:
-            stream.part += 1
-            stream.filled = 0
+        stream.add(chunk.data)
         if stream.part < len(stream.lengths):
             return
         del self._partial[chunk.stream_id]
