@@ -20,13 +20,13 @@ import glob
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtcloud.atomic_files import write_atomically
 from rtcloud.errors import (
     FileWaitTimeout,
     InvalidDicomError,
@@ -488,17 +488,7 @@ class DataInterface(Interface):
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         self._resolve(path.parent)  # mkdir must not have followed a link out
-        fd, tmp = tempfile.mkstemp(prefix=".rtcloud-", suffix=".part", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomically(path, payload)
 
     @expose
     def listFiles(self, filepattern: str) -> list[str]:

@@ -24,12 +24,12 @@ import logging
 import os
 import queue
 import re
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from rtcloud.atomic_files import write_atomically
 from rtcloud.errors import ValidationError
 from rtcloud.rpc.dispatch import after_reply
 from rtcloud.utils import json_plain
@@ -61,17 +61,7 @@ def _run_part(value: Any, what: str) -> str:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix + ".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, data, prefix=".tmp-")
 
 
 class ResultFileWriter:
