@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -9,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from rtcloud import atomic_files
-from rtcloud.atomic_files import DEFER_REMOVAL_MIN, flush_removals, write_atomically
+from rtcloud.atomic_files import (
+    DEFER_REMOVAL_MIN,
+    SpooledFile,
+    flush_removals,
+    write_atomically,
+)
 
 
 def _names(folder: Path) -> list[str]:
@@ -86,3 +92,56 @@ def test_an_old_copy_that_cannot_be_deleted_is_reported(
     assert stuck.exists()
     messages = [r.getMessage() for r in caplog.records]
     assert any(str(stuck) in m and "by hand" in m for m in messages)
+
+
+# ------------------------------------------------------------------ SpooledFile
+
+
+def test_a_spooled_file_is_written_as_it_arrives_and_renamed_into_place(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)
+    target = tmp_path / "scan.bin"
+    target.write_bytes(b"old" * DEFER_REMOVAL_MIN)  # a large file it replaces
+    spool = SpooledFile(tmp_path, len(data))
+    for start in range(0, len(data), 1 << 20):
+        spool.write(memoryview(data)[start : start + (1 << 20)])
+    assert spool.finish() is spool and len(spool) == len(data)
+    assert target.read_bytes()[:3] == b"old"  # nothing visible before the commit
+    spool.commit(target)
+    assert target.read_bytes() == data
+    flush_removals()
+    assert _names(tmp_path) == ["scan.bin"]
+
+
+def test_a_spooled_file_not_committed_leaves_nothing(tmp_path: Path) -> None:
+    spool = SpooledFile(tmp_path, 10)
+    spool.write(b"0123456789")
+    spool.discard()
+    assert _names(tmp_path) == []
+    forgotten = SpooledFile(tmp_path, 10)  # e.g. a call that was never run
+    forgotten.write(b"01234")
+    del forgotten
+    gc.collect()
+    assert _names(tmp_path) == []
+
+
+def test_a_failed_spool_write_is_raised_at_commit_and_cleaned_up(tmp_path: Path) -> None:
+    spool = SpooledFile(tmp_path, 6)
+    spool.write(b"abc")
+    os.close(spool._fd[0])  # the OS refuses every further write (EBADF)
+    spool.write(b"def")
+    assert isinstance(spool.error, OSError)
+    with pytest.raises(OSError, match="could not be written"):
+        spool.commit(tmp_path / "x.bin")
+    assert _names(tmp_path) == []
+
+    short = SpooledFile(tmp_path, 6)
+    short.write(b"abc")
+    with pytest.raises(OSError, match="only 3 of 6 bytes"):
+        short.commit(tmp_path / "x.bin")
+    other = tmp_path / "other"
+    other.mkdir()
+    elsewhere = SpooledFile(tmp_path, 1)
+    elsewhere.write(b"z")
+    with pytest.raises(OSError, match="where the data was written"):
+        elsewhere.commit(other / "x.bin")
+    assert _names(tmp_path) == ["other"] and _names(other) == []

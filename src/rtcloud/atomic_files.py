@@ -9,6 +9,11 @@ hidden name is removed right after by one background thread (:class:`_Remover`).
 hard links are not available (some network shares and FAT volumes) the rename simply
 replaces the file.
 
+:class:`SpooledFile` is the same write done as the bytes arrive: a data service receiving
+a large ``putFile`` writes each chunk into the temporary file at once (it is the
+:class:`~rtcloud.rpc.protocol.PartSink` of that argument), and ``putFile`` only renames it
+into place. The data never sits in memory as a whole.
+
 Only the standard library is used; it runs the same on Linux, macOS and Windows.
 """
 
@@ -21,9 +26,12 @@ import queue
 import stat
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
-__all__ = ["DEFER_REMOVAL_MIN", "flush_removals", "write_atomically"]
+from rtcloud.rpc.codec import Spooled
+
+__all__ = ["DEFER_REMOVAL_MIN", "SpooledFile", "flush_removals", "write_atomically"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +102,25 @@ def _hold_old(path: str, folder: str) -> str | None:
     return hold
 
 
+def _replace(tmp: str, target: str, folder: str) -> None:
+    """Rename ``tmp`` over ``target``; a large old file is deleted in the background."""
+    hold = _hold_old(target, folder)
+    try:
+        os.replace(tmp, target)
+    finally:
+        if hold is not None:
+            _remover.remove_later(hold)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not delete the temporary file %s: %s; delete it by hand", path, exc)
+
+
 def write_atomically(
     path: str | Path, data: bytes | bytearray | memoryview, *, prefix: str = ".rtcloud-"
 ) -> None:
@@ -107,18 +134,86 @@ def write_atomically(
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        hold = _hold_old(target, folder)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            if hold is not None:
-                _remover.remove_later(hold)
-            raise
-        if hold is not None:
-            _remover.remove_later(hold)
+        _replace(tmp, target, folder)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove_quietly(tmp)
         raise
+
+
+def _close_and_remove(fd: list[int], path: str) -> None:
+    if fd[0] >= 0:
+        os.close(fd[0])
+        fd[0] = -1
+    _remove_quietly(path)
+
+
+class SpooledFile(Spooled):
+    """A binary value written into a temporary file in ``folder`` as its chunks arrive.
+
+    :meth:`write`, :meth:`finish` and :meth:`discard` make it a
+    :class:`~rtcloud.rpc.protocol.PartSink` (they never raise: a failed write is kept and
+    raised by :meth:`commit`). Until committed, the temporary file is deleted when the
+    object is discarded or garbage collected, so a call that never runs leaves nothing.
+    """
+
+    __slots__ = ("_fd", "_remove", "error", "folder", "path", "size", "written")
+
+    def __init__(self, folder: str | Path, size: int) -> None:
+        self.folder = os.fspath(folder)
+        self.size = size
+        self.written = 0
+        self.error: OSError | None = None
+        fd, self.path = tempfile.mkstemp(prefix=".rtcloud-", suffix=".part", dir=self.folder)
+        self._fd = [fd]
+        self._remove = weakref.finalize(self, _close_and_remove, self._fd, self.path)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.error is not None or self._fd[0] < 0:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd[0], view) :]
+            self.written += len(data)
+        except OSError as exc:
+            self.error = exc
+
+    def finish(self) -> SpooledFile:
+        if self._fd[0] >= 0:
+            try:
+                os.close(self._fd[0])
+            except OSError as exc:
+                self.error = self.error or exc
+            self._fd[0] = -1
+        return self
+
+    def discard(self) -> None:
+        self._remove()
+
+    def commit(self, target: str | Path) -> None:
+        """Rename the file to ``target`` (in the same folder), replacing it atomically.
+
+        Raises:
+            OSError: writing the bytes failed (e.g. the disk is full), or the rename did.
+        """
+        self.finish()
+        try:
+            if self.error is not None:
+                raise OSError(
+                    self.error.errno,
+                    f"the data for {os.fspath(target)!r} could not be written: "
+                    f"{self.error.strerror or self.error}",
+                )
+            if self.written != self.size:
+                raise OSError(f"only {self.written} of {self.size} bytes were written")
+            target = os.fspath(target)
+            if os.path.dirname(target) != self.folder:
+                raise OSError(f"{target!r} is not in {self.folder!r}, where the data was written")
+            _replace(self.path, target, self.folder)
+        except BaseException:
+            self._remove()
+            raise
+        self._remove.detach()
+
+    def __len__(self) -> int:
+        return self.size

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
+import pytest
 from test_remote import start_service
 
 from helpers import wait_for
+from rtcloud.atomic_files import flush_removals
+from rtcloud.errors import ValidationError
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.interfaces.data import DataInterface
+from rtcloud.interfaces.expose import expose
 from rtcloud.tls import ensure_self_signed
+from rtcloud.transport.ws_client import ServiceClient
 
 
 def test_tls_with_a_pinned_fingerprint(server_factory, tmp_path):
@@ -99,3 +105,54 @@ def test_small_calls_answer_during_a_100_mb_get_file(server_factory, tmp_path):
         for proc in (data_service, subject_service):
             proc.kill()
             proc.communicate(timeout=10)
+
+
+class _SpoolRecorder(DataInterface):
+    """The real DataInterface, noting which putFile data arrived already on disk."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.kinds = []
+
+    @expose
+    def putFile(self, filename, data, compress=False):
+        self.kinds.append(type(data).__name__)
+        return super().putFile(filename, data, compress)
+
+
+def test_a_large_put_file_is_written_to_disk_as_it_arrives(server_factory, tmp_path):
+    server = server_factory(data_remote=True)
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    data = _SpoolRecorder(allowedDirs=[str(folder)], allowedFileTypes=[".bin"])
+    host = server.url.split("//")[1].rstrip("/")
+    service = ServiceClient(
+        host, "data", {"DataInterface": data}, username="test", password="test"
+    )
+    thread = threading.Thread(target=service.run_forever, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.channels["data"].connected, what="data service")
+        client = ClientInterface()
+        try:
+            remote = client.dataInterface
+            first, second = os.urandom(12 << 20), os.urandom(9 << 20)
+            remote.putFile(str(folder / "big.bin"), first)
+            assert (folder / "big.bin").read_bytes() == first
+            remote.putFile(str(folder / "big.bin"), second)  # replaces a large file
+            assert (folder / "big.bin").read_bytes() == second
+            remote.putFile(str(folder / "small.bin"), b"tiny")
+            assert data.kinds == ["SpooledFile", "SpooledFile", "bytes"]
+            with pytest.raises(ValidationError, match="not allowed|file type"):
+                remote.putFile(str(folder / "big.exe"), first)
+            with pytest.raises(ValidationError):
+                remote.putFile(str(tmp_path / "outside" / "big.bin"), first)
+            assert remote.getFile(str(folder / "big.bin")) == second
+        finally:
+            client.close()
+        flush_removals()  # the old copy of the replaced file is deleted in the background
+        assert sorted(p.name for p in folder.iterdir()) == ["big.bin", "small.bin"]
+        assert not (tmp_path / "outside").exists()
+    finally:
+        service.stop()
+        thread.join(timeout=10)

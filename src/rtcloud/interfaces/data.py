@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtcloud.atomic_files import write_atomically
+from rtcloud.atomic_files import SpooledFile, write_atomically
 from rtcloud.errors import (
     FileWaitTimeout,
     InvalidDicomError,
@@ -474,21 +474,55 @@ class DataInterface(Interface):
         ``str`` is written as UTF-8, numbers as their text. Readers polling for the file
         never see it half written. ``compress`` is accepted for RT-Cloud compatibility.
         """
-        path = self._check_file(filename)
-        payload: bytes | bytearray | memoryview
-        if isinstance(data, str):
-            payload = data.encode("utf-8")
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            payload = data  # written as it is: a large one is not copied first
-        elif isinstance(data, (int, float)) and not isinstance(data, bool):
-            payload = str(data).encode("utf-8")
+        try:
+            path = self._check_file(filename)
+            payload: bytes | bytearray | memoryview
+            if isinstance(data, SpooledFile):  # already written as it arrived (spool_part)
+                payload = b""
+            elif isinstance(data, str):
+                payload = data.encode("utf-8")
+            elif isinstance(data, (bytes, bytearray, memoryview)):
+                payload = data  # written as it is: a large one is not copied first
+            elif isinstance(data, (int, float)) and not isinstance(data, bool):
+                payload = str(data).encode("utf-8")
+            else:
+                raise ValidationError(
+                    f"putFile: data must be bytes, str or a number, got {type(data).__name__}"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._resolve(path.parent)  # mkdir must not have followed a link out
+        except BaseException:
+            if isinstance(data, SpooledFile):
+                data.discard()
+            raise
+        if isinstance(data, SpooledFile):
+            data.commit(path)
         else:
-            raise ValidationError(
-                f"putFile: data must be bytes, str or a number, got {type(data).__name__}"
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._resolve(path.parent)  # mkdir must not have followed a link out
-        write_atomically(path, payload)
+            write_atomically(path, payload)
+
+    def spool_part(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], part: object, size: int
+    ) -> SpooledFile | None:
+        """Where the bytes of a large ``putFile`` go as they arrive (a service's spool hook).
+
+        ``args``/``kwargs`` are the call's, decoded ahead, with ``part`` standing for the
+        argument about to arrive. For ``putFile``'s data into an allowed file, a temporary
+        file in the target's folder (renamed into place by :meth:`putFile`); otherwise None
+        (the bytes arrive in memory, and ``putFile`` reports any error as usual).
+        """
+        if method != "putFile":
+            return None
+        filename = args[0] if args else kwargs.get("filename")
+        data = args[1] if len(args) > 1 else kwargs.get("data")
+        if data is not part or not isinstance(filename, str):
+            return None
+        try:
+            path = self._check_file(filename)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._resolve(path.parent)
+            return SpooledFile(path.parent, size)
+        except (OSError, ValidationError):  # putFile itself raises the same error, typed
+            return None
 
     @expose
     def listFiles(self, filepattern: str) -> list[str]:

@@ -60,6 +60,7 @@ __all__ = [
     "Buffer",
     "DicomBytes",
     "Encoded",
+    "Spooled",
     "decode",
     "decode_parts",
     "encode",
@@ -395,6 +396,18 @@ def encode(value: Any, *, max_depth: int = MAX_DEPTH) -> bytes:
 # ---------------------------------------------------------------------------------- decoding
 
 
+class Spooled:
+    """Base of a large binary value its receiver stored elsewhere as it arrived (a file).
+
+    A transport may hand the decoder such an object as the single piece of an out-of-band
+    buffer (see ``PartSink`` in :mod:`rtcloud.rpc.protocol`); a plain binary value then
+    decodes as that object, and the method that receives it knows what to do with it.
+    Any other use of the buffer (an array, a DICOM file) is a protocol error.
+    """
+
+    __slots__ = ("__weakref__",)
+
+
 class _Decoder:
     """Rebuilds values from a payload; each out-of-band buffer may be used once."""
 
@@ -442,7 +455,10 @@ class _Decoder:
         """The pieces of an in-band (bytes) or out-of-band (index) binary field."""
         if type(ref) is bytes:
             return (ref,)
-        return self.take(ref)
+        pieces = self.take(ref)
+        if any(isinstance(piece, Spooled) for piece in pieces):
+            raise ProtocolError(f"out-of-band buffer {ref} was stored aside; it is not an array")
+        return pieces
 
     def items(self, data: bytes) -> list[Any]:
         items = self.unpack(data)
@@ -575,8 +591,10 @@ def _bigint(d: _Decoder, data: bytes) -> Any:
 
 def _oob_bytes(d: _Decoder, data: bytes) -> Any:
     pieces = d.take(d.unpack(data))
-    if len(pieces) == 1 and type(pieces[0]) is bytearray:
-        return pieces[0]  # assembled by the receiver (see protocol._InStream): not copied again
+    if len(pieces) == 1:
+        piece: object = pieces[0]
+        if type(piece) is bytearray or isinstance(piece, Spooled):
+            return piece  # assembled or stored by the receiver (protocol._InStream): as it is
     return _join(pieces)
 
 

@@ -78,6 +78,7 @@ __all__ = [
     "encode_message",
     "error_to_message",
     "message_to_exception",
+    "preview_call",
 ]
 
 #: Bumped on any incompatible change; peers with another version are refused at hello.
@@ -493,6 +494,26 @@ def decode_message(
     if obj["t"] in ("chunk", "begin", "abort"):
         raise ProtocolError(f"a {obj['t']} frame cannot be sent inside a stream")
     return _decode_message_map(obj, buffers, limits, lazy_results)
+
+
+def preview_call(
+    envelope: Buffer, placeholders: Sequence[bytearray], limits: Limits = _DEFAULT_LIMITS
+) -> Call | None:
+    """The call a streamed message holds, decoded before its out-of-band buffers arrived.
+
+    Each buffer is stood for by the matching (empty) bytearray of ``placeholders``; a plain
+    binary argument in such a buffer comes out as that very object, so the caller can tell
+    which argument each buffer holds. None when the message is not a call, or when its arguments
+    need the buffers' contents to be decoded (arrays, DICOM files).
+    """
+    try:
+        obj = _unpack_map(envelope)
+        if obj["t"] != "call":
+            return None
+        message = _decode_message_map(obj, [[p] for p in placeholders], limits)
+    except (ProtocolError, KeyError, TypeError, ValueError):
+        return None
+    return message if isinstance(message, Call) else None
 
 
 def _decode_message_map(

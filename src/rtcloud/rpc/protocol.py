@@ -38,7 +38,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,7 +50,7 @@ from rtcloud.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
-from rtcloud.rpc.codec import Encoded
+from rtcloud.rpc.codec import Encoded, Spooled
 from rtcloud.rpc.messages import (
     PROTOCOL_VERSION,
     Abort,
@@ -72,6 +72,7 @@ from rtcloud.rpc.messages import (
     encode_message,
     error_to_message,
     message_to_exception,
+    preview_call,
 )
 
 __all__ = [
@@ -83,9 +84,11 @@ __all__ = [
     "IncomingCallCancelled",
     "Limits",
     "LoggerLike",
+    "PartSink",
     "PingReceived",
     "PongReceived",
     "RpcConnection",
+    "SpoolFactory",
     "State",
     "error_to_message",
     "message_to_exception",
@@ -99,6 +102,25 @@ class LoggerLike(Protocol):
 
     def debug(self, msg: str, *args: Any) -> None: ...
     def warning(self, msg: str, *args: Any) -> None: ...
+
+
+class PartSink(Protocol):
+    """Where a large binary argument of an incoming call goes as its chunks arrive.
+
+    Given by the connection's ``spool`` hook; its methods must not raise (a sink that cannot
+    store the data keeps the error and reports it through the value :meth:`finish`
+    returns, which the called method receives in place of the bytes).
+    """
+
+    def write(self, data: bytes | memoryview) -> None: ...
+    def finish(self) -> Spooled: ...
+    def discard(self) -> None: ...
+
+
+#: ``spool(call, placeholder, size)``: a sink for the argument of ``call`` (decoded ahead,
+#: see :func:`~rtcloud.rpc.messages.preview_call`) that is the object ``placeholder``, of
+#: ``size`` bytes; or None to receive it in memory as usual.
+SpoolFactory = Callable[[Call, bytearray, int], PartSink | None]
 
 
 class State(enum.IntEnum):
@@ -249,19 +271,23 @@ class _InStream:
     A large out-of-band part (a ``putFile``'s bytes) is copied into one ``bytearray`` as it
     arrives and reaches the decoder as that one piece (so a large binary value comes out as
     that ``bytearray``, with no second copy): each chunk's frame is freed as soon as it is
-    copied, instead of the whole message's frames being held and joined at the end.
+    copied, instead of the whole message's frames being held and joined at the end. Or it
+    goes to a :class:`PartSink` (a file) chosen when its first chunk arrives, and reaches
+    the decoder as what the sink's ``finish`` returns.
     """
 
-    __slots__ = ("buffer", "filled", "lengths", "part", "pieces", "seq", "size")
+    __slots__ = ("buffer", "filled", "lengths", "part", "pieces", "seq", "sink", "size")
 
     def __init__(self, lengths: tuple[int, ...]) -> None:
         self.lengths = lengths
         self.size = sum(lengths)
-        self.pieces: list[list[bytes | memoryview | bytearray]] = [[] for _ in lengths]
+        # each part's bytes-like pieces, or the one Spooled a sink made of it
+        self.pieces: list[list[Any]] = [[] for _ in lengths]
         self.part = 0
         self.filled = 0
         self.seq = 0
         self.buffer: bytearray | None = None
+        self.sink: PartSink | None = None
 
     def add(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next chunk of the current part (its size already checked)."""
@@ -269,7 +295,9 @@ class _InStream:
         length = self.lengths[part]
         filled = self.filled
         size = len(data)
-        if part and length >= ASSEMBLE_MIN:
+        if self.sink is not None:
+            self.sink.write(data if isinstance(data, (bytes, memoryview)) else bytes(data))
+        elif part and length >= ASSEMBLE_MIN:
             if self.buffer is None:
                 self.buffer = bytearray(length)
             self.buffer[filled : filled + size] = data
@@ -278,11 +306,20 @@ class _InStream:
         self.filled = filled + size
         self.seq += 1
         if self.filled == length:
-            if self.buffer is not None:
+            if self.sink is not None:
+                self.pieces[part] = [self.sink.finish()]
+                self.sink = None
+            elif self.buffer is not None:
                 self.pieces[part] = [self.buffer]
                 self.buffer = None
             self.part += 1
             self.filled = 0
+
+    def discard(self) -> None:
+        """The message will not complete: let a sink drop what it stored."""
+        if self.sink is not None:
+            self.sink.discard()
+            self.sink = None
 
 
 # ---------------------------------------------------------------------------------- connection
@@ -296,6 +333,10 @@ class RpcConnection:
         limits: sizes and counts accepted and used when sending.
         logger: where to log state changes and dropped replies (DEBUG), and results that
             cannot be sent (WARNING); default ``logging.getLogger("rtcloud.rpc.protocol")``.
+        spool: asked, when the first chunk of a large binary argument (``ASSEMBLE_MIN``
+            bytes or more) of an incoming call arrives, where its bytes should go instead of
+            memory (see :data:`SpoolFactory`); e.g. a data service writes a ``putFile``'s
+            bytes into the target folder as they arrive.
     """
 
     def __init__(
@@ -304,8 +345,10 @@ class RpcConnection:
         *,
         limits: Limits | None = None,
         logger: LoggerLike | None = None,
+        spool: SpoolFactory | None = None,
     ) -> None:
         self.name = name
+        self._spool = spool
         self.limits = limits if limits is not None else Limits()
         if logger is None:
             # Imported here: the logging module loads threading, which the import-time
@@ -531,6 +574,8 @@ class RpcConnection:
         self._small.clear()
         self._streams.clear()
         self._stream_of.clear()
+        for stream in self._partial.values():
+            stream.discard()
         self._partial.clear()
         self._in_flight = 0
 
@@ -629,6 +674,7 @@ class RpcConnection:
         elif isinstance(frame, Abort):
             stream = self._partial.pop(frame.stream_id, None)
             if stream is not None:
+                stream.discard()
                 self._in_flight -= stream.size
         else:
             self._on_message(frame)
@@ -671,6 +717,13 @@ class RpcConnection:
                 f"chunk {chunk.seq} of stream {chunk.stream_id} holds {size} bytes where "
                 f"1 to {room} were expected"
             )
+        if (
+            self._spool is not None
+            and stream.filled == 0
+            and stream.part
+            and stream.lengths[stream.part] >= ASSEMBLE_MIN
+        ):
+            stream.sink = self._sink_for(stream)
         stream.add(chunk.data)
         if stream.part < len(stream.lengths):
             return
@@ -681,6 +734,18 @@ class RpcConnection:
         self._on_message(
             decode_message(envelope, stream.pieces[1:], self.limits, lazy_results=True)
         )
+
+    def _sink_for(self, stream: _InStream) -> PartSink | None:
+        """Ask the spool hook where the part about to arrive should go (None: memory)."""
+        assert self._spool is not None
+        head = stream.pieces[0]
+        envelope = head[0] if len(head) == 1 else b"".join(head)
+        stream.pieces[0] = [envelope]
+        placeholders = [bytearray() for _ in stream.lengths[1:]]
+        call = preview_call(envelope, placeholders, self.limits)
+        if call is None:
+            return None
+        return self._spool(call, placeholders[stream.part - 1], stream.lengths[stream.part])
 
     def _on_message(self, message: Message | Undecodable) -> None:
         if isinstance(message, Hello):
