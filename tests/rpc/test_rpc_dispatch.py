@@ -174,3 +174,26 @@ def test_work_after_the_reply_is_handed_to_the_transport_or_run_at_once():
     assert done == [3, 4]  # no transport to wait for: at once
     Service().work(5)
     assert done == [3, 4, 5]
+
+
+def test_spool_asks_the_object_only_for_calls_it_would_run():
+    class Spooling(Service):
+        def __init__(self):
+            super().__init__()
+            self.asked = []
+
+        def spool_part(self, method, args, kwargs, part, size):
+            self.asked.append((method, args, size))
+            return f"sink for {method}"
+
+    obj = Spooling()
+    dispatcher = Dispatcher()
+    dispatcher.register("DataInterface", obj)
+    part = bytearray()
+    assert dispatcher.spool(call("getFile", "/a", part), part, 10) == "sink for getFile"
+    assert dispatcher.spool(call("helper", part), part, 10) is None  # not exposed
+    assert dispatcher.spool(call("getFile", part, interface="Other"), part, 10) is None
+    assert obj.asked == [("getFile", ("/a", part), 10)]
+    plain = Dispatcher()
+    plain.register("DataInterface", Service())  # no spool_part: memory as usual
+    assert plain.spool(call("getFile", "/a", part), part, 10) is None

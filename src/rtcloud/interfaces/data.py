@@ -474,31 +474,33 @@ class DataInterface(Interface):
         ``str`` is written as UTF-8, numbers as their text. Readers polling for the file
         never see it half written. ``compress`` is accepted for RT-Cloud compatibility.
         """
-        try:
-            path = self._check_file(filename)
-            payload: bytes | bytearray | memoryview
-            if isinstance(data, SpooledFile):  # already written as it arrived (spool_part)
-                payload = b""
-            elif isinstance(data, str):
-                payload = data.encode("utf-8")
-            elif isinstance(data, (bytes, bytearray, memoryview)):
-                payload = data  # written as it is: a large one is not copied first
-            elif isinstance(data, (int, float)) and not isinstance(data, bool):
-                payload = str(data).encode("utf-8")
-            else:
-                raise ValidationError(
-                    f"putFile: data must be bytes, str or a number, got {type(data).__name__}"
-                )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._resolve(path.parent)  # mkdir must not have followed a link out
-        except BaseException:
-            if isinstance(data, SpooledFile):
+        if isinstance(data, SpooledFile):  # already written as it arrived (spool_part)
+            try:
+                path = self._with_folder(self._check_file(filename))
+            except BaseException:
                 data.discard()
-            raise
-        if isinstance(data, SpooledFile):
+                raise
             data.commit(path)
+            return
+        path = self._check_file(filename)
+        payload: bytes | bytearray | memoryview
+        if isinstance(data, str):
+            payload = data.encode("utf-8")
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            payload = data  # written as it is: a large one is not copied first
+        elif isinstance(data, (int, float)) and not isinstance(data, bool):
+            payload = str(data).encode("utf-8")
         else:
-            write_atomically(path, payload)
+            raise ValidationError(
+                f"putFile: data must be bytes, str or a number, got {type(data).__name__}"
+            )
+        write_atomically(self._with_folder(path), payload)
+
+    def _with_folder(self, path: Path) -> Path:
+        """A checked file path, its folder created (and still inside the allowed ones)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._resolve(path.parent)  # mkdir must not have followed a link out
+        return path
 
     def spool_part(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], part: object, size: int
@@ -517,10 +519,7 @@ class DataInterface(Interface):
         if data is not part or not isinstance(filename, str):
             return None
         try:
-            path = self._check_file(filename)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._resolve(path.parent)
-            return SpooledFile(path.parent, size)
+            return SpooledFile(self._with_folder(self._check_file(filename)).parent, size)
         except (OSError, ValidationError):  # putFile itself raises the same error, typed
             return None
 

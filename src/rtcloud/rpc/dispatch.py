@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from rtcloud.errors import ValidationError
 from rtcloud.rpc.messages import Error, Result
+from rtcloud.rpc.protocol import PartSink
 
 __all__ = [
     "EXPOSED_MARK",
@@ -157,6 +158,22 @@ class Dispatcher:
         if not callable(func):
             raise ValidationError(f"{interface}.{method} is not a method")
         return func  # type: ignore[no-any-return]
+
+    def spool(self, call: CallLike, part: bytearray, size: int) -> PartSink | None:
+        """Where a large argument of an allowed call goes as it arrives (a spool hook).
+
+        Asks the called object's ``spool_part(method, args, kwargs, part, size)``, if it has
+        one; None (the bytes arrive in memory) otherwise, and for a call that is refused.
+        """
+        try:
+            self.resolve(call.interface, call.method)
+        except ValidationError:
+            return None
+        spool_part = getattr(self._objects[call.interface], "spool_part", None)
+        if spool_part is None:
+            return None
+        sink: PartSink | None = spool_part(call.method, call.args, call.kwargs, part, size)
+        return sink
 
     def is_quick(self, interface: str, method: str) -> bool:
         """True for an allowed method marked as never blocking (``@expose(quick=True)``)."""

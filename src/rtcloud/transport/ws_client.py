@@ -36,13 +36,11 @@ from rtcloud.errors import (
     ValidationError,
 )
 from rtcloud.rpc.dispatch import Dispatcher
-from rtcloud.rpc.messages import Call
 from rtcloud.rpc.protocol import (
     CallFailed,
     CallResult,
     IncomingCall,
     IncomingCallCancelled,
-    PartSink,
     RpcConnection,
 )
 from rtcloud.tls import client_context, verify_fingerprint
@@ -96,7 +94,6 @@ class ServiceClient:
         self.fingerprint = fingerprint
         self._ssl = client_context(fingerprint=fingerprint, cafile=cafile) if self.tls else None  # type: ignore[arg-type]
         self.dispatcher = Dispatcher()
-        self._objects = dict(objects)
         for name, obj in objects.items():
             self.dispatcher.register(name, obj)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"rtcloud-{role}")
@@ -201,7 +198,7 @@ class ServiceClient:
                 if isinstance(sock, ssl.SSLSocket):
                     verify_fingerprint(sock, self.fingerprint)
             self._ws = ws
-            conn = RpcConnection(f"{self.role}-service", spool=self._spool)
+            conn = RpcConnection(f"{self.role}-service", spool=self.dispatcher.spool)
             link = _Link(ws, conn)
             lock = link.lock
             self._link = link
@@ -245,14 +242,6 @@ class ServiceClient:
                 self._on_status(f"disconnected from {url}")
         finally:
             ws.close()
-
-    def _spool(self, call: Call, part: bytearray, size: int) -> PartSink | None:
-        """A large argument's sink, if the called object offers one (``spool_part``)."""
-        spool_part = getattr(self._objects.get(call.interface), "spool_part", None)
-        if spool_part is None:
-            return None
-        sink: PartSink | None = spool_part(call.method, call.args, call.kwargs, part, size)
-        return sink
 
     def _settle(self, event: object) -> None:
         """Hand the reply to one of our own calls to the thread waiting for it."""

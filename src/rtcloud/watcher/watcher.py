@@ -29,7 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from watchdog.events import (
     FileClosedEvent,
@@ -69,34 +69,35 @@ PARSED_MAX_FILES = 8
 PARSED_MAX_BYTES = 64 * 1024 * 1024
 
 
-class _ParsedFiles:
-    """The parses a completeness check made, until taken (thread-safe, bounded)."""
+class _KeptUntilTaken(Generic[T]):
+    """Values per file path until taken, at most PARSED_MAX_FILES of them and (counted by
+    ``size``) PARSED_MAX_BYTES; the oldest go first. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: Callable[[T], int]) -> None:
+        self._size = size
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, ParsedDicom] = OrderedDict()
+        self._entries: OrderedDict[str, T] = OrderedDict()
         self._bytes = 0
 
-    def put(self, parsed: ParsedDicom) -> None:
-        name = str(parsed.path)
+    def put(self, name: str, value: T) -> None:
         with self._lock:
             old = self._entries.pop(name, None)
             if old is not None:
-                self._bytes -= len(old.data)
-            self._entries[name] = parsed
-            self._bytes += len(parsed.data)
+                self._bytes -= self._size(old)
+            self._entries[name] = value
+            self._bytes += self._size(value)
             while len(self._entries) > 1 and (
                 len(self._entries) > PARSED_MAX_FILES or self._bytes > PARSED_MAX_BYTES
             ):
                 _, evicted = self._entries.popitem(last=False)
-                self._bytes -= len(evicted.data)
+                self._bytes -= self._size(evicted)
 
-    def take(self, name: str) -> ParsedDicom | None:
+    def take(self, name: str) -> T | None:
         with self._lock:
-            parsed = self._entries.pop(name, None)
-            if parsed is not None:
-                self._bytes -= len(parsed.data)
-            return parsed
+            value = self._entries.pop(name, None)
+            if value is not None:
+                self._bytes -= self._size(value)
+            return value
 
     def clear(self) -> None:
         with self._lock:
@@ -114,29 +115,6 @@ CHANGE_EVENTS: tuple[type[FileSystemEvent], ...] = (
     FileMovedEvent,
     FileDeletedEvent,
 )
-
-
-class _Prepared:
-    """Results of ``prepare_header`` per file, until taken (thread-safe, a few at most)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, Any] = OrderedDict()
-
-    def put(self, name: str, value: Any) -> None:
-        with self._lock:
-            self._entries.pop(name, None)
-            self._entries[name] = value
-            while len(self._entries) > PARSED_MAX_FILES:
-                self._entries.popitem(last=False)
-
-    def take(self, name: str) -> Any:
-        with self._lock:
-            return self._entries.pop(name, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 class _Handler(FileSystemEventHandler):
@@ -207,10 +185,16 @@ class FileWatcher:
         self._open_writes: set[str] = set()
         self._writes_lock = threading.Lock()
         self._close_events = sys.platform.startswith("linux")
-        self._parsed = _ParsedFiles() if keep_parsed else None
-        on_parsed = self._parsed.put if self._parsed is not None else None
+        self._parsed: _KeptUntilTaken[ParsedDicom] | None = None
+        on_parsed: Callable[[ParsedDicom], None] | None = None
+        if keep_parsed:
+            kept = self._parsed = _KeptUntilTaken(lambda parsed: len(parsed.data))
+
+            def on_parsed(parsed: ParsedDicom) -> None:
+                kept.put(str(parsed.path), parsed)
+
         self._prepare_header = prepare_header
-        self._prepared = _Prepared()
+        self._prepared: _KeptUntilTaken[Any] = _KeptUntilTaken(lambda prepared: 0)
         on_header = self._on_header if prepare_header is not None else None
         self.completeness = completeness or make_completeness_check(
             self.min_file_size,
