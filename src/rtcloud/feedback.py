@@ -46,8 +46,7 @@ class FeedbackClient:
         fingerprint: str | None = None,
         cafile: str | None = None,
     ) -> None:
-        self._messages: list[str] = []
-        self.subject = SubjectInterface(on_message=self._messages.append)
+        self.subject = SubjectInterface()
         self._client = ServiceClient(
             server,
             "subject",
@@ -131,7 +130,7 @@ class FeedbackClient:
 
     def message(self) -> str:
         """The latest message from ``setMessage`` ("" if none yet)."""
-        return self._messages[-1] if self._messages else ""
+        return self.subject.message
 
     def send_response(
         self, runId: int, trId: int, response: dict[str, Any], timeout: float = 5.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -112,3 +113,23 @@ def test_background_writer_writes_large_records_whole(tmp_path):
         assert not list(tmp_path.glob(".*part"))  # no temporary file left behind
     finally:
         writer.close()
+
+
+def test_the_subject_service_keeps_only_recent_results_in_memory(tmp_path):
+    """Nothing in the subject service dequeues results: a long session must not grow."""
+    from rtcloud.interfaces.subject import KEEP_RESULTS
+    from rtcloud.services.subject_service import build_interfaces
+
+    subject = build_interfaces(tmp_path)["SubjectInterface"]
+    total = KEEP_RESULTS + 7
+    for tr in range(total):
+        subject.setResult(1, tr, tr / 10)
+    assert subject.msgQueue.qsize() == KEEP_RESULTS
+    assert subject.dequeueResult()["trId"] == 7  # the oldest ones went
+    # every result still reached its files
+    last = tmp_path / "run1" / "classoutput" / f"vol-1-{total - 1}.txt"
+    deadline = time.monotonic() + 10
+    while not last.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert last.read_text() == f"{(total - 1) / 10}\n"
+    assert len(list((tmp_path / "run1" / "classoutput").iterdir())) == total

@@ -21,7 +21,7 @@ from rtcloud.errors import ValidationError
 from rtcloud.interfaces.expose import Interface, expose
 from rtcloud.utils import npToPy
 
-__all__ = ["SubjectInterface"]
+__all__ = ["KEEP_RESULTS", "SubjectInterface"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,12 @@ def _check_delay(onsetTimeDelayMs: Any) -> float:
     if math.isnan(delay) or delay < 0:
         raise ValidationError(f"onsetTimeDelayMs must be >= 0 ms, got {onsetTimeDelayMs!r}")
     return delay
+
+
+#: Results kept for ``dequeueResult`` by a process that passes every result on as it comes
+#: (the server's relay, the subject service): older ones are dropped, so a long session's
+#: memory does not grow with every volume.
+KEEP_RESULTS = 1000
 
 
 class SubjectInterface(Interface):

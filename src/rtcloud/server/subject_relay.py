@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from starlette.websockets import WebSocket
 
 from rtcloud.errors import ServiceUnavailableError
-from rtcloud.interfaces.subject import SubjectInterface
+from rtcloud.interfaces.subject import KEEP_RESULTS, SubjectInterface
 from rtcloud.rpc.dispatch import Dispatcher
 from rtcloud.transport.ws_server import ServiceChannel
 
@@ -42,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: The calls that go on to every peer; all others are answered by the server.
 DELIVERED = frozenset({"setResult", "setResultDict", "setMessage"})
-#: Results kept in the server for ``dequeueResult`` (older ones are dropped).
-KEEP_RESULTS = 1000
 
 
 class Peer(Protocol):

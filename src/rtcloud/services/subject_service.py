@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rtcloud.interfaces.subject import SubjectInterface
+from rtcloud.interfaces.subject import KEEP_RESULTS, SubjectInterface
 from rtcloud.services.result_files import BackgroundWriter, ResultFileWriter
 from rtcloud.services.runner import add_connection_arguments, run_service
 
@@ -20,7 +20,9 @@ __all__ = ["add_parser", "build_interfaces"]
 
 def build_interfaces(out_dir: Path) -> dict[str, object]:
     writer = BackgroundWriter(ResultFileWriter(out_dir))
-    return {"SubjectInterface": SubjectInterface(on_result=writer.submit)}
+    # The files are this process's output; nothing here dequeues the results, so keep few.
+    subject = SubjectInterface(on_result=writer.submit, max_queued=KEEP_RESULTS)
+    return {"SubjectInterface": subject}
 
 
 def _run(args: argparse.Namespace) -> int:
