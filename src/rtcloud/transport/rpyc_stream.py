@@ -13,12 +13,18 @@ same handshake: a tag and the server's secret, checked by :func:`presents_secret
 from __future__ import annotations
 
 import hmac
+import math
+import select
 import socket
 from typing import Any
 
 from rpyc.core.stream import SocketStream
+from rpyc.lib import Timeout
 
 __all__ = ["FastSocketStream", "presents_secret", "recv_exact", "set_nodelay", "tune_connection"]
+
+#: Bytes a read asks the socket for: a small RPyC message (header and payload) in one call.
+READ_BUFFER = 64 << 10
 
 
 def recv_exact(sock: socket.socket, count: int) -> bytes:
@@ -46,9 +52,27 @@ def set_nodelay(sock: socket.socket) -> None:
 
 
 class FastSocketStream(SocketStream):  # type: ignore[misc]
-    """A SocketStream whose reads and writes cost O(n) for a payload of n bytes."""
+    """A SocketStream whose reads and writes cost O(n) for a payload of n bytes.
 
-    __slots__ = ()
+    Reads go through a small buffer: RPyC reads each frame in two steps (its 5-byte header,
+    then the payload), and one ``recv`` usually brings both, so a small message costs one
+    system call instead of two. :meth:`poll` answers at once while buffered bytes wait, and
+    keeps one ``select.poll`` object instead of making one per message (where the platform
+    has none, e.g. Windows, RPyC's own ``poll`` is used).
+    """
+
+    __slots__ = ("_buffer", "_end", "_poller", "_start", "_view")
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._buffer = bytearray(READ_BUFFER)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # buffered bytes not read yet: self._buffer[self._start:self._end]
+        self._end = 0
+        self._poller: Any = None
+        if hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
 
     def write(self, data: bytes) -> None:
         try:
@@ -57,16 +81,43 @@ class FastSocketStream(SocketStream):  # type: ignore[misc]
             self.close()
             raise EOFError(exc) from exc
 
+    def poll(self, timeout: Any) -> bool:
+        if self._end > self._start:
+            return True
+        if self._poller is None:
+            return bool(super().poll(timeout))
+        left = Timeout(timeout).timeleft()
+        try:
+            return bool(self._poller.poll(None if left is None else math.ceil(left * 1000)))
+        except (OSError, ValueError) as exc:  # the socket was closed meanwhile
+            raise EOFError(exc) from exc
+
     def read(self, count: int) -> bytes:
-        buf = bytearray(count)
-        view = memoryview(buf)
-        got = 0
+        start, end = self._start, self._end
+        if end - start >= count:  # all buffered: the usual case for a payload
+            self._start = start + count
+            return bytes(self._view[start : start + count])
+        out = bytearray(count)
+        view = memoryview(out)
+        got = end - start
+        view[:got] = self._view[start:end]
+        self._start = self._end = 0
         while got < count:
-            try:
-                n = self.sock.recv_into(view[got:], min(count - got, 4 << 20))
-            except TimeoutError:
+            if count - got >= len(self._buffer):  # large: straight into the result
+                got += self._recv_into(view[got:], min(count - got, 4 << 20))
                 continue
-            except InterruptedError:
+            n = self._recv_into(self._view, len(self._buffer))
+            take = min(n, count - got)
+            view[got : got + take] = self._view[:take]
+            got += take
+            self._start, self._end = take, n
+        return bytes(out)
+
+    def _recv_into(self, target: memoryview, size: int) -> int:
+        while True:
+            try:
+                n: int = self.sock.recv_into(target, size)
+            except (TimeoutError, InterruptedError):
                 continue
             except OSError as exc:
                 self.close()
@@ -74,8 +125,7 @@ class FastSocketStream(SocketStream):  # type: ignore[misc]
             if n == 0:
                 self.close()
                 raise EOFError("connection closed by peer")
-            got += n
-        return bytes(buf)
+            return n
 
 
 def tune_connection(conn: Any) -> None:
