@@ -11,9 +11,9 @@ never sees half a file. A name can never write outside the output folder: it mus
 file name of letters, digits, ``-``, ``_`` and ``.``.
 
 :class:`BackgroundWriter` is what the subject service uses: a result's names are checked at
-once (a bad name fails the script's call), and its files are written right after, in order,
-by one writer thread, so acknowledging a result does not wait for the disk (creating a file
-takes 0.05-0.5 ms depending on the file system). A write that fails is logged and raised
+once (a bad name fails the script's call), and its files are made and written right after,
+in order, by one writer thread, so acknowledging a result waits neither for the disk
+(creating a file takes 0.05-0.5 ms depending on the file system) nor for the encoding. A write that fails is logged and raised
 on the script's next feedback call, never lost.
 """
 
@@ -71,16 +71,7 @@ class ResultFileWriter:
         self.out_dir = Path(out_dir).resolve()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._checked: set[Path] = set()  # folders known to lie inside out_dir
-        self._run_folders: dict[str, tuple[Path, Path]] = {}  # run -> (results, classoutput)
-
-    def _inside(self, path: Path) -> Path:
-        """``path`` if it lies inside the output folder (its folder checked once).
-
-        The file names themselves are plain names (checked before), and a file is replaced,
-        never written through, so a link in the file's place cannot lead outside either.
-        """
-        self._folder_inside(path.parent)
-        return path
+        self._run_folders: dict[str, Path] = {}  # run -> its folder, both subfolders checked
 
     def _folder_inside(self, folder: Path) -> Path:
         """``folder`` if it is, or will be, inside the output folder; else ValidationError."""
@@ -95,35 +86,41 @@ class ResultFileWriter:
             self._checked.add(folder)
         return folder
 
-    def plan(self, result: dict[str, Any]) -> list[tuple[Path, bytes]]:
-        """The files one result becomes, as (path, bytes); ValidationError for bad names."""
-        record = json_plain(result)
-        record.setdefault("writtenAt", time.time())
-        # one line, by the C encoder (an indented dump takes the slow, pure-Python path)
-        text = json.dumps(record, sort_keys=True).encode("utf-8")
+    def check(self, result: dict[str, Any]) -> tuple[Path, str]:
+        """Where a result's files go: (folder, base name); ValidationError for bad names.
+
+        For a ``setResult`` result the folder is the run's folder and the base name
+        ``vol-R-T``; for a named ``setResultDict`` result, the output folder and the name.
+        """
         if "name" in result and "runId" not in result:
-            path = self._inside(self.out_dir / f"{safe_name(str(result['name']))}.json")
-            return [(path, text)]
+            return self.out_dir, safe_name(str(result["name"]))
         missing = [k for k in ("runId", "trId", "value") if k not in result]
         if missing:
             raise ValidationError(f"a result needs runId, trId and value; missing {missing}")
         run = _run_part(result["runId"], "runId")
         tr = _run_part(result["trId"], "trId")
-        folders = self._run_folders.get(run)
-        if folders is None:
+        base = self._run_folders.get(run)
+        if base is None:
             base = self.out_dir / f"run{run}"
-            folders = (
-                self._folder_inside(base / "results"),
-                self._folder_inside(base / "classoutput"),
-            )
+            self._folder_inside(base / "results")
+            self._folder_inside(base / "classoutput")
             if len(self._run_folders) < 4096:
-                self._run_folders[run] = folders
-        results, classoutput = folders
-        name = f"vol-{run}-{tr}"
+                self._run_folders[run] = base
+        return base, f"vol-{run}-{tr}"
+
+    def plan(self, result: dict[str, Any]) -> list[tuple[Path, bytes]]:
+        """The files one result becomes, as (path, bytes); ValidationError for bad names."""
+        folder, name = self.check(result)
+        record = json_plain(result)
+        record.setdefault("writtenAt", time.time())
+        # one line, by the C encoder (an indented dump takes the slow, pure-Python path)
+        text = json.dumps(record, sort_keys=True).encode("utf-8")
+        if folder == self.out_dir:
+            return [(folder / f"{name}.json", text)]
         # the JSON record first: a reader that sees the .txt file finds the record too
         return [
-            (results / f"{name}.json", text),
-            (classoutput / f"{name}.txt", f"{result['value']}\n".encode()),
+            (folder / "results" / f"{name}.json", text),
+            (folder / "classoutput" / f"{name}.txt", f"{result['value']}\n".encode()),
         ]
 
     def write(self, result: dict[str, Any]) -> list[Path]:
@@ -145,8 +142,8 @@ class BackgroundWriter:
         self.writer = writer
         self._folders: set[str] = set()  # created already: no mkdir per result
         self._tmp_suffix = f".{os.getpid()}.part"
-        self._queue: queue.Queue[list[tuple[str, bytes]] | None] = queue.Queue()
-        self._failure: OSError | None = None
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._failure: OSError | ValidationError | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="rtcloud-results", daemon=True)
         self._thread.start()
@@ -156,32 +153,46 @@ class BackgroundWriter:
             failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
-        files = [(os.fspath(path), data) for path, data in self.writer.plan(result)]
-        after_reply(lambda: self._queue.put(files))  # the disk does not hold up the reply
+        self.writer.check(result)  # a bad name fails this call
+        kept = dict(result)
+        after_reply(lambda: self._queue.put(kept))  # the files do not hold up the reply
 
     def _run(self) -> None:
         # Strings, not Paths, and a log line per folder rather than per file: this thread
         # shares the interpreter with the one answering the script's next call.
         while True:
-            files = self._queue.get()
+            result = self._queue.get()
             try:
-                if files is None:
+                if result is None:
                     return
-                for path, data in files:
-                    try:
-                        self._write(path, data)
-                    except OSError as exc:
-                        logger.error("could not write the result file %s: %s", path, exc)
-                        with self._lock:
-                            self._failure = OSError(
-                                exc.errno,
-                                f"the subject service could not write the result file "
-                                f"{path!r} of an earlier result: {exc.strerror or exc}",
-                            )
-                        break
-                    logger.debug("feedback written: %s", path)
+                self._write_result(result)
             finally:
                 self._queue.task_done()
+
+    def _write_result(self, result: dict[str, Any]) -> None:
+        try:
+            files = self.writer.plan(result)  # checked in submit; a folder may have changed
+        except ValidationError as exc:
+            logger.error("could not write the files of a result: %s", exc)
+            with self._lock:
+                self._failure = ValidationError(
+                    f"the subject service could not write the files of an earlier result: {exc}"
+                )
+            return
+        for path, data in files:
+            name = os.fspath(path)
+            try:
+                self._write(name, data)
+            except OSError as exc:
+                logger.error("could not write the result file %s: %s", name, exc)
+                with self._lock:
+                    self._failure = OSError(
+                        exc.errno,
+                        f"the subject service could not write the result file "
+                        f"{name!r} of an earlier result: {exc.strerror or exc}",
+                    )
+                return
+            logger.debug("feedback written: %s", name)
 
     def _write(self, path: str, data: bytes) -> None:
         """Atomic write with few steps (only this thread writes these temporary names)."""
