@@ -12,9 +12,9 @@ file name of letters, digits, ``-``, ``_`` and ``.``.
 
 :class:`BackgroundWriter` is what the subject service uses: a result's names are checked at
 once (a bad name fails the script's call), and its files are made and written right after,
-in order, by one writer thread, so acknowledging a result waits neither for the disk
-(creating a file takes 0.05-0.5 ms depending on the file system) nor for the encoding. A write that fails is logged and raised
-on the script's next feedback call, never lost.
+in order, by one writer thread, so acknowledging a result waits neither for the encoding
+nor for the disk (creating a file takes 0.05-0.5 ms depending on the file system). A write
+that fails is logged and raised on the script's next feedback call, never lost.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class BackgroundWriter:
 
     def _write_result(self, result: dict[str, Any]) -> None:
         try:
-            files = self.writer.plan(result)  # checked in submit; a folder may have changed
+            files = self.writer.plan(result)  # names checked in submit already
         except ValidationError as exc:
             logger.error("could not write the files of a result: %s", exc)
             with self._lock:
