@@ -158,8 +158,6 @@ class BackgroundWriter:
         after_reply(lambda: self._queue.put(kept))  # the files do not hold up the reply
 
     def _run(self) -> None:
-        # Strings, not Paths, and a log line per folder rather than per file: this thread
-        # shares the interpreter with the one answering the script's next call.
         while True:
             result = self._queue.get()
             try:
@@ -170,29 +168,29 @@ class BackgroundWriter:
                 self._queue.task_done()
 
     def _write_result(self, result: dict[str, Any]) -> None:
+        # Strings, not Paths, and a log line per folder rather than per file: this thread
+        # shares the interpreter with the one answering the script's next call.
+        failure: OSError | ValidationError
+        name = os.fspath(self.writer.out_dir)
         try:
-            files = self.writer.plan(result)  # names checked in submit already
-        except ValidationError as exc:
-            logger.error("could not write the files of a result: %s", exc)
-            with self._lock:
-                self._failure = ValidationError(
-                    f"the subject service could not write the files of an earlier result: {exc}"
-                )
-            return
-        for path, data in files:
-            name = os.fspath(path)
-            try:
+            for path, data in self.writer.plan(result):  # names checked in submit already
+                name = os.fspath(path)
                 self._write(name, data)
-            except OSError as exc:
-                logger.error("could not write the result file %s: %s", name, exc)
-                with self._lock:
-                    self._failure = OSError(
-                        exc.errno,
-                        f"the subject service could not write the result file "
-                        f"{name!r} of an earlier result: {exc.strerror or exc}",
-                    )
-                return
-            logger.debug("feedback written: %s", name)
+                logger.debug("feedback written: %s", name)
+            return
+        except OSError as exc:
+            failure = OSError(
+                exc.errno,
+                f"the subject service could not write the result file {name!r} of an "
+                f"earlier result: {exc.strerror or exc}",
+            )
+        except ValidationError as exc:
+            failure = ValidationError(
+                f"the subject service could not write the files of an earlier result: {exc}"
+            )
+        logger.error("%s", failure)
+        with self._lock:
+            self._failure = failure
 
     def _write(self, path: str, data: bytes) -> None:
         """Atomic write with few steps (only this thread writes these temporary names)."""
