@@ -9,7 +9,12 @@ The tree::
     │   ├── WatchDirectoryError (also NotADirectoryError)  a folder to watch does not exist
     │   ├── SerializationError (also TypeError)  a value that cannot be sent to another
     │   │                                    process (type not supported, too deep, too big)
-    │   └── InvalidDicomError                bytes that are not a (complete) DICOM image
+    │   ├── InvalidDicomError                bytes that are not a (complete) DICOM image
+    │   └── PreprocessError                  preprocessing cannot use an input (``kind`` says
+    │       │                                which problem, for the page's flags)
+    │       ├── VolumeError                  a volume: wrong shape or affine, NaNs, all zero
+    │       ├── MaskError                    a mask or ROI: no overlap, another space
+    │       └── RegistrationError            motion correction did not converge
     ├── StateError                           a call made in the wrong state (watchFile before
     │                                        initWatch, unknown stream id, ...)
     ├── RequestError                         a request could not be carried out
@@ -45,15 +50,18 @@ __all__ = [
     "FileWaitTimeout",
     "InvalidDicomError",
     "InvocationError",
+    "MaskError",
     "MessageError",
     "MetadataMismatchError",
     "MissedDeadlineError",
     "MissedMultipleDeadlines",
     "MissingMetadataError",
+    "PreprocessError",
     "ProtocolError",
     "QueryError",
     "RTCloudError",
     "RTError",
+    "RegistrationError",
     "RemoteCallError",
     "RequestError",
     "RpcError",
@@ -62,6 +70,7 @@ __all__ = [
     "StateError",
     "ValidationError",
     "VersionError",
+    "VolumeError",
     "WatchDirectoryError",
 ]
 
@@ -110,6 +119,36 @@ class ConfigError(ValidationError, InvocationError):
 
 class InvalidDicomError(ValidationError):
     """Bytes that are not a DICOM image, or one whose pixel data is not all there yet."""
+
+
+class PreprocessError(ValidationError):
+    """Preprocessing cannot use an input; ``kind`` names the problem in one word.
+
+    Per volume, :meth:`rtcloud.preprocess.Pipeline.process` does not raise these: it flags
+    the volume with them (``result.problems``) and the run goes on.
+    """
+
+    def __init__(self, message: str, *, kind: str, volume: int | None = None) -> None:
+        super().__init__(message)
+        #: ``shape``, ``affine``, ``nan``, ``zero``, ``no-overlap``, ``other-space``,
+        #: ``outside-brain``, ``not-converged``, ``reference`` ...
+        self.kind = kind
+        #: Index of the volume concerned (None for a mask or a setting).
+        self.volume = volume
+
+
+class VolumeError(PreprocessError):
+    """A volume cannot be used: its shape or affine differ from the reference's, it holds
+    NaNs or infinities, or it is all zero."""
+
+
+class MaskError(PreprocessError):
+    """A mask or ROI cannot be used on the functional volumes: it does not overlap them, it is
+    empty, or it is in a template or another subject's space."""
+
+
+class RegistrationError(PreprocessError):
+    """Motion correction did not converge for a volume."""
 
 
 class WatchDirectoryError(ValidationError, NotADirectoryError):
