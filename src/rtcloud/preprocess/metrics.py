@@ -7,7 +7,9 @@
   voxel from the previous (realigned) volume, with intensities scaled so that the
   reference's median brain intensity is 1000; a DVARS of 10 is then a 1 % change.
 - tSNR: per voxel, the mean over the run so far divided by the standard deviation (Welford's
-  running update, one pass, no history kept); reported as the median over the brain.
+  running update, one pass, no history kept); reported as the median over the brain (over
+  at most 5000 brain voxels evenly spread, which keeps the median under a tenth of a
+  millisecond; the per-voxel map covers every brain voxel).
 
 Pure module: numpy only; no threads, sockets, clocks or files.
 """
@@ -23,6 +25,8 @@ __all__ = ["HEAD_RADIUS_MM", "RunningTsnr", "dvars", "framewise_displacement"]
 
 #: Radius (mm) of the sphere on which rotations become distances (Power et al. 2012).
 HEAD_RADIUS_MM = 50.0
+#: At most this many brain voxels enter the median tSNR.
+MEDIAN_VOXELS = 5000
 
 
 def framewise_displacement(
@@ -79,9 +83,12 @@ class RunningTsnr:
         return out
 
     def median(self) -> float:
-        """Median tSNR over the brain (NaN before two volumes)."""
+        """Median tSNR over the brain (NaN before two volumes); see the module docstring."""
         if self.count < 2:
             return float("nan")
-        values = self.voxels()
+        step = max(1, self.brain.size // MEDIAN_VOXELS)
+        std = np.sqrt(self._m2[::step] / (self.count - 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = self._mean[::step] / std
         finite = values[np.isfinite(values)]
         return float(np.median(finite)) if finite.size else float("nan")
