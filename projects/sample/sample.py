@@ -4,9 +4,11 @@ Written the way RT-Cloud experiment scripts are (it imports the ``rtCommon`` nam
 also shows what an existing script needs to run on rtcloud: nothing.
 
 For each volume: get the DICOM as soon as the scanner has written it, turn the Siemens
-mosaic into a 3-D volume, average a region of interest, send the percent signal change
-(against the first volumes) to the participant and to the web page's plot. At the end of a
-run, write the values to a results file through the data interface.
+mosaic into a 3-D volume, preprocess it (``rtcloud.preprocess``: motion correction, FD,
+DVARS, smoothing, the mean of the ROI given as a mask file, a GLM that removes drift and
+motion), send the ROI's percent signal change to the participant and to the web page's plot,
+and the volume's quality (motion, FD, where its time went, its slices) to the page's Quality
+tab. At the end of a run, write the values to a results file through the data interface.
 
 Run it on its own (no server; -y skips the "continue with local files?" question)::
 
@@ -26,6 +28,7 @@ currPath = os.path.dirname(os.path.realpath(__file__))
 rootPath = os.path.dirname(os.path.dirname(currPath))
 sys.path.append(rootPath)  # what RT-Cloud scripts do; harmless with rtcloud installed
 
+from rtcloud.preprocess import Pipeline  # noqa: E402
 from rtCommon.clientInterface import ClientInterface  # noqa: E402
 from rtCommon.imageHandling import convertDicomImgToNifti, dicomTimeToNextTr  # noqa: E402
 from rtCommon.utils import calcAvgRoundTripTime, loadConfigFile, stringPartialFormat  # noqa: E402
@@ -71,18 +74,33 @@ def doRun(cfg, runNum, scanNum, clientInterface):
     )
     webInterface.clearRunPlot(runNum)
 
+    rois = {"roi": projectPath(cfg.roiMask)} if cfg.roiMask else {}
+    pipeline = Pipeline(
+        fwhm=float(cfg.smoothingFwhm or 0),
+        rois=rois,
+        fd_threshold=float(cfg.fdThreshold or 0.5),
+        tr=trInterval,
+    )
+    webInterface.clearQuality()
     baseline = []
     values = []
     for tr in range(numVolumes):
         timeout = float(cfg.firstVolumeTimeout or 60) if tr == 0 else trInterval + 10
         dicom = dataInterface.getImageData(streamId, int(tr), timeout=timeout)
         received = time.time()
-        volume = convertDicomImgToNifti(dicom).get_fdata()
-        mean = roiMean(volume, cfg)
-        if tr < int(cfg.baselineVolumes or 4):
-            baseline.append(mean)
-        reference = float(np.mean(baseline))
-        change = 100.0 * (mean - reference) / reference if reference else 0.0
+        image = convertDicomImgToNifti(dicom)
+        result = pipeline.process(image)
+        for problem in result.setup_problems:  # e.g. a mask in another subject's space
+            webInterface.setUserError(f"preprocessing: {problem}")
+        mean = result.roi_means.get("roi", float("nan"))
+        if np.isfinite(result.activation.get("roi", float("nan"))):
+            change = result.activation["roi"]  # drift and motion removed (the pipeline's GLM)
+        else:  # no usable mask: the voxel box of the config, against the first volumes
+            mean = roiMean(image.get_fdata(), cfg)
+            if tr < int(cfg.baselineVolumes or 4):
+                baseline.append(mean)
+            reference = float(np.mean(baseline))
+            change = 100.0 * (mean - reference) / reference if reference else 0.0
         try:
             toNextTr = dicomTimeToNextTr(dicom, clockSkew)
         except Exception:  # data without usable acquisition time: feedback at once
@@ -90,17 +108,23 @@ def doRun(cfg, runNum, scanNum, clientInterface):
         onsetMs = delayMs
         if cfg.onsetAtNextTr and toNextTr is not None:
             onsetMs = 1000.0 * toNextTr  # counted from the moment it reaches the stimulus PC
+        resultSent = time.time()
         subjInterface.setResult(runNum, int(tr), float(change), onsetMs)
+        resultAcked = time.time()
         webInterface.plotDataPoint(runNum, int(tr), float(change))
+        timeline = {"received": received, "resultSent": resultSent, "resultAcked": resultAcked}
+        webInterface.sendQuality(runNum, int(tr), result.quality(timeline=timeline))
         values.append(change)
         fileName = os.path.join(dicomDir, pattern.format(TR=tr))
         latency = ""
         if os.path.exists(fileName):  # local data: time since the scanner's last byte
             latency = f", {1000 * (received - os.path.getmtime(fileName)):.1f} ms after write"
         nextTr = f", next TR in {toNextTr:.2f} s" if toNextTr is not None else ""
+        moved = f", FD {result.fd:.2f} mm" if np.isfinite(result.fd) else ""
+        flags = "".join(f" [{p.kind}]" for p in result.problems)
         print(
             f"run {runNum} TR {tr:3d}: ROI mean {mean:9.2f}  change {change:+6.2f} %"
-            f"{latency}{nextTr}",
+            f"{latency}{nextTr}{moved}, preprocessing {result.total_ms:.1f} ms{flags}",
             flush=True,
         )
 

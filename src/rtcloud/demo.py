@@ -45,6 +45,7 @@ def prepare_demo(workdir: Path, volumes: int, tr: float) -> tuple[Path, Path, Pa
         tr_ms=int(round(tr * 1000)),
         scan=int(doc["scanNum"][0]),
         pattern=str(doc["dicomNamePattern"]),
+        motion=1.0,  # a moving head, for the Quality tab
     )
     doc["imgDir"] = str(scanner)
     doc["numVolumes"] = volumes

@@ -135,3 +135,17 @@ def test_settings_are_checked():
         Pipeline(fd_threshold=0)
     with pytest.raises(VolumeError, match="does not exist"):
         Pipeline(reference="/nonexistent/ref.nii")
+
+
+def test_the_simulators_head_motion_is_what_the_pipeline_reports(tmp_path):
+    from rtcloud.imaging.dicom import read_dicom_bytes
+    from rtcloud.imaging.nifti import dicom_to_nifti
+    from rtcloud.simulate.synthetic import generate_series, head_motion
+
+    paths = generate_series(tmp_path, num_volumes=28, motion=1.0)
+    pipe = Pipeline(fwhm=0)
+    for index, path in enumerate(paths):
+        result = pipe.process(dicom_to_nifti(read_dicom_bytes(path.read_bytes())))
+        if index in (0, 5, 17, 25, 27):
+            np.testing.assert_allclose(result.motion, head_motion(index, 1.0), atol=0.1)
+    assert result.volumes_over == 2  # into the sudden movement at 25 and out of it at 27

@@ -127,3 +127,20 @@ def test_before_the_motion_columns_enter_only_level_and_drift_are_fitted():
     assert values[-1].activation[0] == pytest.approx(0, abs=1e-6)
     assert values[-1].cleaned[1] == pytest.approx(50.0)
     assert values[0].activation[0] == pytest.approx(0, abs=1e-6)
+
+
+def test_the_sample_projects_mask_file_is_the_simulators_activated_box(tmp_path):
+    from rtcloud.imaging.dicom import read_dicom_bytes
+    from rtcloud.imaging.nifti import dicom_to_nifti
+    from rtcloud.server.config import find_project_dir
+    from rtcloud.simulate.synthetic import activation_roi, generate_series
+
+    path = generate_series(tmp_path, num_volumes=1)[0]
+    func = dicom_to_nifti(read_dicom_bytes(path.read_bytes()))
+    mask_img = nib.load(find_project_dir("sample") / "masks" / "activation_roi.nii.gz")
+    assert mask_img.shape != func.shape  # drawn on another grid (1.5 mm)
+    mask = resample_mask(mask_img, func.shape, func.affine, "roi")
+    (x0, x1), (y0, y1), (z0, z1) = activation_roi(func.shape)
+    box = np.zeros(func.shape, bool)
+    box[x0:x1, y0:y1, z0:z1] = True
+    assert np.array_equal(mask, box)

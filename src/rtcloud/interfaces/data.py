@@ -16,6 +16,7 @@ Several streams and watches may be open at once; waiting on one does not block t
 
 from __future__ import annotations
 
+import collections
 import glob
 import logging
 import os
@@ -138,6 +139,7 @@ class DataInterface(Interface):
         self._streams: dict[int, _Stream] = {}
         self._next_stream_id = 1
         self._encode_volumes = bool(encode_volumes)
+        self._times = VolumeTimes()
 
     # ----------------------------------------------------------------- security checks
 
@@ -384,6 +386,7 @@ class DataInterface(Interface):
         if index < 0:
             raise ValidationError(f"getImageData: imageIndex must be >= 0, got {index}")
         started = time.monotonic()
+        asked = time.time()
         deadline = started + float(timeout)
         complete = stream.watcher.dicom_completeness
         while True:
@@ -408,6 +411,7 @@ class DataInterface(Interface):
                     path=exc.path,
                     waited=waited,
                 ) from None
+            found = time.time()
             # the completeness check parsed the file: take that parse rather than reading
             # and parsing the file again (None when the file changed since)
             parsed = stream.watcher.take_parsed(path)
@@ -417,6 +421,7 @@ class DataInterface(Interface):
                     encoded = finish_volume(prepared, parsed.data)
                     if encoded is not None:
                         self._delivered(stream, index)
+                        self._times.note(streamId, index, path, asked, found)
                         return DicomBytes(encoded)
                 dataset = parsed.dataset
                 break
@@ -431,6 +436,7 @@ class DataInterface(Interface):
         self._delivered(stream, index)
         if stream.anonymize:
             anonymize_dicom(dataset)
+        self._times.note(streamId, index, path, asked, found)
         return dataset
 
     @staticmethod
@@ -556,6 +562,19 @@ class DataInterface(Interface):
         return time.time()
 
     @expose(quick=True)
+    def getVolumeTimes(self, streamId: int, imageIndex: int) -> dict[str, float | None]:
+        """When volume ``imageIndex`` of a stream was complete and when it was handed over.
+
+        ``{"complete": t, "asked": t, "sent": t, "clock": now}``: when its file was
+        complete, when ``getImageData`` asked for it, when it was handed over, all
+        ``time.time()`` of the computer this interface runs on (``clock`` lets a caller
+        compare clocks); None for a volume not (or no longer: the last 2000 are kept) handed
+        over. The project server uses it for the Quality tab's latency breakdown.
+        """
+        complete, asked, sent = self._times.get(int(streamId), int(imageIndex))
+        return {"complete": complete, "asked": asked, "sent": sent, "clock": time.time()}
+
+    @expose(quick=True)
     def getClockSkew(self, callerClockTime: float, roundTripTime: float) -> float:
         """Seconds the scanner clock is ahead of the caller's clock.
 
@@ -583,6 +602,40 @@ class DataInterface(Interface):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class VolumeTimes:
+    """The last ``keep`` volumes' completion and hand-over times, by (stream, index)."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self.keep = keep
+        self._times: collections.OrderedDict[tuple[int, int], tuple[float, float, float]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def note(self, stream_id: int, index: int, path: Path, asked: float, found: float) -> None:
+        """Volume ``index`` (``path``), asked for at ``asked`` and seen complete at ``found``,
+        is handed over now.
+
+        A file that was complete before anyone asked was complete when it was last written
+        (or renamed into place: the inode's change time, on POSIX).
+        """
+        try:
+            st = path.stat()
+            written = max(st.st_mtime, st.st_ctime) if os.name != "nt" else st.st_mtime
+        except OSError:
+            written = found
+        with self._lock:
+            self._times[(stream_id, index)] = (min(found, written), asked, time.time())
+            while len(self._times) > self.keep:
+                self._times.popitem(last=False)
+
+    def get(self, stream_id: int, index: int) -> tuple[float | None, float | None, float | None]:
+        """(complete, asked, sent) of a volume, or Nones."""
+        with self._lock:
+            times = self._times.get((stream_id, index))
+        return times if times is not None else (None, None, None)
 
 
 def _nth_complete(watcher: FileWatcher, index: int, complete: Any) -> Path | None:

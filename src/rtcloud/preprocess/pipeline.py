@@ -111,11 +111,16 @@ class VolumeResult:
         for problem in self.problems + self.setup_problems:
             raise problem
 
-    def quality(self, slices: bool = True) -> dict[str, Any]:
+    def quality(
+        self, slices: bool = True, timeline: Mapping[str, float] | None = None
+    ) -> dict[str, Any]:
         """This result as a plain dict for ``webInterface.sendQuality`` (numbers, text, bytes).
 
         With ``slices`` it carries the three orthogonal slices of the realigned volume with
-        the ROIs outlined (about 3 x 4 KB for 64x64x27).
+        the ROIs outlined (about 3 x 4 KB for 64x64x27). ``timeline`` adds the script's own
+        moments of this volume, ``time.time()`` values: ``received`` (the volume arrived),
+        ``resultSent`` and ``resultAcked`` (before and after ``subjInterface.setResult``);
+        the page shows where the volume's time went from them.
         """
         out: dict[str, Any] = {
             "index": self.index,
@@ -135,6 +140,8 @@ class VolumeResult:
             "volumesOver": self.volumes_over,
             "usableMinutes": self.usable_minutes,
         }
+        if timeline is not None:
+            out["timeline"] = {str(k): float(v) for k, v in timeline.items()}
         pipeline = self._pipeline
         if pipeline is not None:
             out["fdThreshold"] = pipeline.fd_threshold
