@@ -58,7 +58,8 @@ def test_the_quality_tab_fills_live_with_motion_latency_slices_and_alarms(page, 
         assert page.text_content("#q-usable").endswith("min")
         # where the latest volume's time went: every hop, each stage, the feedback
         segments = page.eval_on_selector_all(
-            "#q-segments tr[data-segment]", "rows => rows.map(r => r.dataset.segment)"
+            "#q-segments tr[data-segment]:not([hidden])",
+            "rows => rows.map(r => r.dataset.segment)",
         )
         for key in (
             "scanner",

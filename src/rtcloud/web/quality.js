@@ -34,6 +34,15 @@ const SEGMENTS = [
 const ROI_COLORS = [[255, 215, 0], [0, 229, 255], [255, 64, 129], [118, 255, 3],
   [255, 145, 0], [213, 0, 249], [29, 233, 182], [255, 255, 255]];
 
+// Counters a benchmark (or a curious experimenter) can read: window.rtcloudQuality.stats.
+const stats = { records: 0, draws: 0, lastDrawMs: 0, maxDrawMs: 0, lagMs: [], drawMs: [] };
+window.rtcloudQuality = { stats };
+
+function keep(list, value) {
+  list.push(value);
+  if (list.length > 1000) list.shift();
+}
+
 const state = {
   runId: null,
   records: [],         // of the current run, in arrival order
@@ -49,6 +58,9 @@ const state = {
 
 export const handlers = {
   quality(msg) {
+    stats.records += 1;
+    const acked = msg.record.timeline && msg.record.timeline.resultAcked;
+    if (acked) keep(stats.lagMs, Date.now() - acked * 1000);
     addRecord(msg.record, true);
     if (msg.slices) state.slices = msg.slices;
     schedule();
@@ -157,13 +169,14 @@ function renderAlarms(latest) {
   }
   $("q-alarm-count").textContent = String(state.alarmCount);
   $("q-alarm-count").dataset.count = String(state.alarmCount);
+  // 30 lines made once, their text replaced: a long run adds no nodes
   const list = $("q-alarms");
-  list.textContent = "";
-  for (const line of state.alarms.slice(-30).reverse()) {
-    const div = document.createElement("div");
-    div.textContent = line;
-    list.appendChild(div);
-  }
+  while (list.childElementCount < 30) list.appendChild(document.createElement("div"));
+  const newest = state.alarms.slice(-30).reverse();
+  [...list.children].forEach((div, i) => {
+    div.textContent = newest[i] || "";
+    div.hidden = i >= newest.length;
+  });
 }
 
 // ------------------------------------------------------------------ drawing
@@ -198,6 +211,7 @@ function draw() {
   $("q-latency").textContent = last ? `${fmt(totalMs(last.segments), 1)} ms` : "-";
   $("q-empty").hidden = records.length > 0;
   if (!visible()) return;
+  const began = performance.now();
   const xs = records.map((r) => r.trId);
   const m = (k) => records.map((r) => (r.motion ? r.motion[k] : null));
   lineChart($("q-translation"), xs, [
@@ -214,6 +228,10 @@ function draw() {
   latencyChart($("q-latency-chart"), records.slice(-LATENCY_BARS), last && last.tr);
   latencyTable(last);
   drawSlices();
+  stats.draws += 1;
+  stats.lastDrawMs = performance.now() - began;
+  stats.maxDrawMs = Math.max(stats.maxDrawMs, stats.lastDrawMs);
+  keep(stats.drawMs, stats.lastDrawMs);
 }
 
 function setupCanvas(canvas) {
@@ -348,37 +366,45 @@ function latencyChart(canvas, records, tr) {
   }
 }
 
+// The table's rows are made once and only their text changes: a long run adds no nodes.
+const segmentRows = new Map();
+
 function latencyTable(record) {
   const table = $("q-segments");
-  table.textContent = "";
-  if (!record) return;
-  for (const [key, label, color] of SEGMENTS) {
-    const ms = record.segments[key];
-    if (ms === null || ms === undefined) continue;
-    const row = document.createElement("tr");
-    row.dataset.segment = key;
-    const swatch = document.createElement("td");
-    const box = document.createElement("i");
-    box.style.background = color;
-    swatch.appendChild(box);
-    const name = document.createElement("td");
-    name.textContent = label;
-    const value = document.createElement("td");
-    value.className = "num";
-    value.textContent = fmt(ms, 2);
-    row.append(swatch, name, value);
-    table.appendChild(row);
+  if (!segmentRows.size) {
+    for (const [key, label, color] of [...SEGMENTS, ["total", "", null]]) {
+      const row = document.createElement("tr");
+      const swatch = document.createElement("td");
+      if (color) {
+        const box = document.createElement("i");
+        box.style.background = color;
+        swatch.appendChild(box);
+        row.dataset.segment = key;
+      } else {
+        row.className = "total";
+      }
+      const name = document.createElement("td");
+      name.textContent = label;
+      const value = document.createElement("td");
+      value.className = "num";
+      row.append(swatch, name, value);
+      table.appendChild(row);
+      segmentRows.set(key, { row, name, value });
+    }
   }
-  const total = document.createElement("tr");
-  total.className = "total";
-  const a = document.createElement("td");
-  const b = document.createElement("td");
-  b.textContent = `volume ${record.trId}: file complete -> feedback`;
-  const c = document.createElement("td");
-  c.className = "num";
-  c.textContent = fmt(totalMs(record.segments), 2);
-  total.append(a, b, c);
-  table.appendChild(total);
+  for (const [key, { row, name, value }] of segmentRows) {
+    if (key === "total") {
+      row.hidden = !record;
+      if (record) {
+        name.textContent = `volume ${record.trId}: file complete -> feedback`;
+        value.textContent = fmt(totalMs(record.segments), 2);
+      }
+      continue;
+    }
+    const ms = record ? record.segments[key] : null;
+    row.hidden = ms === null || ms === undefined;
+    if (!row.hidden) value.textContent = fmt(ms, 2);
+  }
 }
 
 // ------------------------------------------------------------------ slices
