@@ -47,7 +47,12 @@ from numpy.typing import NDArray
 from rtcloud.errors import MaskError, PreprocessError, RegistrationError, VolumeError
 from rtcloud.preprocess.glm import IncrementalGlm
 from rtcloud.preprocess.metrics import RunningTsnr, dvars, framewise_displacement
-from rtcloud.preprocess.motion import PARAM_NAMES, MotionCorrector, head_threshold
+from rtcloud.preprocess.motion import (
+    PARAM_NAMES,
+    MotionCorrector,
+    MotionEstimate,
+    head_threshold,
+)
 from rtcloud.preprocess.roi import Roi, load_mask_image, resample_mask
 from rtcloud.preprocess.slices import SliceViewer
 from rtcloud.preprocess.smooth import gaussian_smooth
@@ -308,12 +313,16 @@ class Pipeline:
             timings["setup"] = 1000 * (now - start)
             start = now
         assert self.corrector is not None
-        bad = self._check(data, affine, idx)
+        is_reference = data is self.reference  # set up from this very volume just now
+        bad = None if is_reference else self._check(data, affine, idx)
         now = clock()
         timings["check"] = 1000 * (now - start)
         if bad is not None:
             return self._unusable(idx, [bad], timings, now)
-        estimate = self.corrector.estimate(data, self._last_matrix)
+        if is_reference:  # no motion against itself: nothing to estimate or resample
+            estimate = MotionEstimate(np.zeros(6), np.eye(4), 0, True, 0.0)
+        else:
+            estimate = self.corrector.estimate(data, self._last_matrix)
         t_motion = clock()
         timings["motion"] = 1000 * (t_motion - now)
         if not estimate.converged:
@@ -328,7 +337,7 @@ class Pipeline:
             )
         else:
             self._last_matrix = estimate.matrix
-        realigned = self.corrector.reslice(data, estimate.matrix)
+        realigned = data if is_reference else self.corrector.reslice(data, estimate.matrix)
         t_reslice = clock()
         timings["reslice"] = 1000 * (t_reslice - t_motion)
         params = estimate.params

@@ -107,18 +107,23 @@ def resample_mask(
         what = f"no voxel with label {label}" if label is not None else "no non-zero voxel"
         raise MaskError(f"ROI {name!r}: the mask has {what}", kind="no-overlap")
     mask_affine = np.asarray(mask_img.affine, dtype=float)
-    # functional voxel -> world -> mask voxel
-    to_mask = np.linalg.inv(mask_affine) @ np.asarray(affine, dtype=float)
-    grid = np.indices(shape, dtype=np.float64).reshape(3, -1)
-    positions = to_mask[:3, :3] @ grid + to_mask[:3, 3:4]
-    values = ndimage.map_coordinates(
-        inside_mask.astype(np.float32), positions, order=1, mode="constant", cval=0.0
-    )
-    resampled: NDArray[np.bool_] = (values >= 0.5).reshape(shape)
-    # how much of the mask lies inside the functional field of view
+    # where the mask's voxels fall on the functional grid
     mask_voxels = np.array(np.nonzero(inside_mask), dtype=np.float64)
     to_func = np.linalg.inv(np.asarray(affine, dtype=float)) @ mask_affine
     func_positions = to_func[:3, :3] @ mask_voxels + to_func[:3, 3:4]
+    # functional voxel -> world -> mask voxel, for the functional voxels near the mask only
+    low = np.clip(np.floor(func_positions.min(axis=1)) - 1, 0, None).astype(int)
+    high = np.minimum(np.ceil(func_positions.max(axis=1)) + 2, shape).astype(int)
+    resampled: NDArray[np.bool_] = np.zeros(shape, dtype=bool)
+    if (high > low).all():
+        box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+        grid = np.indices(tuple(high - low), dtype=np.float64).reshape(3, -1) + low[:, None]
+        to_mask = np.linalg.inv(mask_affine) @ np.asarray(affine, dtype=float)
+        positions = to_mask[:3, :3] @ grid + to_mask[:3, 3:4]
+        values = ndimage.map_coordinates(
+            inside_mask.astype(np.float32), positions, order=1, mode="constant", cval=0.0
+        )
+        resampled[box] = (values >= 0.5).reshape(tuple(high - low))
     upper = np.array(shape, dtype=np.float64)[:, None] - 0.5
     inside = ((func_positions >= -0.5) & (func_positions <= upper)).all(axis=0).mean()
     if not resampled.any():

@@ -44,8 +44,8 @@ class SliceViewer:
         self._ornt = io_orientation(np.asarray(affine, dtype=float))
         head = reference[reference > reference.mean()]
         values = head if head.size else reference.ravel()
-        self.low = float(np.percentile(values, 1))
-        self.high = float(np.percentile(values, 99.5))
+        low, high = np.percentile(values, [1, 99.5])
+        self.low, self.high = float(low), float(high)
         if self.high <= self.low:
             self.high = self.low + 1.0
         sizes = np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(0))
