@@ -131,7 +131,9 @@ class ProjectServer:
             )
             self.hub.register_local("DataInterface", self.data)
         #: Feedback to every connected presentation peer, responses back (both modes).
-        self.relay = SubjectRelay(config.subject_remote, self._broadcast_conn_status)
+        self.relay = SubjectRelay(
+            config.subject_remote, self._broadcast_conn_status, self._feedback_problem
+        )
         self.subject: SubjectInterface = self.relay.local
         self.hub.register_remote(
             "SubjectInterface",
@@ -252,6 +254,13 @@ class ProjectServer:
     def _broadcast_conn_status(self) -> None:
         self.ui.broadcast(self.conn_status())
 
+    def _feedback_problem(self, text: str, failure: bool) -> None:
+        """A feedback peer failed, is slow, left or came back: tell the experimenter."""
+        if failure:
+            self.ui.broadcast({"cmd": "userError", "error": text})
+        else:
+            self.ui.broadcast({"cmd": "userLog", "value": f"rtcloud: {text}"})
+
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
@@ -294,6 +303,7 @@ class ProjectServer:
                 "remote": self.config.subject_remote,
                 "connected": self.service_connected("subject"),
                 "peers": self.relay.peer_names(),
+                "waiting": self.relay.waiting(),
             },
         }
 
