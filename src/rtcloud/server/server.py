@@ -47,6 +47,7 @@ from rtcloud.server.auth import (
     write_private_file,
 )
 from rtcloud.server.config import ServerConfig
+from rtcloud.server.data_streams import DataStreams
 from rtcloud.server.feedback_pages import serve_feedback_page
 from rtcloud.server.hub import Hub
 from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
@@ -122,7 +123,7 @@ class ProjectServer:
         if config.data_remote:
             self.channels["data"] = ServiceChannel("data", self._broadcast_conn_status)
             self.hub.register_remote(
-                "DataInterface", DataInterface, self.channels["data"], "data service"
+                "DataInterface", DataInterface, DataStreams(self.channels["data"]), "data service"
             )
         else:
             # its results only ever leave through the RPyC bridge, as DICOM bytes
