@@ -5,6 +5,11 @@ computer's names and addresses and prints its SHA-256 fingerprint; a service sta
 ``--fingerprint`` accepts exactly that certificate, with no CA and no copy of the server's
 private key. A service may instead trust a CA file (``--cafile``), or the system's CAs for a
 certificate of one's own.
+
+The pin is checked inside the TLS handshake: a pinned context's sockets compare the peer's
+certificate before ``do_handshake`` returns, so a server with another certificate gets no byte
+of application data (no login form, no session cookie), whatever code uses the socket
+(``http.client``, the WebSocket client).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from rtcloud.errors import AuthenticationError, ValidationError
 
 __all__ = [
+    "PinnedContext",
     "client_context",
     "ensure_self_signed",
     "fingerprint_of_file",
@@ -119,15 +125,50 @@ def ensure_self_signed(
     return cert_path, key_path, fingerprint_of_file(cert_path)
 
 
+class _PinnedSocket(ssl.SSLSocket):
+    """An SSL socket whose handshake fails unless the peer has its context's pinned certificate.
+
+    ``wrap_socket`` runs the handshake on connect, so the check happens before the caller
+    holds a socket it could write to.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        super().do_handshake(block)
+        context = self.context
+        if isinstance(context, PinnedContext):
+            try:
+                verify_fingerprint(self, context.pin)
+            except AuthenticationError:
+                self.close()
+                raise
+
+
+class PinnedContext(ssl.SSLContext):
+    """A client context that accepts exactly one certificate, named by its SHA-256 fingerprint.
+
+    No CA is consulted (a self-signed certificate is the usual case); the comparison runs in
+    the handshake (:class:`_PinnedSocket`), before any application byte is sent.
+    """
+
+    sslsocket_class = _PinnedSocket
+    pin: str
+
+    @classmethod
+    def for_fingerprint(cls, fingerprint: str) -> PinnedContext:
+        ctx = cls(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.pin = normalize_fingerprint(fingerprint)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.check_hostname = False  # the pin names the certificate, not the host
+        ctx.verify_mode = ssl.CERT_NONE  # no CA chain: the pin replaces it
+        return ctx
+
+
 def client_context(
     *, fingerprint: str | None = None, cafile: Path | None = None
 ) -> ssl.SSLContext:
-    """An SSL context for a service: pinned (checked after the handshake), CA file, or system."""
+    """An SSL context for a service: pinned (checked in the handshake), CA file, or system."""
     if fingerprint:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # the pin is checked by verify_fingerprint
-        return ctx
+        return PinnedContext.for_fingerprint(fingerprint)
     ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
     if cafile:
         ctx.check_hostname = False  # a self-signed CA file names the server, not the host

@@ -18,7 +18,6 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import logging
-import ssl
 import threading
 import time
 import urllib.parse
@@ -43,7 +42,7 @@ from rtcloud.rpc.protocol import (
     IncomingCallCancelled,
     RpcConnection,
 )
-from rtcloud.tls import client_context, verify_fingerprint
+from rtcloud.tls import client_context
 from rtcloud.transport.ws_socket import LinkClosed, WsSocket
 
 __all__ = ["ServiceClient", "parse_server"]
@@ -69,7 +68,8 @@ class ServiceClient:
         role: ``data`` or ``subject``.
         username, password: a user of the server (``rtcloud add-user``).
         tls: connect with TLS (https/wss).
-        fingerprint: SHA-256 fingerprint the server's certificate must have (pinning).
+        fingerprint: SHA-256 fingerprint the server's certificate must have (pinning; checked
+            in the TLS handshake, so another server gets no byte of the login).
         cafile: CA (or self-signed certificate) file to trust instead.
         label: what kind of peer this is (e.g. ``feedback client``): the server names
             and recognizes it by that, its user and its host.
@@ -126,8 +126,6 @@ class ServiceClient:
             conn.request(
                 "POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"}
             )
-            if self.fingerprint and isinstance(conn.sock, ssl.SSLSocket):
-                verify_fingerprint(conn.sock, self.fingerprint)
             response = conn.getresponse()
             response.read()
         finally:
@@ -199,10 +197,6 @@ class ServiceClient:
             ping_timeout=10,
         )
         try:
-            if self.fingerprint:
-                sock = ws.socket
-                if isinstance(sock, ssl.SSLSocket):
-                    verify_fingerprint(sock, self.fingerprint)
             self._ws = ws
             conn = RpcConnection(f"{self.role}-service", spool=self.dispatcher.spool)
             link = _Link(ws, conn)
