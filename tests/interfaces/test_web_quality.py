@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import math
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from rtcloud.errors import ValidationError
 from rtcloud.interfaces.data import DataInterface
+from rtcloud.interfaces.expose import expose
 from rtcloud.interfaces.web import QUALITY_KEEP, WebDisplayInterface
 from rtcloud.server.hub import Hub
 from rtcloud.server.timeline import VolumeTimeline
@@ -93,6 +95,47 @@ def test_the_server_adds_each_volumes_hops_before_the_script(tmp_path, sample_di
             "sent": None,
             "clock": pytest.approx(time.time(), abs=5),
         }
+    finally:
+        timeline.close()
+        data.close()
+
+
+class _SlowTimes(DataInterface):
+    """A data interface whose volume times come only when the test says so."""
+
+    release = threading.Event()
+
+    @expose(quick=True)
+    def getVolumeTimes(self, streamId: int, imageIndex: int) -> dict:
+        assert self.release.wait(10)
+        return super().getVolumeTimes(streamId, imageIndex)
+
+
+def test_hops_that_come_after_the_record_complete_it_later(tmp_path, sample_dicom_dir):
+    folder = tmp_path / "scanner"
+    folder.mkdir()
+    shutil.copy(sample_dicom_dir / "001_000013_000000.dcm", folder / "v0.dcm")
+    hub = Hub()
+    data = _SlowTimes(allowedDirs=["*"], allowedFileTypes=["*"], encode_volumes=True)
+    hub.register_local("DataInterface", data)
+    sent = []
+    web = WebDisplayInterface(sink=sent.append)
+    timeline = VolumeTimeline(hub, on_update=web.update_quality)
+    web.quality_hook = timeline.enrich
+    try:
+        stream = hub.call("DataInterface", "initScannerStream", (str(folder), "v{TR}.dcm", 0), {})
+        hub.call("DataInterface", "getImageData", (stream, 0), {"timeout": 5})
+        web.sendQuality(1, 0, {"timeline": {"received": time.time()}, "fd": 0.1})
+        first = sent[-1]["record"]
+        assert "waiting" not in first.get("hops", {})  # not known yet
+        _SlowTimes.release.set()
+        timeline.flush(10)
+        again = sent[-1]
+        assert again["cmd"] == "quality" and again["slices"] is None
+        assert again["record"]["trId"] == 0 and "scanner" in again["record"]["hops"]
+        assert again["record"]["fd"] == 0.1
+        kept = web.quality_state()["value"]
+        assert len(kept) == 1 and "scanner" in kept[0]["hops"]  # a late page gets it too
     finally:
         timeline.close()
         data.close()

@@ -245,6 +245,20 @@ class WebDisplayInterface(Interface):
             return
         self._sink({"cmd": "quality", "record": record, "slices": slices})
 
+    def update_quality(self, record: Message) -> None:
+        """Replace a kept record (same ``runId`` and ``trId``) and send it to the pages again."""
+        key = (record.get("runId"), record.get("trId"))
+        with self._lock:
+            for k in range(len(self._quality) - 1, max(-1, len(self._quality) - 100), -1):
+                kept = self._quality[k]
+                if (kept.get("runId"), kept.get("trId")) == key:
+                    self._quality[k] = record
+                    break
+            else:
+                return
+        if self._sink is not None:
+            self._sink({"cmd": "quality", "record": record, "slices": None})
+
     def quality_state(self) -> Message:
         """The ``setQuality`` message: every kept record and the newest slices."""
         with self._lock:

@@ -151,7 +151,7 @@ class ProjectServer:
         )
         self.hub.register_local("WebDisplayInterface", self.web)
         #: Each volume's hops before the script, added to the scripts' quality records.
-        self.timeline = VolumeTimeline(self.hub)
+        self.timeline = VolumeTimeline(self.hub, on_update=self.web.update_quality)
         self.web.quality_hook = self.timeline.enrich
         self._secret = secrets.token_bytes(SECRET_BYTES)
         self.bridge = RpycBridge(self.hub, self._secret, port=config.rpyc_port)

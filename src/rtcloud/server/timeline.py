@@ -17,7 +17,9 @@ server knows when the reply passed through it. This module joins them:
   script).
 
 The record describes the volume the script received last. Scripts and the server share a
-computer (and so a clock). A hop that cannot be known is left out.
+computer (and so a clock). When the data service's times arrive only after the script's
+record (a busy machine), the record is completed then and handed to ``on_update``, which
+sends it to the pages again. A hop that cannot be known is left out.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rtcloud.server.hub import Hub
@@ -42,8 +45,12 @@ OFFSET_EVERY = 60.0
 class VolumeTimeline:
     """Joins the hops of each volume (see the module docstring)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(
+        self, hub: Hub, on_update: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self._hub = hub
+        #: Called with a record completed after it was sent (its hops came late).
+        self.on_update = on_update
         self._lock = threading.Lock()
         self._last: dict[str, Any] | None = None
         self._offset: float | None = None  # data service clock minus server clock
@@ -98,6 +105,12 @@ class VolumeTimeline:
             entry["sent"] = float(times["sent"]) - offset
             asked = times.get("asked")
             entry["asked"] = entry["complete"] if asked is None else float(asked) - offset
+            waiting = entry.pop("records", [])
+        for record in waiting:  # sent before these times were known: complete and resend
+            late = dict(record)
+            late["hops"] = {**record.get("hops", {}), **_scanner_hops(entry)}
+            if self.on_update is not None:
+                self.on_update(late)
 
     def _clock_offset(self) -> float:
         now = time.time()
@@ -116,20 +129,28 @@ class VolumeTimeline:
 
     def enrich(self, record: dict[str, Any]) -> None:
         """Add ``hops`` (ms) to a quality record from the script, when they are known."""
-        with self._lock:
-            last = dict(self._last) if self._last is not None else None
         timeline = record.get("timeline")
-        if last is None or not isinstance(timeline, dict):
-            return
-        received = timeline.get("received")
-        hops: dict[str, float] = {}
-        if "complete" in last:
-            start = max(last["complete"], last["asked"])
-            hops["waiting"] = 1000 * max(0.0, last["asked"] - last["complete"])
-            hops["scanner"] = 1000 * max(0.0, last["sent"] - start)
-            hops["toServer"] = 1000 * max(0.0, last["atServer"] - last["sent"])
-        if isinstance(received, (int, float)) and received >= last["atServer"] - 0.001:
-            hops["toScript"] = 1000 * max(0.0, received - last["atServer"])
+        with self._lock:
+            last = self._last
+            if last is None or not isinstance(timeline, dict):
+                return
+            hops = _scanner_hops(last) if "complete" in last else {}
+            if not hops and self._pending is not None and not self._pending.done():
+                last.setdefault("records", []).append(record)  # completed when they come
+            received = timeline.get("received")
+            if isinstance(received, (int, float)) and received >= last["atServer"] - 0.001:
+                hops["toScript"] = 1000 * max(0.0, received - last["atServer"])
+            volume = {"stream": last["stream"], "index": last["index"]}
         if hops:
             record["hops"] = hops
-            record["volume"] = {"stream": last["stream"], "index": last["index"]}
+            record["volume"] = volume
+
+
+def _scanner_hops(entry: dict[str, Any]) -> dict[str, float]:
+    """The hops before the server of a volume whose data-service times are known."""
+    start = max(entry["complete"], entry["asked"])
+    return {
+        "waiting": 1000 * max(0.0, entry["asked"] - entry["complete"]),
+        "scanner": 1000 * max(0.0, entry["sent"] - start),
+        "toServer": 1000 * max(0.0, entry["atServer"] - entry["sent"]),
+    }

@@ -95,7 +95,8 @@ function addRecord(record, live) {
   }
   record.segments = segmentsOf(record);
   const known = state.byTr.get(record.trId);
-  if (known !== undefined) state.records[known] = record;
+  const previous = known === undefined ? null : state.records[known];
+  if (previous) state.records[known] = record;  // completed by the server (late hops)
   else {
     state.byTr.set(record.trId, state.records.length);
     state.records.push(record);
@@ -105,7 +106,7 @@ function addRecord(record, live) {
     state.byTr.clear();
     state.records.forEach((r, i) => state.byTr.set(r.trId, i));
   }
-  checkAlarms(record, live);
+  checkAlarms(record, live, previous);
 }
 
 // The milliseconds of every segment of one volume's way (null where unknown).
@@ -138,17 +139,23 @@ function totalMs(segments) {
   return total;
 }
 
-function checkAlarms(record, live) {
+function isLate(record) {
+  return Boolean(record.tr && record.segments.feedback != null &&
+    totalMs(record.segments) > record.tr * 1000);
+}
+
+// A record sent again (completed by the server) raises only the alarm it did not raise yet.
+function checkAlarms(record, live, previous) {
   const tr = record.trId;
   const lines = [];
-  if (record.overThreshold) {
+  if (record.overThreshold && !previous) {
     lines.push(`volume ${tr}: FD ${fmt(record.fd, 2)} mm is over the threshold (${fmt(record.fdThreshold, 2)} mm)`);
   }
-  const total = totalMs(record.segments);
-  if (record.tr && record.segments.feedback != null && total > record.tr * 1000) {
+  if (isLate(record) && !(previous && isLate(previous))) {
+    const total = totalMs(record.segments);
     lines.push(`volume ${tr}: the result reached the feedback ${fmt(total, 0)} ms after the file was complete, later than its TR (${fmt(record.tr * 1000, 0)} ms)`);
   }
-  for (const problem of record.problems || []) lines.push(`volume ${tr}: ${problem.message}`);
+  if (!previous) for (const problem of record.problems || []) lines.push(`volume ${tr}: ${problem.message}`);
   if (!lines.length) return;
   state.alarmCount += lines.length;
   for (const line of lines) state.alarms.push(line);
