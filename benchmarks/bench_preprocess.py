@@ -100,13 +100,18 @@ def _series(shape_name: str, volumes: int, seed: int) -> tuple[list[Any], Any, l
     return images, truth, masks
 
 
-def worker(shape_name: str, volumes: int, seed: int) -> dict[str, Any]:
+def worker(shape_name: str, volumes: int, seed: int, resampler: str) -> dict[str, Any]:
     import numpy as np
 
     from rtcloud.preprocess import Pipeline
 
     images, truth, masks = _series(shape_name, volumes, seed)
-    pipe = Pipeline(fwhm=6.0, rois={"roi1": str(masks[0]), "roi2": str(masks[1])}, tr=0.5)
+    pipe = Pipeline(
+        fwhm=6.0,
+        rois={"roi1": str(masks[0]), "roi2": str(masks[1])},
+        tr=0.5,
+        resampler=resampler,
+    )
     totals: list[float] = []
     stages: dict[str, list[float]] = {}
     errors = []
@@ -136,6 +141,7 @@ def worker(shape_name: str, volumes: int, seed: int) -> dict[str, Any]:
         "problems": problems,
         "motion_error_max": {"mm": float(worst[:3].max()), "deg": float(worst[3:].max())},
         "rois": [roi.name for roi in pipe.rois],
+        "resampler": pipe.corrector.resampler if pipe.corrector else None,
     }
 
 
@@ -152,7 +158,7 @@ def _busy() -> float | None:
     return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def run_case(shape_name: str, volumes: int, seed: int) -> dict[str, Any]:
+def run_case(shape_name: str, volumes: int, seed: int, resampler: str) -> dict[str, Any]:
     busy_before, wall_before = _busy(), time.monotonic()
     proc = subprocess.run(
         [
@@ -164,6 +170,8 @@ def run_case(shape_name: str, volumes: int, seed: int) -> dict[str, Any]:
             str(volumes),
             "--seed",
             str(seed),
+            "--resampler",
+            resampler,
         ],
         capture_output=True,
         text=True,
@@ -184,11 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--volumes", type=int, default=300, help="volumes per case")
     parser.add_argument("--shapes", default="64x64x27,104x104x72")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--resampler",
+        default="auto",
+        choices=["auto", "scipy", "simpleitk"],
+        help="library that reslices (auto: SimpleITK when installed)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.volumes, args.seed)), flush=True)
+        print(json.dumps(worker(args.worker, args.volumes, args.seed, args.resampler)), flush=True)
         return 0
     if not SAMPLE_DICOMS.is_dir():
         print(f"NOT RUN: the real series is not at {SAMPLE_DICOMS}")
@@ -206,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for shape in args.shapes.split(","):
         print(f"{shape}: {args.volumes} volumes ...", flush=True)
         try:
-            case = run_case(shape, args.volumes, args.seed)
+            case = run_case(shape, args.volumes, args.seed, args.resampler)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"  FAILED: {exc}")
             status = 1
@@ -218,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  p50 {total['median_ms']:.2f} ms, p90 {total['p90_ms']:.2f}, p99 "
             f"{total['p99_ms']:.2f}, max {total['max_ms']:.2f}; stages (median ms): {stages}; "
             f"set-up {case['setup_ms']:.0f} ms; motion error max {case['motion_error_max']}; "
+            f"reslicing by {case['resampler']}; "
             f"machine busy {case.get('machine_busy_cores', float('nan')):.2f} cores"
         )
         for key, limit in TARGETS.get(shape, {}).items():

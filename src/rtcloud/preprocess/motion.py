@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from rtcloud.preprocess.metrics import HEAD_RADIUS_MM
+from rtcloud.preprocess.resample import affine_transform, available_backend
 
 __all__ = [
     "PARAM_NAMES",
@@ -124,6 +125,8 @@ class MotionCorrector:
         presmooth: Gaussian sigma, in voxels, applied to both volumes before sampling (0:
             none).
         seed: of the sample points' sub-voxel offsets (fixed, so results repeat).
+        resampler: library of the reslicing (:mod:`.resample`): ``auto`` (SimpleITK when
+            installed), ``scipy`` or ``simpleitk``.
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class MotionCorrector:
         tolerance_mm: float = 1e-2,
         presmooth: float = 0.7,
         seed: int = 0,
+        resampler: str = "auto",
     ) -> None:
         ref = np.asarray(reference, dtype=np.float32)
         if ref.ndim != 3 or min(ref.shape) < 4:
@@ -149,6 +153,8 @@ class MotionCorrector:
         self.max_iterations = int(max_iterations)
         self.tolerance_mm = float(tolerance_mm)
         self.reference = ref
+        #: The library that reslices (``scipy`` or ``simpleitk``).
+        self.resampler = available_backend(resampler)
         self.presmooth = float(presmooth)
         smooth = self._smoothed(ref).astype(np.float64)
 
@@ -249,19 +255,9 @@ class MotionCorrector:
         self, moving: NDArray[np.floating] | NDArray[np.integer], matrix: FloatArray
     ) -> NDArray[np.float32]:
         """``moving`` resampled on the reference grid through ``matrix`` (trilinear; 0 where
-        the reference grid maps outside the moving volume)."""
+        the reference grid maps outside the moving volume), by :attr:`resampler`."""
         vmap = self._voxel_map(matrix)
-        out: NDArray[np.float32] = ndimage.affine_transform(
-            np.asarray(moving, dtype=np.float32),
-            vmap[:3, :3],
-            offset=vmap[:3, 3],
-            order=1,
-            mode="constant",
-            cval=0.0,
-            output=np.float32,
-            prefilter=False,
-        )
-        return out
+        return affine_transform(moving, vmap[:3, :3], vmap[:3, 3], self.resampler)
 
 
 def _sample(volume: NDArray[np.floating], positions: FloatArray) -> FloatArray:

@@ -53,6 +53,7 @@ from rtcloud.preprocess.motion import (
     MotionEstimate,
     head_threshold,
 )
+from rtcloud.preprocess.resample import available_backend
 from rtcloud.preprocess.roi import Roi, load_mask_image, resample_mask
 from rtcloud.preprocess.slices import SliceViewer
 from rtcloud.preprocess.smooth import gaussian_smooth
@@ -175,6 +176,8 @@ class Pipeline:
         keep_volumes: keep the realigned and smoothed arrays in each result.
         clock: seconds, read between stages.
         max_points: sample points of the registration.
+        resampler: library that reslices: ``auto`` (SimpleITK when installed, else scipy),
+            ``scipy`` or ``simpleitk`` (see :mod:`.resample`).
     """
 
     def __init__(
@@ -191,6 +194,7 @@ class Pipeline:
         keep_volumes: bool = True,
         clock: Callable[[], float] = perf_counter,
         max_points: int = 20000,
+        resampler: str = "auto",
     ) -> None:
         if fwhm < 0 or not math.isfinite(fwhm):
             raise ValueError(f"fwhm must be a finite number of mm >= 0, got {fwhm!r}")
@@ -202,6 +206,7 @@ class Pipeline:
         self.keep_volumes = keep_volumes
         self._clock = clock
         self._max_points = int(max_points)
+        self._resampler = available_backend(resampler)
         self._roi_specs = dict(rois or {})
         self._glm_options: dict[str, Any] = {
             "drift_order": drift_order,
@@ -240,7 +245,9 @@ class Pipeline:
         return self.corrector is not None
 
     def _setup(self, data: NDArray[np.float32], affine: NDArray[np.float64], header: Any) -> None:
-        self.corrector = MotionCorrector(data, affine, max_points=self._max_points)
+        self.corrector = MotionCorrector(
+            data, affine, max_points=self._max_points, resampler=self._resampler
+        )
         self.shape = data.shape
         self.affine = affine
         self.reference = data
