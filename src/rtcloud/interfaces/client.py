@@ -12,7 +12,6 @@ import logging
 import sys
 from typing import Any
 
-from rtcloud.alloc import tune_allocator
 from rtcloud.errors import ServiceUnavailableError, StateError
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
@@ -45,7 +44,6 @@ class ClientInterface:
         self.rpcConn: Any = None
         self.bidsInterface: Any = None
         self.exampleInterface: Any = None
-        tune_allocator()  # volumes pass through this process too (see rtcloud.alloc)
         conn = _server_connection(self.rpyc_timeout)
         if conn is not None:
             self.rpcConn = conn
