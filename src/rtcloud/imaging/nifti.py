@@ -87,6 +87,10 @@ def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
     """
     if not isinstance(ds, Dataset):
         raise ValidationError(f"expected a pydicom Dataset, got {type(ds).__name__}")
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        stacked = frames_to_nifti(ds)  # one volume: stacked along the normal, as dcm2niix
+        if stacked is not None:
+            return stacked
     try:
         wrapper = _wrapper(ds)
         with warnings.catch_warnings():

@@ -271,6 +271,11 @@ def volume_sidecar(
         if positions:
             times = [_seconds_of_day(ds.get("AcquisitionTime")) for ds in datasets]
             timing = _slice_times(times, positions)
+            if timing:  # the volume began with its earliest slice
+                earliest = min(range(len(times)), key=lambda i: times[i] or 0.0)
+                acquired = _acquisition_time(datasets[earliest].get("AcquisitionTime"))
+                if acquired is not None:
+                    sidecar["AcquisitionTime"] = acquired
     elif "PerFrameFunctionalGroupsSequence" in first:
         try:
             timing = _frame_slice_timing(first)

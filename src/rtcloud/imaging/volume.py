@@ -36,7 +36,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from rtcloud.errors import ValidationError
-from rtcloud.imaging.nifti import VolumeImage, dicom_to_nifti, frames_to_nifti, slices_to_nifti
+from rtcloud.imaging.nifti import VolumeImage, dicom_to_nifti, slices_to_nifti
 from rtcloud.imaging.sidecar import volume_sidecar
 
 __all__ = [
@@ -296,11 +296,8 @@ def volume_image(datasets: Sequence[Dataset]) -> VolumeImage:
     """
     if not datasets:
         raise ValidationError("a volume needs at least one DICOM object")
-    layout = layout_of(datasets[0]) if len(datasets) == 1 else "slices"
-    if layout == "mosaic":
+    if len(datasets) == 1 and layout_of(datasets[0]) != "slices":
         image = dicom_to_nifti(datasets[0])
-    elif layout == "enhanced":
-        image = frames_to_nifti(datasets[0]) or dicom_to_nifti(datasets[0])
     else:
         image = slices_to_nifti(datasets)
     return VolumeImage(
