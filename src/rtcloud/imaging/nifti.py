@@ -51,7 +51,9 @@ __all__ = [
     "parseDicomVolume",
     "frames_to_nifti",
     "readNifti",
+    "slice_pixels",
     "slices_to_nifti",
+    "stack_planes",
 ]
 
 
@@ -133,10 +135,41 @@ class VolumeImage(nib.Nifti1Image):
         self.sidecar: dict[str, Any] = dict(sidecar or {})
 
 
-def _pixels(ds: Dataset) -> np.ndarray:
-    """A slice's stored values, rescaled (to float) when it has a slope or intercept."""
+#: Uncompressed little-endian transfer syntaxes, whose pixel data is the array's bytes.
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _native_pixels(ds: Dataset) -> np.ndarray | None:
+    """The pixels of a plain single-frame grayscale image straight from its bytes (what
+    ``pixel_array`` gives, without pydicom's per-image checks); None for anything else."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     try:
-        pixels = np.asarray(ds.pixel_array)
+        bits = int(ds.BitsAllocated)
+        signed = int(ds.PixelRepresentation) == 1
+        if (
+            syntax not in _NATIVE_LE
+            or int(ds.get("SamplesPerPixel", 1)) != 1
+            or int(ds.get("NumberOfFrames") or 1) != 1
+            or bits not in (8, 16, 32)
+            or (signed and int(ds.BitsStored) != bits)  # no sign extension to do by hand
+        ):
+            return None
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        data = ds.PixelData
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    if not isinstance(data, bytes) or len(data) < rows * cols * dtype.itemsize:
+        return None
+    return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+
+
+def slice_pixels(ds: Dataset) -> np.ndarray:
+    """A slice's stored values, rescaled (to float) when it has a slope or intercept."""
+    native = _native_pixels(ds)
+    try:
+        pixels = native if native is not None else np.asarray(ds.pixel_array)
     except (AttributeError, ValueError, TypeError, RuntimeError) as exc:
         raise ValidationError(f"cannot read the pixels of a DICOM slice: {exc}") from exc
     slope = float(ds.get("RescaleSlope", 1) or 1)
@@ -146,7 +179,7 @@ def _pixels(ds: Dataset) -> np.ndarray:
     return pixels
 
 
-def _stack_planes(
+def stack_planes(
     planes: Sequence[np.ndarray],
     positions: Sequence[np.ndarray],
     iop: np.ndarray,
@@ -205,8 +238,8 @@ def slices_to_nifti(datasets: Sequence[Dataset]) -> nib.Nifti1Image:
     if missing:
         raise ValidationError(f"slices_to_nifti: the slices lack {', '.join(missing)}")
     spacing = _vector(first.PixelSpacing, "PixelSpacing")
-    return _stack_planes(
-        [_pixels(ds) for ds in datasets],
+    return stack_planes(
+        [slice_pixels(ds) for ds in datasets],
         [_vector(ds.ImagePositionPatient, "ImagePositionPatient") for ds in datasets],
         _vector(first.ImageOrientationPatient, "ImageOrientationPatient"),
         (float(spacing[0]), float(spacing[1])),
@@ -265,7 +298,7 @@ def frames_to_nifti(ds: Dataset) -> nib.Nifti1Image | None:
     thickness = _group_value(ds, frames[0], "PixelMeasuresSequence", "SpacingBetweenSlices")
     thickness = thickness or _group_value(ds, frames[0], "PixelMeasuresSequence", "SliceThickness")
     spacing_mm = _vector(spacing, "PixelSpacing")
-    return _stack_planes(
+    return stack_planes(
         planes,
         positions,
         _vector(iop, "ImageOrientationPatient"),

@@ -22,7 +22,13 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-__all__ = ["bids_sidecar", "siemens_csa_image_header", "volume_sidecar"]
+__all__ = [
+    "add_slice_timing",
+    "bids_sidecar",
+    "seconds_of_day",
+    "siemens_csa_image_header",
+    "volume_sidecar",
+]
 
 #: DICOM keyword -> sidecar key, for values copied as they are (numbers made plain numbers).
 _COPIED = {
@@ -189,7 +195,7 @@ def bids_sidecar(ds: Dataset, shape: Sequence[int] | None = None) -> dict[str, A
     return sidecar
 
 
-def _seconds_of_day(value: Any) -> float | None:
+def seconds_of_day(value: Any) -> float | None:
     """DICOM TM (``HHMMSS.ffffff``) or the time part of a DT, in seconds since midnight."""
     text = str(value or "").strip()
     if len(text) >= 14 and text[:8].isdigit():  # DT: YYYYMMDDHHMMSS.ffffff
@@ -233,7 +239,7 @@ def _frame_slice_timing(ds: Dataset) -> list[float] | None:
     positions: list[float] = []
     for frame in frames:
         content = (frame.get("FrameContentSequence") or [None])[0]
-        times.append(_seconds_of_day(content.get("FrameAcquisitionDateTime")) if content else None)
+        times.append(seconds_of_day(content.get("FrameAcquisitionDateTime")) if content else None)
         plane = (frame.get("PlanePositionSequence") or [None])[0]
         orient = (frame.get("PlaneOrientationSequence") or [None])[0]
         if orient is None and shared is not None:
@@ -269,13 +275,9 @@ def volume_sidecar(
         except (AttributeError, TypeError, ValueError):
             positions = []
         if positions:
-            times = [_seconds_of_day(ds.get("AcquisitionTime")) for ds in datasets]
-            timing = _slice_times(times, positions)
-            if timing:  # the volume began with its earliest slice
-                earliest = min(range(len(times)), key=lambda i: times[i] or 0.0)
-                acquired = _acquisition_time(datasets[earliest].get("AcquisitionTime"))
-                if acquired is not None:
-                    sidecar["AcquisitionTime"] = acquired
+            times = [seconds_of_day(ds.get("AcquisitionTime")) for ds in datasets]
+            add_slice_timing(sidecar, times, positions)
+            return sidecar
     elif "PerFrameFunctionalGroupsSequence" in first:
         try:
             timing = _frame_slice_timing(first)
@@ -284,3 +286,18 @@ def volume_sidecar(
     if timing:
         sidecar["SliceTiming"] = timing
     return sidecar
+
+
+def add_slice_timing(
+    sidecar: dict[str, Any], times: Sequence[float | None], positions: Sequence[float]
+) -> None:
+    """Put SliceTiming (each slice's time of day relative to the earliest, in the order of
+    the positions) and the volume's AcquisitionTime (its earliest slice's) into ``sidecar``."""
+    timing = _slice_times(list(times), list(positions))
+    if not timing:
+        return
+    sidecar["SliceTiming"] = timing
+    start = min(t for t in times if t is not None)
+    hours, rest = divmod(start, 3600)
+    minutes, seconds = divmod(rest, 60)
+    sidecar["AcquisitionTime"] = f"{int(hours):02d}:{int(minutes):02d}:{seconds:09.6f}"

@@ -33,17 +33,33 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from rtcloud.errors import ValidationError
-from rtcloud.imaging.nifti import VolumeImage, dicom_to_nifti, slices_to_nifti
-from rtcloud.imaging.sidecar import volume_sidecar
+from rtcloud.imaging.dicom_read import public_vr
+from rtcloud.imaging.nifti import (
+    VolumeImage,
+    dicom_to_nifti,
+    slice_pixels,
+    slices_to_nifti,
+    stack_planes,
+)
+from rtcloud.imaging.sidecar import (
+    add_slice_timing,
+    bids_sidecar,
+    seconds_of_day,
+    volume_sidecar,
+)
 
 __all__ = [
     "DicomObject",
     "SliceHeader",
     "VolumeImage",
     "VolumeReader",
+    "VolumeSlices",
     "layout_of",
     "slice_header",
     "volume_image",
@@ -95,6 +111,8 @@ class SliceHeader:
     instance: int
     position: float  # along the slice normal, mm
     declared: int | None  # slices per volume, as the header says
+    ipp: tuple[float, float, float] = (0.0, 0.0, 0.0)  # ImagePositionPatient
+    acquired: float | None = None  # AcquisitionTime, seconds of the day
 
 
 def _int(value: Any) -> int | None:
@@ -119,39 +137,86 @@ def _private_int(ds: Dataset, tag: tuple[int, int]) -> int | None:
     return _int(value)
 
 
-def _normal(ds: Dataset) -> np.ndarray:
-    iop = [float(v) for v in ds.ImageOrientationPatient]
-    return np.cross(np.array(iop[:3]), np.array(iop[3:]))
+#: Text VRs whose raw value can be read here as pydicom reads it (plain ASCII).
+_TEXT_VRS = frozenset({"CS", "DS", "IS", "LO", "SH", "TM", "UI", "DA", "DT"})
+
+
+_TAGS: dict[str, BaseTag] = {}
+
+
+def _texts(ds: Dataset, keyword: str) -> list[str] | None:
+    """The values of a text element, read straight from its raw bytes when they are plain
+    ASCII (pydicom's decoding of every element a slice needs costs more than the rest of
+    putting a volume together); else through pydicom. None when absent or empty."""
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        tag = _TAGS[keyword] = BaseTag(tag_for_keyword(keyword) or 0)
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return None
+    if type(elem) is RawDataElement and isinstance(elem.value, bytes):
+        vr = elem.VR or public_vr(int(tag))
+        raw = elem.value
+        if vr in _TEXT_VRS and raw.isascii():
+            values = [v.strip(" \0") for v in raw.decode("ascii").split("\\")]
+            return values if any(values) else None
+    value = ds[tag].value
+    if value in (None, ""):
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _floats(ds: Dataset, keyword: str, count: int) -> list[float]:
+    values = _texts(ds, keyword)
+    if values is None or len(values) < count:
+        raise ValueError(f"{keyword} is missing or has fewer than {count} values")
+    return [float(v) for v in values[:count]]
+
+
+def _first_int(ds: Dataset, keyword: str) -> int | None:
+    values = _texts(ds, keyword)
+    return _int(values[0]) if values else None
+
+
+def _cross(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
 
 def slice_header(name: str, ds: Dataset) -> SliceHeader:
     """The grouping header of a per-slice object (ValidationError when it has no geometry)."""
     try:
-        normal = _normal(ds)
-        position = float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient]))
-    except (AttributeError, TypeError, ValueError) as exc:
+        iop = _floats(ds, "ImageOrientationPatient", 6)
+        ipp = _floats(ds, "ImagePositionPatient", 3)
+    except ValueError as exc:
         raise ValidationError(
             f"{name}: a per-slice image needs ImagePositionPatient and ImageOrientationPatient "
             f"to be put into a volume ({exc})"
         ) from exc
-    manufacturer = str(ds.get("Manufacturer", "")).upper()
+    normal = _cross(iop[:3], iop[3:])
+    position = sum(n * x for n, x in zip(normal, ipp, strict=True))
+    manufacturer = " ".join(_texts(ds, "Manufacturer") or []).upper()
     declared = None
     if manufacturer.startswith("GE"):
         declared = _private_int(ds, _GE_LOCATIONS)
     elif manufacturer.startswith("PHILIPS"):
         declared = _private_int(ds, _PHILIPS_SLICES)
     if not declared:
-        declared = _int(ds.get("ImagesInAcquisition"))
-    temporal = _int(ds.get("TemporalPositionIdentifier"))
+        declared = _first_int(ds, "ImagesInAcquisition")
+    temporal = _first_int(ds, "TemporalPositionIdentifier")
     if temporal is None:
-        temporal = _int(ds.get("AcquisitionNumber"))
+        temporal = _first_int(ds, "AcquisitionNumber")
+    acquired = _texts(ds, "AcquisitionTime")
     return SliceHeader(
         name,
-        str(ds.get("SeriesInstanceUID", "")),
+        (_texts(ds, "SeriesInstanceUID") or [""])[0],
         temporal,
-        _int(ds.get("InstanceNumber")) or 0,
+        _first_int(ds, "InstanceNumber") or 0,
         round(position, 4),
         declared if declared and declared > 0 else None,
+        (ipp[0], ipp[1], ipp[2]),
+        seconds_of_day(acquired[0]) if acquired else None,
     )
 
 
@@ -188,6 +253,11 @@ class VolumeReader:
         self._kept: OrderedDict[str, DicomObject] = OrderedDict()
         self._kept_bytes = 0
         self._slices: dict[str, SliceHeader] = {}
+        # per-slice series: each slice's pixels and each volume's sidecar, made as the
+        # slices arrive, so that the last slice of a volume leaves little to do
+        self._planes: dict[str, np.ndarray] = {}
+        self._sidecars: dict[int | None, dict[str, Any]] = {}
+        self._geometry: _Geometry | None = None
 
     # ------------------------------------------------------------ objects in
 
@@ -203,21 +273,40 @@ class VolumeReader:
         while len(self._kept) > 1 and (
             len(self._kept) > KEPT_MAX_OBJECTS or self._kept_bytes > KEPT_MAX_BYTES
         ):
-            _, evicted = self._kept.popitem(last=False)
+            name, evicted = self._kept.popitem(last=False)
             self._kept_bytes -= len(evicted.data)
+            self._planes.pop(name, None)
         if self.layout == "slices" and layout_of(obj.dataset) == "slices":
-            try:
-                self._slices[obj.name] = slice_header(obj.name, obj.dataset)
-            except ValidationError:
-                self._slices.pop(obj.name, None)
+            self._add_slice(obj)
+
+    def _add_slice(self, obj: DicomObject) -> None:
+        ds = obj.dataset
+        try:
+            header = slice_header(obj.name, ds)
+        except ValidationError:
+            self._slices.pop(obj.name, None)
+            return
+        self._slices[obj.name] = header
+        try:
+            self._planes[obj.name] = slice_pixels(ds)
+            if self._geometry is None:
+                self._geometry = _Geometry.of(ds)
+            if header.temporal not in self._sidecars:
+                if len(self._sidecars) >= 64:
+                    self._sidecars.clear()
+                self._sidecars[header.temporal] = bids_sidecar(ds)
+        except ValidationError:
+            self._planes.pop(obj.name, None)
 
     def knows(self, name: str) -> bool:
-        """Whether a slice header of ``name`` is known (it was complete once)."""
+        """Whether a slice header of ``name`` is known (it was complete once). A plain dict
+        look-up: safe without the caller's lock."""
         return name in self._slices
 
     def forget(self, name: str) -> None:
         """``name`` is gone (deleted, or replaced by a file not yet complete)."""
         self._slices.pop(name, None)
+        self._planes.pop(name, None)
         old = self._kept.pop(name, None)
         if old is not None:
             self._kept_bytes -= len(old.data)
@@ -285,6 +374,54 @@ class VolumeReader:
         positions = {h.position for h in group}
         complete = expected is not None and len(positions) >= expected and len(group) >= expected
         return VolumeSlices(index, names, expected, complete)
+
+    def assemble(self, slices: VolumeSlices) -> VolumeImage | None:
+        """The image of a complete per-slice volume from what its slices left on arrival
+        (pixels, positions, times); None when some of that is gone (then convert the
+        datasets with :func:`volume_image`)."""
+        if not slices.complete or self._geometry is None:
+            return None
+        headers = [self._slices.get(name) for name in slices.names]
+        planes = [self._planes.get(name) for name in slices.names]
+        known = [h for h in headers if h is not None]
+        arrays = [p for p in planes if p is not None]
+        if len(known) != len(headers) or len(arrays) != len(planes):
+            return None
+        sidecar = self._sidecars.get(known[0].temporal)
+        if sidecar is None:
+            return None
+        geometry = self._geometry
+        image = stack_planes(
+            arrays,
+            [np.array(h.ipp) for h in known],
+            geometry.iop,
+            geometry.spacing,
+            geometry.thickness,
+        )
+        sidecar = dict(sidecar)
+        add_slice_timing(sidecar, [h.acquired for h in known], [h.position for h in known])
+        return VolumeImage(image.dataobj, image.affine, image.header, sidecar=sidecar)
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """What the slices of a series share: orientation, pixel spacing, slice thickness."""
+
+    iop: np.ndarray
+    spacing: tuple[float, float]
+    thickness: float
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _Geometry:
+        try:
+            iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+            rows, cols = (float(v) for v in ds.PixelSpacing)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValidationError(f"a slice lacks its geometry: {exc}") from exc
+        thickness = float(ds.get("SpacingBetweenSlices") or 0) or float(
+            ds.get("SliceThickness") or 1
+        )
+        return cls(iop, (rows, cols), thickness)
 
 
 def volume_image(datasets: Sequence[Dataset]) -> VolumeImage:

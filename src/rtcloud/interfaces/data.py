@@ -37,7 +37,13 @@ from rtcloud.errors import (
 )
 from rtcloud.imaging.anonymize import anonymize_dicom
 from rtcloud.imaging.dicom import read_dicom_bytes
-from rtcloud.imaging.volume import DicomObject, VolumeImage, VolumeReader, volume_image
+from rtcloud.imaging.volume import (
+    DicomObject,
+    VolumeImage,
+    VolumeReader,
+    VolumeSlices,
+    volume_image,
+)
 from rtcloud.interfaces.expose import Interface, expose
 from rtcloud.utils import natural_sort_key
 from rtcloud.watcher.filters import file_key
@@ -472,13 +478,17 @@ class DataInterface(Interface):
             first = self._wait_for_file(stream, 0, deadline, "getVolume")
             stream.reader.peek(first, deadline)
             layout = stream.reader.volumes.layout
+        image: VolumeImage | None = None
         if layout == "slices":
-            paths = self._wait_for_slices(stream, index, started, deadline)
-            datasets = [stream.reader.peek(path, deadline).dataset for path in paths]
+            slices = self._wait_for_slices(stream, index, started, deadline)
+            with stream.reader.lock:
+                image = stream.reader.volumes.assemble(slices)  # made as slices arrived
+            if image is None:  # what the slices left is gone: read them again
+                paths = [Path(name) for name in slices.names]
+                image = volume_image([stream.reader.peek(p, deadline).dataset for p in paths])
         else:
             path = self._wait_for_file(stream, index, deadline, "getVolume")
-            datasets = [stream.reader.peek(path, deadline).dataset]
-        image = volume_image(datasets)
+            image = volume_image([stream.reader.peek(path, deadline).dataset])
         with stream.lock:
             stream.next_volume = index + 1
         stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)
@@ -510,20 +520,17 @@ class DataInterface(Interface):
 
     def _wait_for_slices(
         self, stream: _Stream, index: int, started: float, deadline: float
-    ) -> list[Path]:
-        """Wait until every slice of per-slice volume ``index`` is complete; their paths."""
+    ) -> VolumeSlices:
+        """Wait until every slice of per-slice volume ``index`` is complete."""
         watcher = stream.watcher
         reader = stream.reader
 
-        def complete() -> list[Path] | None:
-            for path in watcher.list_matching():
-                with reader.lock:
-                    known = reader.volumes.knows(str(path))
-                if not known:
-                    watcher.dicom_completeness(path)  # a complete file goes to the reader
+        def complete() -> VolumeSlices | None:
+            for name in watcher.unknown_files(reader.volumes.knows):
+                watcher.dicom_completeness(name)  # a complete file goes to the reader
             with reader.lock:
                 slices = reader.volumes.slices(index)
-            return [Path(name) for name in slices.names] if slices.complete else None
+            return slices if slices.complete else None
 
         try:
             return watcher.wait_until(complete, max(deadline - time.monotonic(), 0.0), "")

@@ -282,6 +282,24 @@ class FileWatcher:
             )
         return f" (it has {size} bytes but is not a complete image yet)"
 
+    def unknown_files(self, known: Callable[[str], bool]) -> list[Path]:
+        """Files in the folder whose names match the pattern and whose paths ``known`` does
+        not know (cheaper than :meth:`list_matching` for a folder of many files)."""
+        found: list[Path] = []
+        folder = str(self.directory)
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(".") or not matches(name, self.pattern):
+                        continue
+                    path = os.path.join(folder, name)
+                    if not known(path):
+                        found.append(Path(path))
+        except FileNotFoundError:
+            return []
+        return found
+
     def list_matching(self) -> list[Path]:
         """Files in the folder whose names match the pattern, in natural name order."""
         found: list[Path] = []
