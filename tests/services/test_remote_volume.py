@@ -47,3 +47,38 @@ def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F8
         assert image.sidecar == expected.sidecar
     finally:
         client.close()
+
+
+def test_get_volume_goes_on_where_it_was_after_the_data_service_restarts(remote, tmp_path):  # noqa: F811
+    """The server keeps the stream and its next volume: a restarted data service (whose
+    own stream ids start again) is asked for the volume the script is at."""
+    server, start = remote
+    series = generate_series(
+        tmp_path / "series", num_volumes=3, shape=SHAPE, layout="slices", scan=13
+    )
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for path in series:
+        shutil.copyfile(path, scanner / path.name)
+    other = tmp_path / "other"
+    other.mkdir()
+    service = start("data-service", "-d", str(tmp_path), "-f", ".dcm")
+    start("subject-service", "-o", str(tmp_path / "out"))
+    wait_for(lambda: server.all_services_connected(), what="the services")
+    client = ClientInterface()
+    try:
+        data = client.dataInterface
+        data.initScannerStream(str(other), "*.dcm", 0)  # the service's stream 1
+        stream = data.initScannerStream(str(scanner), PATTERN, 0)
+        first = data.getVolume(stream, timeout=10)
+        service.kill()
+        service.communicate(timeout=10)
+        wait_for(lambda: not server.all_services_connected(), what="the service to go")
+        start("data-service", "-d", str(tmp_path), "-f", ".dcm")
+        wait_for(lambda: server.all_services_connected(), what="the service to come back")
+        second = data.getVolume(stream, timeout=10)  # volume 1, from the new service
+        expected = volume_image([read_dicom_file(p) for p in series[SHAPE[2] : 2 * SHAPE[2]]])
+        np.testing.assert_array_equal(np.asarray(second.dataobj), expected.dataobj)
+        assert not np.array_equal(np.asarray(first.dataobj), np.asarray(second.dataobj))
+    finally:
+        client.close()
