@@ -68,7 +68,7 @@ def test_the_server_adds_each_volumes_hops_before_the_script(tmp_path, sample_di
     folder = tmp_path / "scanner"
     folder.mkdir()
     hub = Hub()
-    data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"], encode_volumes=True)
+    data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
     hub.register_local("DataInterface", data)
     timeline = VolumeTimeline(hub)
     web = WebDisplayInterface(sink=lambda m: None)
@@ -116,7 +116,7 @@ def test_hops_that_come_after_the_record_complete_it_later(tmp_path, sample_dico
     folder.mkdir()
     shutil.copy(sample_dicom_dir / "001_000013_000000.dcm", folder / "v0.dcm")
     hub = Hub()
-    data = _SlowTimes(allowedDirs=["*"], allowedFileTypes=["*"], encode_volumes=True)
+    data = _SlowTimes(allowedDirs=["*"], allowedFileTypes=["*"])
     hub.register_local("DataInterface", data)
     sent = []
     web = WebDisplayInterface(sink=sent.append)
