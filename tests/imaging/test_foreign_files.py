@@ -97,21 +97,7 @@ SC_rgb_small_odd_jpeg examples_jpeg2k examples_ybr_color rtdose_rle rtdose_rle_1
 
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
     "reads": {},
-    "anonymization": {
-        "pydicom/ExplVR_BigEndNoMeta.dcm": DATES,
-        "pydicom/ExplVR_LitEndNoMeta.dcm": DATES,
-        "pydicom/rtplan.dcm": DATES,
-        "pydicom/rtplan_truncated.dcm": DATES,
-        "pydicom/rtstruct.dcm": DATES,
-        "pydicom/test-SR.dcm": DATES,
-        "nibabel/philips_mprage.dcm.gz": DATES,
-        "nibabel/slicethickness_empty_string.dcm": DATES,
-        "pydicom/JPEG-lossy.dcm": PRIVATE_UID,
-        "pydicom/JPEG2000-embedded-sequence-delimiter.dcm": PRIVATE_UID,
-        "pydicom/JPEG2000.dcm": PRIVATE_UID,
-        "pydicom/JPGExtended.dcm": PRIVATE_UID,
-        "pydicom/SC_rgb_jpeg.dcm": IMPLICIT_UNDER_EXPLICIT,
-    },
+    "anonymization": {},
     "completeness": {},
 }
 
