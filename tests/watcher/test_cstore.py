@@ -14,7 +14,7 @@ import threading
 import pydicom
 import pytest
 from pynetdicom import AE
-from pynetdicom.sop_class import MRImageStorage
+from pynetdicom.sop_class import MRImageStorage, Verification
 
 from rtcloud.errors import InvocationError, ValidationError
 from rtcloud.simulate.synthetic import generate_series
@@ -171,6 +171,16 @@ def test_a_failed_write_is_reported_to_the_sender(series, inbox, caplog):
         assoc.release()
     assert status.Status == OUT_OF_RESOURCES
     assert "cannot write received DICOM image" in caplog.text
+
+
+def test_the_console_echo_is_answered(inbox):
+    with DicomReceiver(inbox, calling_ae_titles=["SCANNER"]) as node:
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate(*node.address, ae_title="RTCLOUD")
+        status = assoc.send_c_echo()
+        assoc.release()
+    assert status.Status == 0x0000
 
 
 def test_listening_beyond_loopback_needs_tls_or_an_explicit_choice(inbox):

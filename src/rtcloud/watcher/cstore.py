@@ -48,6 +48,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from rtcloud.atomic_files import write_atomically
@@ -233,6 +234,7 @@ class DicomReceiver:
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)  # the console's "echo" button
         ae.require_called_aet = True
         ae.require_calling_aet = list(self.calling_ae_titles)
         handlers: list[Any] = [
