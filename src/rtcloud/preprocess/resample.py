@@ -86,5 +86,7 @@ def _sitk_resample(
     resampler.SetInterpolator(sitk.sitkLinear)
     resampler.SetDefaultPixelValue(0.0)
     resampler.SetOutputPixelType(sitk.sitkFloat32)
+    # one thread: a steady time per volume on a busy machine matters more than the best one
+    resampler.SetNumberOfThreads(1)
     out: NDArray[np.float32] = sitk.GetArrayFromImage(resampler.Execute(image))
     return out
