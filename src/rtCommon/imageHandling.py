@@ -1,5 +1,6 @@
 """RT-Cloud name for the DICOM and NIfTI helpers of :mod:`rtcloud.imaging`."""
 
+from rtcloud.bids.incremental import bidsIncrementalTimeToNextTr
 from rtcloud.imaging.dicom import (
     ATTRIBUTES_TO_ANONYMIZE,
     anonymize_dicom as anonymizeDicom,
@@ -33,6 +34,7 @@ def writeDicomFile(dicomImg, filename):  # type: ignore[no-untyped-def]
 
 __all__ = [
     "anonymizeDicom",
+    "bidsIncrementalTimeToNextTr",
     "attributesToAnonymize",
     "convertDicomFileToNifti",
     "convertDicomImgToNifti",

@@ -25,7 +25,9 @@ The tree::
     │   └── AuthenticationError (also PermissionError)  a wrong secret or password
     └── RT-Cloud's remaining names, kept so that ``except`` clauses in existing scripts work:
         MessageError, VersionError, MissedDeadlineError, MissedMultipleDeadlines,
-        MissingMetadataError, MetadataMismatchError, DimensionError, QueryError
+        MissingMetadataError, MetadataMismatchError, DimensionError,
+        QueryError
+        └── NoMatchError (also LookupError)  a BIDS query matched nothing
 
 Errors that also derive from a builtin (``ValueError``, ``TimeoutError``, ...) are caught by
 generic handlers too. Unlike RT-Cloud we never shadow a builtin (there is no
@@ -50,6 +52,7 @@ __all__ = [
     "MissedDeadlineError",
     "MissedMultipleDeadlines",
     "MissingMetadataError",
+    "NoMatchError",
     "ProtocolError",
     "QueryError",
     "RTCloudError",
@@ -209,3 +212,7 @@ class DimensionError(RTCloudError):
 
 class QueryError(RTCloudError):
     """A query matched nothing or too much (RT-Cloud name, BIDS)."""
+
+
+class NoMatchError(QueryError, LookupError):
+    """A query (a BIDS run, say) matched nothing (RT-Cloud name)."""

@@ -17,6 +17,8 @@ pydicom Dataset                             a Dataset read back with ``dcmread``
                                             bytes with their file meta travel); PersonName
                                             and MultiValue arrive as str and list
 :class:`DicomBytes` (a DICOM file's bytes)  the same: a Dataset read back from them
+BidsIncremental (rtcloud.bids)              an equal BidsIncremental, rebuilt from its
+                                            NIfTI bytes and plain metadata (by value)
 subclasses of int, float, str, list, dict   the base type (IntEnum -> int, DSfloat -> float)
 ==========================================  ==============================================
 
@@ -94,6 +96,7 @@ EXT_TIMEDELTA = 11  # [days, seconds, microseconds]
 EXT_COMPLEX = 12  # [real, imag]
 EXT_BIGINT = 13  # two's complement, big endian
 EXT_OOB_BYTES = 14  # index of an out-of-band buffer holding a bytes value
+EXT_BIDS_INCREMENTAL = 15  # BidsIncremental.to_wire(): NIfTI bytes + plain metadata
 
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
@@ -104,7 +107,7 @@ _MAX_BIGINT_BYTES = 64 * 1024
 _DTYPE_RE = re.compile(r"[<>|=][biufcmMSU][0-9]{1,5}(\[[0-9]{0,6}[a-zA-Z]{1,2}\])?")
 _SUPPORTED = (
     "None, bool, int, float, complex, str, bytes, list, tuple, dict, set, datetime values, "
-    "numpy arrays and scalars, pydicom datasets and StructDict"
+    "numpy arrays and scalars, pydicom datasets, StructDict and BidsIncremental"
 )
 
 
@@ -190,6 +193,10 @@ class _Encoder:
         if type(v) is DicomBytes:  # large ones go out of band as they are (no copy)
             data = v if len(v) >= self.oob_threshold else bytes(v)
             return msgpack.ExtType(EXT_DICOM, _pack(self._blob(data)))
+        bids = sys.modules.get("rtcloud.bids.incremental")
+        if bids is not None and isinstance(v, bids.BidsIncremental):
+            inner = self._enter(depth)
+            return msgpack.ExtType(EXT_BIDS_INCREMENTAL, _pack(self._dict(v.to_wire(), inner)))
         structdict = sys.modules.get("rtcloud.structdict")
         if structdict is not None and isinstance(v, structdict.StructDict):
             self._enter(depth)
@@ -598,6 +605,15 @@ def _oob_bytes(d: _Decoder, data: bytes) -> Any:
     return _join(pieces)
 
 
+def _bids_incremental(d: _Decoder, data: bytes) -> Any:
+    from rtcloud.bids.incremental import BidsIncremental
+
+    form = d.unpack(data)
+    if not isinstance(form, dict):
+        raise ProtocolError("malformed BidsIncremental value")
+    return BidsIncremental.from_wire(form)
+
+
 _EXT_HANDLERS: dict[int, Any] = {
     EXT_TUPLE: _tuple,
     EXT_SET: _set,
@@ -613,6 +629,7 @@ _EXT_HANDLERS: dict[int, Any] = {
     EXT_COMPLEX: _complex,
     EXT_BIGINT: _bigint,
     EXT_OOB_BYTES: _oob_bytes,
+    EXT_BIDS_INCREMENTAL: _bids_incremental,
 }
 
 
