@@ -8,15 +8,14 @@ from bidstools import incremental
 
 
 def test_rtcommon_bids_modules():
+    import rtcloud.bids.archive
+    import rtcloud.bids.incremental
+    import rtcloud.bids.run
     from rtCommon.bidsArchive import BidsArchive
     from rtCommon.bidsCommon import BIDS_VERSION, DEFAULT_DATASET_DESC, getNiftiData
     from rtCommon.bidsIncremental import BidsIncremental
     from rtCommon.bidsRun import BidsRun
     from rtCommon.imageHandling import bidsIncrementalTimeToNextTr
-
-    import rtcloud.bids.archive
-    import rtcloud.bids.incremental
-    import rtcloud.bids.run
 
     assert BidsIncremental is rtcloud.bids.incremental.BidsIncremental
     assert BidsRun is rtcloud.bids.run.BidsRun
