@@ -25,3 +25,11 @@ def test_rtcommon_bids_modules():
     assert getNiftiData(inc.image).shape == (8, 9, 5, 1)
     seconds = bidsIncrementalTimeToNextTr(inc, 0.0, now=dt.time(12, 47, 57))
     assert 0 < seconds <= 2.0
+
+
+def test_rtcommon_open_neuro(tmp_path):
+    from rtCommon.openNeuro import OpenNeuroCache
+
+    cache = OpenNeuroCache(cachePath=tmp_path / "cache")
+    assert cache.getCachePath() == str(tmp_path / "cache")
+    assert cache.getArchivePath("ds000102") == str(tmp_path / "cache" / "ds000102")
