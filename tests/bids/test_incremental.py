@@ -19,7 +19,8 @@ from rtcloud.bids.common import BIDS_FILE_PATH_PATTERN, BidsFileExtension, metad
 from rtcloud.bids.dicom import dicom_to_incremental
 from rtcloud.bids.incremental import BidsIncremental
 from rtcloud.errors import MissingMetadataError, ProtocolError, StateError
-from rtcloud.imaging.dicom import anonymize_dicom, read_dicom_file
+from rtcloud.imaging.anonymize import anonymize_dicom
+from rtcloud.imaging.dicom import read_dicom_file
 from rtcloud.rpc.codec import decode, encode
 
 
