@@ -14,6 +14,7 @@ from typing import Any
 
 from rtcloud.alloc import tune_allocator
 from rtcloud.errors import ServiceUnavailableError, StateError
+from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
@@ -33,7 +34,8 @@ def _server_connection(rpyc_timeout: float) -> Any:
 
 
 class ClientInterface:
-    """Entry point of an experiment script: ``dataInterface``, ``subjInterface``, ``webInterface``.
+    """Entry point of an experiment script: ``dataInterface``, ``subjInterface``, ``webInterface``,
+    ``bidsInterface``.
 
     Args:
         rpyc_timeout: default timeout in seconds of calls to the project server.
@@ -52,6 +54,7 @@ class ClientInterface:
             self.dataInterface: Any = conn.interface("DataInterface")
             self.subjInterface: Any = conn.interface("SubjectInterface")
             self.webInterface: Any = conn.interface("WebDisplayInterface")
+            self.bidsInterface = conn.interface("BidsInterface")
             return
         if not yesToPrompts:
             _ask_to_continue_locally()
@@ -62,6 +65,7 @@ class ClientInterface:
         )
         self.subjInterface = SubjectInterface(subjectRemote=False)
         self.webInterface = WebDisplayInterface()
+        self.bidsInterface = BidsInterface(allowedDirs=["*"])
 
     def isUsingProjectServer(self) -> bool:
         """True when the interfaces are the project server's, False for local ones."""
@@ -81,6 +85,8 @@ class ClientInterface:
             self.rpcConn.close()
         elif isinstance(self.dataInterface, DataInterface):
             self.dataInterface.close()
+            if isinstance(self.bidsInterface, BidsInterface):
+                self.bidsInterface.close()
 
 
 def _ask_to_continue_locally() -> None:

@@ -32,6 +32,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from rtcloud.errors import ConfigError, InvocationError, RTCloudError, StateError
+from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
@@ -122,11 +123,16 @@ class ProjectServer:
         self.hub = Hub()
         self.web = WebDisplayInterface(sink=self.ui.broadcast)
         self.data: DataInterface | None = None
+        self.bids: BidsInterface | None = None
         self.channels: dict[str, ServiceChannel] = {}
         if config.data_remote:
             self.channels["data"] = ServiceChannel("data", self._broadcast_conn_status)
             self.hub.register_remote(
                 "DataInterface", DataInterface, self.channels["data"], "data service"
+            )
+            # BIDS streams run where the scanner's files are: in the data service
+            self.hub.register_remote(
+                "BidsInterface", BidsInterface, self.channels["data"], "data service"
             )
         else:
             # its results only ever leave through the RPyC bridge, as DICOM bytes
@@ -134,6 +140,8 @@ class ProjectServer:
                 allowedDirs=["*"], allowedFileTypes=["*"], encode_volumes=True
             )
             self.hub.register_local("DataInterface", self.data)
+            self.bids = BidsInterface(allowedDirs=["*"], progress=self._script_log)
+            self.hub.register_local("BidsInterface", self.bids)
         #: Feedback to every connected presentation peer, responses back (both modes).
         self.relay = SubjectRelay(config.subject_remote, self._broadcast_conn_status)
         self.subject: SubjectInterface = self.relay.local
@@ -372,6 +380,10 @@ class ProjectServer:
         channel = self.channels.get(kind)
         return True if channel is None else channel.connected
 
+    def _script_log(self, line: str) -> None:
+        """A line on the page's script log (a download's progress, say)."""
+        self.ui.broadcast({"cmd": "userLog", "value": line})
+
     def _on_script_line(self, script: str, stream: str, line: str) -> None:
         cmd = "userLog" if script == "mainScript" else "sessionLog"
         self.ui.broadcast({"cmd": cmd, "value": line})
@@ -527,6 +539,8 @@ class ProjectServer:
         self._remove_info()
         if self.data is not None:
             self.data.close()
+        if self.bids is not None:
+            self.bids.close()
         with contextlib.suppress(OSError):
             self._sock.close()
 

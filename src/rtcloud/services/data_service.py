@@ -12,6 +12,7 @@ import argparse
 import tempfile
 from typing import Any
 
+from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.services.runner import add_connection_arguments, run_service
 
@@ -30,7 +31,9 @@ def build_interfaces(dirs: str, types: str, clock_skew: float = 0.0) -> dict[str
             allowedFileTypes=allowed_types,
             scannerClockSkew=clock_skew,
             encode_volumes=True,  # volumes leave this process only as DICOM bytes
-        )
+        ),
+        # DICOMs become anonymized BIDS incrementals here, before they leave this computer
+        "BidsInterface": BidsInterface(allowedDirs=allowed_dirs, scannerClockSkew=clock_skew),
     }
 
 
