@@ -15,6 +15,7 @@ from rtcloud.imaging.nifti import (
     parseDicomVolume,
     readNifti,
 )
+from rtcloud.imaging.orientation import getAxesForTransform, getTransform, saveAsNiftiImage
 from rtcloud.imaging.retry import readRetryDicomFromDataInterface
 from rtcloud.imaging.timing import (
     dicomTimeToNextTr,
@@ -38,15 +39,18 @@ __all__ = [
     "convertDicomFileToNifti",
     "convertDicomImgToNifti",
     "dicomTimeToNextTr",
+    "getAxesForTransform",
     "getDicomAcquisitionTime",
     "getDicomFileName",
     "getDicomRepetitionTime",
+    "getTransform",
     "niftiToMem",
     "parseDicomVolume",
     "readDicomFromBuffer",
     "readDicomFromFile",
     "readNifti",
     "readRetryDicomFromDataInterface",
+    "saveAsNiftiImage",
     "writeDicomFile",
     "writeDicomToBuffer",
 ]

@@ -90,15 +90,24 @@ class ClientInterface:
 
 
 def _ask_to_continue_locally() -> None:
+    """Ask on the terminal, or read the answer piped in (``echo y | python script.py``)."""
     stdin = sys.stdin
-    if stdin is None or not stdin.isatty():
+    if stdin is None or stdin.closed:
+        reply = ""
+    elif stdin.isatty():
+        reply = input(_PROMPT)
+    else:
+        print(_PROMPT, end="", flush=True)
+        reply = stdin.readline()
+        print(reply.strip(), flush=True)
+    if not reply:
         raise StateError(
             "No rtcloud project server is running, and there is no terminal to ask whether "
-            "to continue with local files. Start the server (rtcloud serve -p PROJECT), or "
-            "pass yesToPrompts=True to ClientInterface (the sample's -y option) to use "
-            "local files."
+            "to continue with local files (and no answer was piped in). Start the server "
+            "(rtcloud serve -p PROJECT), answer with 'echo y | python SCRIPT', or pass "
+            "yesToPrompts=True to ClientInterface (the sample's -y option) to use local files."
         )
-    reply = input(_PROMPT).strip().lower()
+    reply = reply.strip().lower()
     if reply not in ("y", "yes"):
         raise ServiceUnavailableError(
             "No rtcloud project server is running and local files were declined; start "

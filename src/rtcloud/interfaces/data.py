@@ -30,6 +30,8 @@ from rtcloud.atomic_files import SpooledFile, write_atomically
 from rtcloud.errors import (
     FileWaitTimeout,
     InvalidDicomError,
+    InvalidRequestError,
+    NotInWatchedFolderError,
     StateError,
     ValidationError,
 )
@@ -229,7 +231,7 @@ class DataInterface(Interface):
         text = os.path.expanduser(os.fspath(pattern))
         if not os.path.isabs(text):
             if not self._allow_all_dirs:
-                raise ValidationError(
+                raise InvalidRequestError(
                     f"{what} {text!r} is relative; use a full (absolute) path pattern inside "
                     f"one of the allowed directories {self.allowedDirs}"
                 )
@@ -275,7 +277,7 @@ class DataInterface(Interface):
         if os.path.dirname(name):
             path = self._check_file(name)
             if os.path.normcase(str(path.parent)) != os.path.normcase(str(watch.directory)):
-                raise ValidationError(
+                raise NotInWatchedFolderError(
                     f"watchFile: {name!r} is not in the watched folder {str(watch.directory)!r}; "
                     "call initWatch on its folder first"
                 )
@@ -379,7 +381,9 @@ class DataInterface(Interface):
         """
         stream = self._stream(streamId)
         if timeout is None or timeout <= 0:
-            raise ValidationError(f"getImageData: timeout must be > 0 seconds, got {timeout!r}")
+            raise InvalidRequestError(
+                f"getImageData: timeout must be > 0 seconds, got {timeout!r}"
+            )
         index = stream.next_index if imageIndex is None else int(imageIndex)
         if index < 0:
             raise ValidationError(f"getImageData: imageIndex must be >= 0, got {index}")
