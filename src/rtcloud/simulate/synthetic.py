@@ -26,7 +26,14 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from rtcloud.imaging.dicom import write_dicom_bytes
 
-__all__ = ["SeriesSpec", "activation_roi", "encode_csa2", "generate_series", "make_volume_dataset"]
+__all__ = [
+    "SeriesSpec",
+    "activation_roi",
+    "encode_csa2",
+    "generate_series",
+    "make_volume_dataset",
+    "volume_dataset",
+]
 
 #: Voxel ranges (x, y, z as fractions of the shape) of the activated region.
 ROI_FRACTIONS = ((0.5625, 0.75), (0.5625, 0.75), (0.4, 0.6))
@@ -133,7 +140,35 @@ def make_volume_dataset(
         (x0, x1), (y0, y1), (z0, z1) = activation_roi(spec.shape)
         volume[x0:x1, y0:y1, z0:z1] *= 1.0 + spec.activation
     volume = volume * (1.0 + spec.noise * rng.standard_normal(volume.shape)) + 20.0
-    pixels = _mosaic(np.clip(volume, 0, 65535).astype(np.uint16))
+    return volume_dataset(
+        np.clip(volume, 0, 65535).astype(np.uint16),
+        index,
+        spec,
+        series_uid=series_uid,
+        study_uid=study_uid,
+        frame_uid=frame_uid,
+        scan=scan,
+        start=start,
+    )
+
+
+def volume_dataset(
+    volume: np.ndarray,
+    index: int,
+    spec: SeriesSpec,
+    *,
+    series_uid: str,
+    study_uid: str,
+    frame_uid: str,
+    scan: int,
+    start: dt.datetime,
+    protocol: str = "func_bold_synthetic",
+) -> Dataset:
+    """A Siemens mosaic DICOM holding ``volume`` (uint16, indexed as the NIfTI image a
+    converter makes of the file: dcm2niix's voxel order), axial, with ``spec``'s voxel size
+    and TR, as volume ``index`` of a series."""
+    nx, ny, nz = spec.shape
+    pixels = _mosaic(volume)
     rows, cols = pixels.shape
     dx, dy, dz = spec.voxel_mm
 
@@ -183,8 +218,8 @@ def make_volume_dataset(
     ds.StudyTime = start.strftime("%H%M%S")
     ds.AcquisitionTime = acquired.strftime("%H%M%S.%f")
     ds.ContentTime = ds.AcquisitionTime
-    ds.SeriesDescription = "func_bold_synthetic"
-    ds.ProtocolName = "func_bold_synthetic"
+    ds.SeriesDescription = protocol
+    ds.ProtocolName = protocol
     ds.SeriesNumber = scan
     ds.AcquisitionNumber = index + 1
     ds.InstanceNumber = index + 1
