@@ -37,7 +37,6 @@ from rtcloud.bids.common import (
     bids_data_dir,
     bids_file_name,
     dumps_sidecar,
-    empty_events,
     events_from_tsv,
     events_to_tsv,
     non_entities,
@@ -332,9 +331,8 @@ class BidsArchive:
             image_path.with_name(bids_file_name(metadata, BidsFileExtension.METADATA.value)),
             dumps_sidecar(non_entities(metadata, VOLUME_METADATA)),
         )
-        events = run.events if run.events is not None else empty_events()
         events_name = bids_file_name({**metadata, "suffix": "events"}, ".tsv")
-        _write_text(image_path.with_name(events_name), events_to_tsv(events))
+        _write_text(image_path.with_name(events_name), events_to_tsv(run.events))
         self._changed()
         return str(image_path)
 

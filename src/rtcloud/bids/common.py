@@ -422,7 +422,10 @@ def empty_events() -> Any:
 
 
 def events_to_tsv(df: Any) -> str:
-    """An events table as BIDS TSV text (tabs, ``n/a`` for missing values, no index)."""
+    """An events table as BIDS TSV text (tabs, ``n/a`` for missing values, no index); None
+    stands for the empty table (written without loading pandas)."""
+    if df is None:
+        return "\t".join(DEFAULT_EVENTS_HEADERS) + "\n"
     return str(df.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n"))
 
 

@@ -380,7 +380,7 @@ class BidsIncremental:
         with open(
             os.path.join(folder, self.getEventsFileName()), "w", encoding="utf-8", newline=""
         ) as fh:
-            fh.write(events_to_tsv(self.events))
+            fh.write(events_to_tsv(self._events))
         if onlyData:
             return
         with open(os.path.join(root, "dataset_description.json"), "w", encoding="utf-8") as fh:
