@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import getpass
 import json
 import logging
 import os
@@ -168,7 +169,8 @@ class ProjectServer:
         self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.login_token = self.tokens.issue(TEST_USER if config.test else "local")
+        # The link logs in the person who started the server: shown as their login name.
+        self.login_token = self.tokens.issue(TEST_USER if config.test else _os_user())
 
     # ------------------------------------------------------------ identity
 
@@ -567,3 +569,11 @@ def _int_list(value: Any, what: str) -> list[int]:
     if not out:
         raise ConfigError(f"{what} must not be empty")
     return out
+
+
+def _os_user() -> str:
+    """The login name of whoever runs this server ("local" if the OS cannot tell)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user database entry, no LOGNAME/USER (containers)
+        return "local"

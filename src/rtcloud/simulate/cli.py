@@ -66,14 +66,26 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def add_generate_parser(sub: Any) -> None:
-    parser = sub.add_parser("generate", help="write a synthetic Siemens mosaic series")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--volumes", type=int, default=20)
+    parser = sub.add_parser(
+        "generate",
+        help="write a synthetic Siemens mosaic series",
+        description="Write a synthetic fMRI series as Siemens mosaic DICOM files (a block "
+        "design with an active region), to try a project without a scanner. Replay it into "
+        "the folder a project watches with 'rtcloud replay'.",
+    )
+    parser.add_argument("out_dir", type=Path, help="folder to write the series into")
+    parser.add_argument("--volumes", type=int, default=20, help="number of volumes")
     parser.add_argument("--shape", default="64x64x30", help="voxels, e.g. 64x64x30 or 104x90x72")
-    parser.add_argument("--tr", type=float, default=2.0, help="seconds")
-    parser.add_argument("--pattern", default="001_{SCAN:06d}_{TR:06d}.dcm")
-    parser.add_argument("--scan", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tr", type=float, default=2.0, help="repetition time in seconds (written in the files)"
+    )
+    parser.add_argument(
+        "--pattern",
+        default="001_{SCAN:06d}_{TR:06d}.dcm",
+        help="file names; {SCAN} is the scan number, {TR} the volume number (from 0)",
+    )
+    parser.add_argument("--scan", type=int, default=1, help="scan number in the file names")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
     parser.set_defaults(func=_generate)
 
 
@@ -81,17 +93,27 @@ def add_replay_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "replay",
         help="replay a folder of DICOMs, a BIDS dataset's run or an OpenNeuro run at TR pace",
+        description="Copy a series, in name order, into the folder a project watches, one "
+        "volume per TR, the way a scanner writes it: a scanner for trying a project. A BIDS "
+        "dataset's run (or an OpenNeuro run, downloaded once) is written as Siemens mosaic "
+        "DICOMs, so any project can run on public data.",
     )
     parser.add_argument(
         "source",
         help="folder holding a DICOM series, a BIDS dataset folder, or an OpenNeuro accession "
-        "number (ds000102); a BIDS run is written as Siemens mosaic DICOMs",
+        "number (ds000102)",
     )
     parser.add_argument("dest", type=Path, help="the scanner folder to write into")
     parser.add_argument(
         "--tr", type=float, default=None, help="seconds between volumes (default 2; BIDS: its TR)"
     )
-    parser.add_argument("--mode", choices=["pieces", "rename", "copy"], default="pieces")
+    parser.add_argument(
+        "--mode",
+        choices=["pieces", "rename", "copy"],
+        default="pieces",
+        help="pieces: written in chunks under the final name (as a scanner writing to a "
+        "share); rename: written under a temporary name, then renamed; copy: in one go",
+    )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before the first volume")
     bids = parser.add_argument_group("BIDS and OpenNeuro sources: which run")
     bids.add_argument("--subject", help="subject label, e.g. 01")
