@@ -93,6 +93,19 @@ class ClientInterface:
         self.webInterface = WebDisplayInterface()
         self.bidsInterface = BidsInterface(allowedDirs=["*"])
 
+    def interface(self, name: str) -> Any:
+        """A lab's own interface served by the project server (``--interface``), by class name.
+
+        Its exposed methods are called like the built-in interfaces' (see
+        ``docs/custom-interfaces.md``). Without a server, make the object yourself.
+        """
+        if self.rpcConn is None:
+            raise StateError(
+                f"no project server is running, so it serves no {name}: create it in this "
+                f"script instead (e.g. {name}())"
+            )
+        return self.rpcConn.interface(name)
+
     def isUsingProjectServer(self) -> bool:
         """True when the interfaces are the project server's, False for local ones."""
         return self.rpcConn is not None

@@ -154,6 +154,7 @@ class ProjectServer:
             remote=config.subject_remote,
         )
         self.hub.register_local("WebDisplayInterface", self.web)
+        self._register_custom_interfaces()
         self._secret = secrets.token_bytes(SECRET_BYTES)
         self.bridge = RpycBridge(self.hub, self._secret, port=config.rpyc_port)
         self.info_path = self._info_path()
@@ -171,6 +172,17 @@ class ProjectServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         # The link logs in the person who started the server: shown as their login name.
         self.login_token = self.tokens.issue(TEST_USER if config.test else _os_user())
+
+    def _register_custom_interfaces(self) -> None:
+        """A lab's own classes: in the data service with --dataRemote, else in here."""
+        from rtcloud.interfaces.custom import load_interface_class
+
+        for spec in self.config.interfaces:
+            cls = load_interface_class(spec)
+            if self.config.data_remote:
+                self.hub.register_remote(cls.__name__, cls, self.channels["data"], "data service")
+            else:
+                self.hub.register_local(cls.__name__, cls())
 
     # ------------------------------------------------------------ identity
 

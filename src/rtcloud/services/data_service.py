@@ -38,9 +38,13 @@ def build_interfaces(dirs: str, types: str, clock_skew: float = 0.0) -> dict[str
 
 
 def _run(args: argparse.Namespace) -> int:
-    return run_service(
-        args, "data", build_interfaces(args.dirs, args.filetypes, args.scannerClockSkew)
-    )
+    from rtcloud.interfaces.custom import load_interface_class
+
+    objects = build_interfaces(args.dirs, args.filetypes, args.scannerClockSkew)
+    for spec in args.interface or ():
+        cls = load_interface_class(spec)
+        objects[cls.__name__] = cls()
+    return run_service(args, "data", objects)
 
 
 def add_parser(sub: Any) -> None:
@@ -69,5 +73,12 @@ def add_parser(sub: Any) -> None:
         default=0.0,
         metavar="SECONDS",
         help="seconds the scanner's clock is ahead of this computer's",
+    )
+    parser.add_argument(
+        "--interface",
+        action="append",
+        metavar="MODULE:CLASS",
+        help="also serve a lab's own interface class (its @expose methods); start the server "
+        "with the same option (docs/custom-interfaces.md)",
     )
     parser.set_defaults(func=_run)
