@@ -57,11 +57,12 @@ class ClientInterface:
     subjInterface: SubjectInterface
     #: The experimenter's web page: logs, plots, status.
     webInterface: WebDisplayInterface
+    #: Streams of BIDS incrementals: from DICOMs, BIDS datasets and OpenNeuro.
+    bidsInterface: BidsInterface
 
     def __init__(self, rpyc_timeout: float = 120, yesToPrompts: bool = False) -> None:
         self.rpyc_timeout = float(rpyc_timeout)
         self.rpcConn: Any = None
-        self.bidsInterface: Any = None
         self.exampleInterface: Any = None
         tune_allocator()  # volumes pass through this process too (see rtcloud.alloc)
         conn = _server_connection(self.rpyc_timeout)
