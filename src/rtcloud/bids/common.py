@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -306,9 +307,11 @@ def symmetricDictDifference(
 
 
 def _values_equal(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
     if isinstance(a, float) or isinstance(b, float):
         try:
-            return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=1e-9))
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
         except (TypeError, ValueError):
             return False
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -340,8 +343,28 @@ _HEADER_CHECKS: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Raw NIfTI header fields that must be equal for two volumes of one run (fast path).
+_SAME_FIELDS = (
+    "datatype", "bitpix", "xyzt_units", "qform_code", "sform_code", "slice_code", "dim_info",
+    "quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z",
+    "srow_x", "srow_y", "srow_z",
+)  # fmt: skip
+
+
+def _header_key(header: Any) -> tuple[Any, ...] | None:
+    """The fields of a NIfTI header that decide whether volumes fit one run, as bytes."""
+    raw = getattr(header, "structarr", None)
+    if raw is None:
+        return None
+    dim, pixdim = raw["dim"], raw["pixdim"]
+    return (dim[1:4].tobytes(), pixdim[1:5].tobytes(), *(raw[f].tobytes() for f in _SAME_FIELDS))
+
+
 def niftiHeadersAppendCompatible(h1: Any, h2: Any) -> tuple[bool, str]:
     """Whether images with these headers can be volumes of one run, and if not, why."""
+    key1 = _header_key(h1)
+    if key1 is not None and key1 == _header_key(h2):
+        return True, ""  # the same raw fields: no need for the tolerant comparison below
     shape1, shape2 = tuple(h1.get_data_shape()[:3]), tuple(h2.get_data_shape()[:3])
     if shape1 != shape2:
         return False, f"image shape differs: {shape1} vs {shape2}"
