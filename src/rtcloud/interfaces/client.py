@@ -19,6 +19,7 @@ from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
+from rtcloud.lifeline import watch_server
 
 __all__ = ["ClientInterface"]
 
@@ -67,6 +68,7 @@ class ClientInterface:
         tune_allocator()  # volumes pass through this process too (see rtcloud.alloc)
         conn = _server_connection(self.rpyc_timeout)
         if conn is not None:
+            watch_server()  # a script the server started ends when the server dies
             self.rpcConn = conn
             # Proxies with the local classes' methods and docs; typed as those classes.
             self.dataInterface = cast(
