@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtcloud.bids.archive import BidsArchive
-from rtcloud.bids.dicom import dicom_to_incremental
+from rtcloud.bids.dicom import nifti_to_incremental
 from rtcloud.bids.incremental import BidsIncremental
 from rtcloud.bids.run import BidsRun
 from rtcloud.errors import MissingMetadataError, RequestError, StateError, ValidationError
@@ -76,11 +76,12 @@ def read_incremental(
 ) -> BidsIncremental:
     """Volume ``index`` (the next one when None) of a DataInterface stream, as an incremental.
 
-    The one place that knows how a stream's volume is read: one DICOM dataset per volume
-    through ``getImageData``, converted as dcm2niix would.
+    The one place that knows how a stream's volume is read: ``getVolume`` assembles it for
+    every layout the stream knows (a mosaic, an enhanced multi-frame file, the files of one
+    temporal position of a per-slice series) as dcm2niix would, with its sidecar fields.
     """
-    dataset = data.getImageData(stream_id, index, timeout)
-    return dicom_to_incremental(dataset, entities)
+    image = data.getVolume(stream_id, index, timeout)
+    return nifti_to_incremental(image, image.sidecar, entities)
 
 
 class BidsInterface(Interface):

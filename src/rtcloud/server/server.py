@@ -137,10 +137,7 @@ class ProjectServer:
                 "BidsInterface", BidsInterface, self.channels["data"], "data service"
             )
         else:
-            # its results only ever leave through the RPyC bridge, as DICOM bytes
-            self.data = DataInterface(
-                allowedDirs=["*"], allowedFileTypes=["*"], encode_volumes=True
-            )
+            self.data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
             self.hub.register_local("DataInterface", self.data)
             self.bids = BidsInterface(allowedDirs=["*"], progress=self._script_log)
             self.hub.register_local("BidsInterface", self.bids)

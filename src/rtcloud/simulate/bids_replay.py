@@ -44,7 +44,7 @@ def write_run_as_dicoms(
 ) -> tuple[list[Path], int]:
     """Write every volume of a BidsRun as a mosaic DICOM; (paths, voxels changed)."""
     from rtcloud.imaging.dicom import write_dicom_bytes
-    from rtcloud.simulate.synthetic import SeriesSpec, volume_dataset
+    from rtcloud.simulate.synthetic import SeriesSpec, _mosaic, make_volume_dataset
 
     first = run.getIncremental(0)
     zooms = first.image.header.get_zooms()
@@ -61,13 +61,15 @@ def write_run_as_dicoms(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     paths, changed = [], 0
+    blank = np.zeros(shape, dtype=np.float64)
+    rng = np.random.default_rng(0)
     for index, volume in enumerate(run.iter_volumes()):
         rounded = np.clip(np.rint(volume), 0, 65535)
         changed += int(np.count_nonzero(rounded != volume))
-        ds = volume_dataset(
-            rounded.astype(np.uint16), index, spec, scan=scan, start=start,
-            protocol=protocol, **uids,
-        )  # fmt: skip
+        # the simulator's mosaic header and geometry, holding this volume's voxels
+        ds = make_volume_dataset(index, spec, base=blank, rng=rng, scan=scan, start=start, **uids)
+        ds.PixelData = _mosaic(rounded.astype(np.uint16)).tobytes()
+        ds.ProtocolName = ds.SeriesDescription = protocol
         path = out_dir / pattern.format(SCAN=scan, TR=index)
         path.write_bytes(write_dicom_bytes(ds))
         paths.append(path)
