@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 from bidstools import assert_valid, incremental
 
@@ -180,3 +181,30 @@ def test_remote_data_service(server_factory, sample_dicom_dir, openneuro_env, tm
     finally:
         service.kill()
         service.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("layout", ["mosaic", "enhanced", "slices"])
+def test_every_layout_the_stream_assembles(layout, tmp_path):
+    """Mosaic, enhanced multi-frame and one-file-per-slice series all arrive as incrementals
+    equal to the volume the data interface assembles (the volume reader's, tested against
+    dcm2niix in tests/imaging)."""
+    from rtcloud.interfaces.data import DataInterface
+    from rtcloud.simulate.synthetic import generate_series
+
+    scanner = tmp_path / "scanner"
+    generate_series(scanner, num_volumes=3, shape=(16, 16, 6), scan=1, layout=layout)
+    pattern = "001_000001_{TR:06d}.dcm"
+    with (
+        BidsInterface(allowedDirs=[str(tmp_path)]) as bids,
+        DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".dcm"]) as data,
+    ):
+        sid = bids.initDicomBidsStream(str(scanner), pattern, 0, **ENTITIES)
+        ref = data.initScannerStream(str(scanner), pattern, 0)
+        for index in range(3):
+            inc = bids.getIncremental(sid, timeout=10)
+            volume = data.getVolume(ref, index, timeout=10)
+            assert inc.getImageDimensions() == (16, 16, 6, 1)
+            expected = np.asanyarray(volume.dataobj)
+            np.testing.assert_array_equal(inc.getImageData()[..., 0], expected)
+            np.testing.assert_allclose(inc.image.affine, volume.affine, atol=1e-4)
+            assert inc.getMetadataField("RepetitionTime") == volume.sidecar["RepetitionTime"]
