@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import math
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,15 +39,18 @@ from starlette.websockets import WebSocket
 
 from rtcloud.errors import AuthenticationError
 from rtcloud.server.config import JSPSYCH_CDN_VERSION, JsPsychDist
+from rtcloud.server.throttle import LoginThrottled
 
 if TYPE_CHECKING:
     from rtcloud.server.server import ProjectServer
 
-__all__ = ["COOKIE_NAME", "create_app"]
+__all__ = ["COOKIE_NAME", "DEVICE_COOKIE", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 COOKIE_NAME = "rtcloud_session"
+#: A device token (see rtcloud.server.auth.DeviceTokens), sent only to /login.
+DEVICE_COOKIE = "rtcloud_device"
 PUBLIC_PREFIXES = ("/login", "/logout", "/assets/")
 #: The only files served without a session: what the login page itself needs.
 PUBLIC_ASSETS = frozenset({"login.css", "favicon.svg"})
@@ -208,7 +212,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
         )
         return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
-    def logged_in(user: str, target: str | None) -> Response:
+    def logged_in(user: str, target: str | None, known_device: bool = False) -> Response:
         response = RedirectResponse(safe_next(target), status_code=303)
         response.set_cookie(
             COOKIE_NAME,
@@ -219,6 +223,16 @@ def create_app(server: ProjectServer) -> ASGIApp:
             secure=server.uses_tls,
             path="/",
         )
+        if not known_device:
+            response.set_cookie(
+                DEVICE_COOKIE,
+                server.devices.issue(user),
+                max_age=int(server.devices.lifetime),
+                httponly=True,
+                samesite="strict",
+                secure=server.uses_tls,
+                path="/login",
+            )
         return response
 
     async def login_get(request: Request) -> Response:
@@ -238,18 +252,29 @@ def create_app(server: ProjectServer) -> ASGIApp:
         password = str(form.get("password") or "")
         target = safe_next(str(form.get("next") or "/"))
         client = request.client.host if request.client else "?"
-        keys = (f"ip:{client}", f"user:{user}")
-        delay = server.throttle.delay(*keys)
-        if delay:
-            await asyncio.sleep(delay)
+        # A device that logged in as this user before waits in its own queue; everyone
+        # else queues per address and per user name (rtcloud.server.throttle).
+        device = server.devices.device_of(request.cookies.get(DEVICE_COOKIE), user)
+        keys = (f"device:{device}",) if device else (f"ip:{client}", f"user:{user}")
+        try:
+            wait = server.throttle.reserve(*keys)
+        except LoginThrottled as exc:
+            retry = max(1, math.ceil(exc.retry_after))
+            logger.warning("refused a login for user %r from %s: %s", user, client, exc)
+            response = login_page(
+                f"Too many failed logins; try again in {retry} s.", target, status=429
+            )
+            response.headers["Retry-After"] = str(retry)
+            return response
+        if wait:
+            await server.clock.sleep(wait)
         ok = await asyncio.to_thread(server.check_password, user, password)
         if not ok:
-            server.throttle.failed(*keys)
             logger.warning("failed login for user %r from %s", user, client)
             return login_page("Wrong user name or password.", target, status=401)
         server.throttle.succeeded(*keys)
         logger.info("user %s logged in from %s", user, client)
-        return logged_in(user, target)
+        return logged_in(user, target, known_device=device is not None)
 
     async def logout(request: Request) -> Response:
         response = RedirectResponse("/login", status_code=303)

@@ -39,19 +39,21 @@ from rtcloud.server.app import COOKIE_NAME, create_app
 from rtcloud.server.auth import (
     TEST_PASSWORD,
     TEST_USER,
-    LoginThrottle,
+    DeviceTokens,
     OneTimeTokens,
     PasswordFile,
     SessionSigner,
     default_password_file,
     write_private_file,
 )
+from rtcloud.server.clock import SYSTEM_CLOCK, Clock
 from rtcloud.server.config import ServerConfig
 from rtcloud.server.feedback_pages import serve_feedback_page
 from rtcloud.server.hub import Hub
 from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
 from rtcloud.server.settings import SettingsFile
 from rtcloud.server.subject_relay import SubjectRelay
+from rtcloud.server.throttle import LoginThrottle
 from rtcloud.server.ui_channel import UIChannel
 from rtcloud.transport.discovery import ENV_VAR
 from rtcloud.transport.rpyc_bridge import SECRET_BYTES, RpycBridge
@@ -103,16 +105,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class ProjectServer:
     """The server of one experiment project."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
         config.check_listen_policy()
         self.config = config
         self.settings = SettingsFile(config.config_path)
         self.settings.load()  # a broken config stops the start with a clear message
         self._sock = bind_socket(config.host, config.port)
         self.port: int = self._sock.getsockname()[1]
-        self.sessions = SessionSigner()
-        self.tokens = OneTimeTokens()
-        self.throttle = LoginThrottle()
+        #: Time for logins, sessions and tokens (tests pass a clock they advance by hand).
+        self.clock = clock
+        self.sessions = SessionSigner(clock=clock)
+        self.tokens = OneTimeTokens(clock=clock)
+        self.devices = DeviceTokens.in_folder(config.state_dir, clock=clock)
+        self.throttle = LoginThrottle(clock=clock)
         self.passwords = PasswordFile(config.password_file or default_password_file())
         self.ui = UIChannel()
         self.hub = Hub()
