@@ -150,6 +150,26 @@ def test_websocket_needs_session_and_same_origin(server):
         assert config["plot"]["xRange"] is None  # no range in the file: auto-range
 
 
+@pytest.mark.parametrize("role", ["data", "subject"])
+def test_service_sockets_take_a_bearer_session_only_and_no_origin(server_factory, role):
+    server = server_factory(data_remote=True, subject_remote=True)
+    _, response = login(server)
+    session = response.cookies[COOKIE_NAME]
+    url = server.url.replace("http://", "ws://") + f"ws/service/{role}"
+    refused = {
+        "the browser's cookie": {"Cookie": f"{COOKIE_NAME}={session}"},
+        "a bearer session from a page": {"Authorization": f"Bearer {session}"},
+        "a forged bearer session": {"Authorization": "Bearer made-up"},
+    }
+    for what, headers in refused.items():
+        origin = server.url.rstrip("/") if "page" in what else None
+        with pytest.raises(InvalidStatus, match="403"):
+            connect(url, additional_headers=headers, origin=origin, open_timeout=5).close()
+    with connect(url, additional_headers={"Authorization": f"Bearer {session}"}) as ws:
+        wait_for(lambda: server.service_connected(role), what=f"the {role} service")
+        ws.close()
+
+
 def test_run_streams_lines_and_plot_points_then_completes(server):
     _, response = login(server)
     with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:

@@ -44,7 +44,7 @@ from rtcloud.server.throttle import LoginThrottled
 if TYPE_CHECKING:
     from rtcloud.server.server import ProjectServer
 
-__all__ = ["COOKIE_NAME", "DEVICE_COOKIE", "create_app"]
+__all__ = ["COOKIE_NAME", "DEVICE_COOKIE", "bearer_token", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ DEVICE_COOKIE = "rtcloud_device"
 PUBLIC_PREFIXES = ("/login", "/logout", "/assets/")
 #: The only files served without a session: what the login page itself needs.
 PUBLIC_ASSETS = frozenset({"login.css", "favicon.svg"})
-#: Paths that authenticate on their own (the remote services' sockets).
+#: Paths that authenticate on their own (the remote services' sockets: a bearer session, no
+#: cookie, no Origin; see ProjectServer._service_socket).
 SELF_AUTHENTICATED = ("/ws/service/",)
 #: Paths of files and data (not pages): 401 rather than a redirect to the login page.
 NOT_PAGES = ("/static/", "/api/", "/jspsych/")
@@ -150,6 +151,14 @@ def _is_page_request(path: str, conn: HTTPConnection) -> bool:
     if not path.startswith(NOT_PAGES):
         return True
     return path.startswith("/jspsych/") and "text/html" in conn.headers.get("accept", "")
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, else None."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 def origin_allowed(conn: HTTPConnection) -> bool:

@@ -35,7 +35,7 @@ from rtcloud.errors import ConfigError, InvocationError, RTCloudError, StateErro
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
-from rtcloud.server.app import COOKIE_NAME, create_app
+from rtcloud.server.app import bearer_token, create_app
 from rtcloud.server.auth import (
     TEST_PASSWORD,
     TEST_USER,
@@ -232,8 +232,20 @@ class ProjectServer:
         await serve_feedback_page(ws, self.relay, user)
 
     async def _service_socket(self, ws: WebSocket) -> None:
+        """A remote service's socket: for programs only, never for a web page.
+
+        The session must come in an ``Authorization: Bearer`` header, which a page cannot
+        set on a WebSocket, and cookies are ignored, so a page of another site open in a
+        logged-in browser cannot use the browser's session here. Browsers always send
+        ``Origin`` on a WebSocket; services never do, so any upgrade that has one is refused.
+        """
         role = ws.path_params.get("role", "")
-        user = self.sessions.user_of(ws.cookies.get(COOKIE_NAME))
+        origin = ws.headers.get("origin")
+        if origin is not None:
+            logger.warning("refused a %s service socket opened by a web page (%r)", role, origin)
+            await ws.close(code=4403)
+            return
+        user = self.sessions.user_of(bearer_token(ws.headers.get("authorization")))
         if user is None:
             logger.warning("refused a %s service without a valid login", role)
             await ws.close(code=4401)

@@ -5,7 +5,8 @@ so they dial out to the server, which then calls them. :class:`ServiceClient` lo
 user name and password (HTTP POST ``/login``; a wrong password stops it with
 :class:`~rtcloud.errors.AuthenticationError` instead of retrying forever; "too many failed
 logins" is waited out), opens
-``/ws/service/<role>`` with the session cookie, and serves the registered objects through a
+``/ws/service/<role>`` with the session in an ``Authorization`` header (the server takes no
+cookie there, so a browser's session cannot open it), and serves the registered objects through a
 :class:`~rtcloud.rpc.dispatch.Dispatcher`: each call runs in a worker thread, and replies go
 out as the socket takes them. A lost link is retried with backoff (0.5 s doubling to 5 s),
 and said so in the log. A service may also call the server (:meth:`ServiceClient.call`),
@@ -230,7 +231,7 @@ class ServiceClient:
         url = f"{scheme}://{self.host}:{self.port}/ws/service/{self.role}"
         ws = WsSocket.connect(
             url,
-            headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
+            headers={"Authorization": f"Bearer {cookie}"},  # never a cookie: see the server
             ssl_context=self._ssl,
             open_timeout=10,
             ping_interval=5,
