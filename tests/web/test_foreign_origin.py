@@ -8,11 +8,6 @@ service nor receive results as a feedback peer.
 
 from __future__ import annotations
 
-import http.server
-import threading
-
-import pytest
-
 from conftest import log_in
 from helpers import wait_for
 
@@ -24,32 +19,6 @@ for (const role of ["data", "subject"]) {
   ws.onclose = (event) => { window.results[role] = "closed " + event.code; };
 }
 </script></body></html>"""
-
-
-@pytest.fixture
-def foreign_site():
-    """An HTTP server on another port of 127.0.0.1, serving the attack page."""
-    pages: dict[str, bytes] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the standard library's name)
-            body = pages.get(self.path, b"")
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=site.serve_forever, daemon=True)
-    thread.start()
-    yield site, pages
-    site.shutdown()
-    site.server_close()
-    thread.join(5)
 
 
 def test_a_foreign_page_cannot_open_the_service_sockets(page, server_factory, foreign_site):

@@ -10,6 +10,8 @@ Pages: ``/`` (the experimenter's), ``/feedback`` (the participant's feedback pag
 from ``/jspsych/`` when the server has a local copy, ``rtcloud serve --jspsych DIR``, else
 from the unpkg CDN). The feedback pages are sent with a Content-Security-Policy that allows
 scripts from this server only (and the CDN, for jsPsych): no inline script, no ``eval``.
+No response may be shown in another page's frame (``X-Frame-Options: DENY`` and
+``frame-ancestors 'none'`` on every response, feedback pages included).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from rtcloud.errors import AuthenticationError
@@ -169,6 +171,41 @@ def origin_allowed(conn: HTTPConnection) -> bool:
     host = conn.headers.get("host", "")
     parts = urlsplit(origin)
     return bool(parts.netloc) and parts.netloc.lower() == host.lower()
+
+
+#: Sent with every response. No page of this server may be framed by another page (a framed
+#: experimenter page would let another site trick a click on Run); responses that carry a
+#: fuller Content-Security-Policy (the feedback pages) say ``frame-ancestors 'none'`` in it.
+SECURITY_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+FRAME_POLICY = (b"content-security-policy", b"frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers above on every HTTP response, whoever made it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers += [h for h in SECURITY_HEADERS if h[0] not in names]
+                if FRAME_POLICY[0] not in names:
+                    headers.append(FRAME_POLICY)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class AuthGate:
@@ -357,4 +394,4 @@ def create_app(server: ProjectServer) -> ASGIApp:
         routes.append(Route("/jspsych/{path:path}", no_jspsych))
     routes.extend(server.extra_routes())
     app = Starlette(routes=routes, lifespan=server.lifespan)
-    return AuthGate(app, server)
+    return SecurityHeaders(AuthGate(app, server))
