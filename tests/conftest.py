@@ -19,6 +19,7 @@ def private_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))
     monkeypatch.delenv("RTCLOUD_SERVER_INFO", raising=False)
+    monkeypatch.delenv("RTCLOUD_SERVER", raising=False)
     monkeypatch.delenv("RTCLOUD_PASSWORD_FILE", raising=False)
     return home
 

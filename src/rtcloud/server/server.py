@@ -6,9 +6,10 @@ and the uvicorn server. It can run in the foreground (``rtcloud serve``) or in a
 (tests, the demo): :meth:`ProjectServer.start_in_thread` returns once the server accepts
 connections, and :meth:`ProjectServer.stop` ends everything, including a running script.
 
-At start it writes a connection file (address and RPyC secret, readable by this OS user
-only) so that ``ClientInterface()`` in any script of this user finds the server; the scripts
-it starts get the file's path in ``RTCLOUD_SERVER_INFO``.
+The scripts it starts get its RPyC address and secret in their environment
+(``RTCLOUD_SERVER``), so they reach this server whatever else runs. For scripts started by
+hand it writes a connection file of its own under ``~/.rtcloud/servers/`` (readable by this
+OS user only), removed when it stops, also on SIGTERM (see :mod:`rtcloud.transport.discovery`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -55,7 +57,7 @@ from rtcloud.server.settings import SettingsFile
 from rtcloud.server.subject_relay import SubjectRelay
 from rtcloud.server.throttle import LoginThrottle
 from rtcloud.server.ui_channel import UIChannel
-from rtcloud.transport.discovery import ENV_VAR
+from rtcloud.transport.discovery import ADDRESS_VAR, ENV_VAR, servers_dir
 from rtcloud.transport.rpyc_bridge import SECRET_BYTES, RpycBridge
 from rtcloud.transport.ws_server import ServiceChannel
 
@@ -152,7 +154,7 @@ class ProjectServer:
         self.runner = ScriptRunner(
             self._on_script_line,
             self._on_run_status,
-            env={ENV_VAR: str(self.info_path)},
+            env={ADDRESS_VAR: json.dumps(self._connection_info())},
             grace_period=config.grace_period,
         )
         self.started = threading.Event()
@@ -190,10 +192,10 @@ class ProjectServer:
         override = os.environ.get(ENV_VAR)
         if override:
             return Path(override)
-        return self.config.state_dir / "server.json"
+        return servers_dir() / f"{os.getpid()}-{self.bridge.port}.json"
 
-    def _write_info(self) -> None:
-        info = {
+    def _connection_info(self) -> dict[str, Any]:
+        return {
             "host": "127.0.0.1",
             "rpycPort": self.bridge.port,
             "secret": self._secret.hex(),
@@ -201,6 +203,9 @@ class ProjectServer:
             "url": self.url,
             "project": self.config.project_name,
         }
+
+    def _write_info(self) -> None:
+        info = self._connection_info()
         write_private_file(self.info_path, json.dumps(info, indent=2) + "\n")
 
     def _remove_info(self) -> None:
@@ -437,12 +442,23 @@ class ProjectServer:
                 )
 
     def run(self) -> None:
-        """Serve in this thread until :meth:`stop` (or Ctrl-C)."""
-        self._prepare()
+        """Serve in this thread until :meth:`stop`, Ctrl-C or SIGTERM (each stops cleanly)."""
         self._uvicorn = _Uvicorn(self._uvicorn_config(), self.started)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+
+            def on_sigterm(signum: int, frame: object) -> None:
+                logger.info("SIGTERM: stopping")
+                if self._uvicorn is not None:
+                    self._uvicorn.should_exit = True
+
+            previous = signal.signal(signal.SIGTERM, on_sigterm)
         try:
+            self._prepare()  # the connection file exists from here: SIGTERM must remove it
             self._uvicorn.run(sockets=[self._sock])
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             self._cleanup()
 
     def start_in_thread(self, timeout: float = 30.0) -> ProjectServer:

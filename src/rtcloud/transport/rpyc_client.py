@@ -40,7 +40,13 @@ from rtcloud.transport.rpyc_bridge import (
 )
 from rtcloud.transport.rpyc_stream import FastSocketStream, set_nodelay, tune_connection
 
-__all__ = ["HOP1_GRACE", "RemoteInterface", "ServerConnection", "connect_from_info_file"]
+__all__ = [
+    "HOP1_GRACE",
+    "RemoteInterface",
+    "ServerConnection",
+    "connect_from_info",
+    "connect_from_info_file",
+]
 
 #: Seconds the script waits beyond ``rpc_timeout``, for the server's answer to travel back.
 HOP1_GRACE = 0.25
@@ -50,17 +56,35 @@ def connect_from_info_file(path: Path, rpyc_timeout: float) -> ServerConnection 
     """Connect to the server described by ``path``; None when that server is not running."""
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return connect_from_info(info, rpyc_timeout) if isinstance(info, dict) else None
+
+
+def connect_from_info(
+    info: dict[str, Any], rpyc_timeout: float, *, refused_is_gone: bool = False
+) -> ServerConnection | None:
+    """Connect to the server ``info`` describes (host, rpycPort, secret); None when it fails.
+
+    With ``refused_is_gone``, a refused connection (nobody listens on that port) raises
+    ConnectionRefusedError instead, so the caller can forget the server.
+    """
+    try:
         host, port, secret = (
             str(info["host"]),
             int(info["rpycPort"]),
             bytes.fromhex(info["secret"]),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
     try:
         return ServerConnection(host, port, secret, rpyc_timeout)
+    except ConnectionRefusedError:
+        if refused_is_gone:
+            raise
+        return None
     except (ConnectionError, OSError):
-        return None  # a stale file of a server that is gone
+        return None  # not (or no longer) that server
 
 
 class _ThreadLink:
