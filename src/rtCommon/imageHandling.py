@@ -1,8 +1,7 @@
 """RT-Cloud name for the DICOM and NIfTI helpers of :mod:`rtcloud.imaging`."""
 
+from rtcloud.imaging.anonymize import ATTRIBUTES_TO_ANONYMIZE, anonymize_dicom as anonymizeDicom
 from rtcloud.imaging.dicom import (
-    ATTRIBUTES_TO_ANONYMIZE,
-    anonymize_dicom as anonymizeDicom,
     read_dicom_bytes as readDicomFromBuffer,
     read_dicom_file as readDicomFromFile,
     write_dicom_bytes as writeDicomToBuffer,

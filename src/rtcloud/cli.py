@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rtcloud import __version__
 from rtcloud.alloc import tune_allocator
-from rtcloud.errors import InvocationError, RTCloudError
+from rtcloud.errors import InvocationError, RTCloudError, ValidationError
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "main"]
 
@@ -39,12 +39,88 @@ def configure_logging(verbose: bool, quiet: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# ---------------------------------------------------------------------------- help
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's default shown unless its help says it; descriptions kept in paragraphs.
+
+    A description's paragraphs (blank-line separated) are wrapped to the terminal, except
+    those with indented lines (examples), which are kept as written.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            if any(line.startswith(" ") for line in paragraph.splitlines()):
+                paragraphs.append(paragraph)
+            else:
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+        return "\n\n".join(paragraphs)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            text
+            and "default" not in text.lower()
+            and default is not None
+            and default is not False
+            and default is not argparse.SUPPRESS
+            and (action.option_strings or action.nargs in ("?", "*"))
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _DeprecatedUsersFile(argparse.Action):
+    """``--password-file`` of serve/add-user: the users file's old option name."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"rtcloud: note: {option_string} of 'rtcloud {parser.prog.split()[-1]}' is now "
+            "--users-file (the old name still works, and will be removed in a later version)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_users_file_argument(parser: argparse.ArgumentParser) -> None:
+    """``--users-file`` (and its deprecated old name ``--password-file``)."""
+    parser.add_argument(
+        "--users-file",
+        type=Path,
+        metavar="FILE",
+        help="the file of user names and password hashes that rtcloud add-user writes "
+        "(default: ~/.rtcloud/users.json, or $RTCLOUD_PASSWORD_FILE)",
+    )
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        dest="users_file",
+        metavar="FILE",
+        action=_DeprecatedUsersFile,
+        help="old name of --users-file (deprecated; the services' --password-file is the file "
+        "holding one password)",
+    )
+
+
 # ---------------------------------------------------------------------------- serve
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-p", "--projectName", required=True, help="project name (projects/NAME/NAME.py)"
+        "-p",
+        "--projectName",
+        required=True,
+        metavar="NAME",
+        help="project name: finds projects/NAME/NAME.py and projects/NAME/conf/NAME.toml",
     )
     parser.add_argument("-d", "--projectDir", help="project folder (default: projects/NAME)")
     parser.add_argument("-m", "--mainScript", help="main script (default: NAME.py)")
@@ -77,9 +153,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also accept user test / password test (127.0.0.1 only)",
     )
-    parser.add_argument(
-        "--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)"
-    )
+    add_users_file_argument(parser)
     parser.add_argument(
         "--tls", choices=["auto"], help="auto: make (once) and use a self-signed certificate"
     )
@@ -119,7 +193,7 @@ def server_config_from_args(args: argparse.Namespace) -> object:
         data_remote=args.dataRemote or args.remote,
         subject_remote=args.subjectRemote or args.remote,
         test=args.test,
-        password_file=args.password_file,
+        password_file=args.users_file,
         tls_cert=tls_cert,
         tls_key=tls_key,
         insecure=args.insecure,
@@ -168,7 +242,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_add_user(args: argparse.Namespace) -> int:
     from rtcloud.server.auth import PasswordFile, default_password_file
 
-    path = args.password_file or default_password_file()
+    path = args.users_file or default_password_file()
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -180,7 +254,10 @@ def cmd_add_user(args: argparse.Namespace) -> int:
         again = getpass.getpass("Retype the password: ")
         if password != again:
             raise InvocationError("the two passwords differ; nothing was changed")
-    PasswordFile(path).set_password(args.username, password)
+    try:
+        PasswordFile(path).set_password(args.username, password)
+    except ValidationError as exc:  # a mistake on the command line, like the ones above
+        raise InvocationError(f"{exc}; nothing was changed") from None
     print(f"user {args.username!r} saved in {path}")
     return 0
 
@@ -205,25 +282,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
+SERVE_DESCRIPTION = """\
+Run one experiment project: its web page (Run, Session, Settings, Data Plots, Log), the
+scripts it starts, and the hub that data and subject services connect to. Prints the page's
+address and a one-time login link.
+
+examples:
+  rtcloud serve -p sample --test             the sample project, user test/test allowed
+  rtcloud serve -p myexp --host 0.0.0.0 --tls auto --remote   for services on other computers
+"""
+
+DEMO_DESCRIPTION = """\
+Generate a synthetic scan, start a server for the sample project (and, by default, a data
+service and a subject service as separate processes), replay the scan into a scanner folder
+at TR pace and run the sample script through the server. Prints a line per volume, and a
+login link to watch the plot fill up live.
+"""
+
+ADD_USER_DESCRIPTION = """\
+Add a user who may log in to the web page and connect services, or change a user's
+password. The password is asked twice in a terminal, or read from standard input with
+--password-stdin (never from the command line).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtcloud",
         description="Real-time fMRI: scanner volumes to your script, feedback to the participant.",
+        formatter_class=HelpFormatter,
+        epilog="'rtcloud COMMAND --help' describes a command and its options.",
     )
     parser.add_argument("--version", action="version", version=f"rtcloud {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run a project's server and web page")
+    serve = sub.add_parser(
+        "serve", help="run a project's server and web page", description=SERVE_DESCRIPTION
+    )
     add_server_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="replay a synthetic scan through the sample project")
-    demo.add_argument("--volumes", type=int, default=20, help="volumes to replay (default 20)")
-    demo.add_argument(
-        "--tr", type=float, default=1.0, help="seconds between volumes (default 1.0)"
+    demo = sub.add_parser(
+        "demo",
+        help="replay a synthetic scan through the sample project",
+        description=DEMO_DESCRIPTION,
     )
+    demo.add_argument("--volumes", type=int, default=20, help="volumes to replay")
+    demo.add_argument("--tr", type=float, default=1.0, help="seconds between volumes")
     demo.add_argument(
         "--port", type=int, default=8888, help="web port (default 8888; any free port if taken)"
     )
@@ -243,11 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    add_user = sub.add_parser("add-user", help="add a user or change a password")
-    add_user.add_argument("-u", "--username", required=True)
-    add_user.add_argument(
-        "--password-file", type=Path, help="users file (default ~/.rtcloud/users.json)"
+    add_user = sub.add_parser(
+        "add-user", help="add a user or change a password", description=ADD_USER_DESCRIPTION
     )
+    add_user.add_argument("-u", "--username", required=True, help="the user name to add or change")
+    add_users_file_argument(add_user)
     add_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
@@ -260,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     subject_service.add_parser(sub)
     add_generate_parser(sub)
     add_replay_parser(sub)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
     return parser
 
 

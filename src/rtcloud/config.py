@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import TOMLKitError
+from tomlkit.exceptions import ParseError, TOMLKitError
 
 from rtcloud.errors import ConfigError
 from rtcloud.structdict import StructDict, recurseCreateStructDict
@@ -86,7 +86,24 @@ def parse_config_text(text: str, suffix: str, *, source: str = "<config>") -> St
             data = json.loads(text)
         else:
             data = tomlkit.parse(text).unwrap()
-    except (TOMLKitError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"cannot parse experiment config {source!r}: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}",
+            path=source,
+            line=exc.lineno,
+            column=exc.colno,
+        ) from exc
+    except ParseError as exc:
+        what = str(exc).rsplit(" at line ", 1)[0]
+        raise ConfigError(
+            f"cannot parse experiment config {source!r}: {what} at line {exc.line}, "
+            f"column {exc.col + 1}",
+            path=source,
+            line=exc.line,
+            column=exc.col + 1,
+        ) from exc
+    except TOMLKitError as exc:
         raise ConfigError(
             f"cannot parse experiment config {source!r}: {exc}", path=source
         ) from exc

@@ -95,12 +95,17 @@ class ConfigError(ValidationError, InvocationError):
         path: str | None = None,
         field: str | None = None,
         errors: dict[str, str] | None = None,
+        line: int | None = None,
+        column: int | None = None,
     ) -> None:
         super().__init__(message)
         self.path = path
         self.field = field
         #: For a refused save of several settings: setting name -> what is wrong with it.
         self.errors = dict(errors or {})
+        #: Where a file that cannot be parsed goes wrong (1-based), when known.
+        self.line = line
+        self.column = column
 
 
 class InvalidDicomError(ValidationError):

@@ -7,7 +7,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
 
-from rtcloud.imaging.dicom import ATTRIBUTES_TO_ANONYMIZE
+from rtcloud.imaging.anonymize import ATTRIBUTES_TO_ANONYMIZE
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.11111111111111111111"
 SOP_UID = "1.2.826.0.1.3680043.8.498.22222222222222222222"

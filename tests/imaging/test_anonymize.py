@@ -26,12 +26,8 @@ from imaging.dicom_cases import (
     string_values,
     walk,
 )
-from rtcloud.imaging.dicom import (
-    ATTRIBUTES_TO_ANONYMIZE,
-    anonymize_dicom,
-    read_dicom_bytes,
-    write_dicom_bytes,
-)
+from rtcloud.imaging.anonymize import ATTRIBUTES_TO_ANONYMIZE, anonymize_dicom
+from rtcloud.imaging.dicom import read_dicom_bytes, write_dicom_bytes
 
 # ----------------------------------------------------------------------------- the reference
 

@@ -127,16 +127,16 @@ def test_several_streams_at_once(di, series, scanner):
 @pytest.fixture
 def full_parses(monkeypatch):
     """The sizes of the byte strings parsed as DICOM anywhere (reading, checking)."""
-    import rtcloud.imaging.dicom as dicom_module
+    from rtcloud.imaging import dicom_read
 
     sizes = []
-    real = dicom_module._parse
+    real = dicom_read.parse_dicom
 
     def counting(data):
         sizes.append(len(data))
         return real(data)
 
-    monkeypatch.setattr(dicom_module, "_parse", counting)
+    monkeypatch.setattr(dicom_read, "parse_dicom", counting)
     return sizes
 
 

@@ -412,17 +412,19 @@ def test_anonymized_scanner_dicom_is_written_fast_and_round_trips(sample_dicom_d
     assert out.PixelData == ds.PixelData and out.SOPInstanceUID == ds.SOPInstanceUID
 
 
-def test_large_bytes_encode_and_decode_fast():
+def test_large_bytes_travel_as_they_are_without_a_per_byte_pass():
     data = os.urandom(100 * 1024 * 1024)
+    encoded = codec.encode(data)
+    assert len(encoded) < len(data) + 64  # raw msgpack bin: no base64, no copy per chunk
     best = float("inf")
-    for _ in range(3):  # the first run pays for fresh memory pages
+    for _ in range(2):  # the first run pays for fresh memory pages
         started = time.perf_counter()
         out = codec.decode(codec.encode(data))
         best = min(best, time.perf_counter() - started)
     assert out == data
-    # 1 GB/s and more on an idle machine (benchmarks/bench_rpc_protocol.py); a loose bound here
-    # so that a busy CI machine does not fail, while a per-byte Python loop or base64 would.
-    assert len(data) / best > 3e8, f"{len(data) / best / 1e6:.0f} MB/s"
+    # Speed is measured by benchmarks/bench_rpc_protocol.py (1 GB/s and more when idle). This
+    # bound only catches a per-byte Python loop (a few MB/s), even on a loaded machine.
+    assert len(data) / best > 3e7, f"{len(data) / best / 1e6:.0f} MB/s"
 
 
 def test_encoded_values_pass_through_unchanged():

@@ -15,6 +15,11 @@ scanNum = [13]
 trInterval = 2.0 # seconds
 numVolumes = 10
 isSynthetic = false
+
+roiY = [36, 48]
+weights = [0.5, 1]
+labels = ["face", "house"]
+blocks = [{name = "rest", length = 10}]
 [advanced]
 depth = 3
 """
@@ -37,6 +42,10 @@ def test_items_have_types_and_comments_in_file_order(settings):
         "trInterval",
         "numVolumes",
         "isSynthetic",
+        "roiY",
+        "weights",
+        "labels",
+        "blocks",
         "advanced",
     ]
     kinds = {i["key"]: i["type"] for i in items}
@@ -48,12 +57,34 @@ def test_items_have_types_and_comments_in_file_order(settings):
         "trInterval": "float",
         "numVolumes": "int",
         "isSynthetic": "bool",
+        "roiY": "list",
+        "weights": "list",
+        "labels": "list",
+        "blocks": "list",
         "advanced": "table",
     }
     comments = {i["key"]: i["comment"] for i in items}
     assert comments["title"] == "shown in the page header"
-    assert comments["runNum"] == "runs to process"
     assert comments["trInterval"] == "seconds"
+    # A comment block heads the settings below it (up to a blank line), not only the first;
+    # the file's own header comment describes the file, not its first setting.
+    groups = {i["key"]: i["group"] for i in items}
+    assert groups["runNum"] == "runs to process" and comments["runNum"] == ""
+    assert groups["scanNum"] is None and groups["isSynthetic"] is None
+    assert groups["roiY"] == ""  # a new group after a blank line, with no heading
+    assert groups["title"] == "" and comments["title"] == "shown in the page header"
+    assert settings.header() == "Experiment settings"
+    element_types = {i["key"]: i["itemType"] for i in items}
+    assert element_types["roiY"] == "int" and element_types["labels"] == "str"
+    assert element_types["weights"] is None  # mixed float and int
+
+
+def test_a_header_right_above_the_first_setting_is_the_files(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('# My study\n# second line\ntitle = "x"\nsubjectName = "s"\n')
+    settings = SettingsFile(path)
+    assert settings.header() == "My study second line"
+    assert settings.items()[0]["group"] == "" and settings.items()[0]["comment"] == ""
 
 
 def test_save_keeps_comments_and_types(settings):
@@ -79,6 +110,14 @@ def test_save_keeps_comments_and_types(settings):
         ({"unknownKey": 1}, "unknownKey"),
         ({"advanced": {"depth": 4}}, "advanced"),
         ({"runNum": []}, "runNum"),
+        ({"roiY": [36, "abc"]}, "roiY"),
+        ({"roiY": [36, 40.5]}, "roiY"),
+        ({"roiY": [True, 2]}, "roiY"),
+        ({"labels": ["face", 3]}, "labels"),
+        ({"weights": [0.5, "1"]}, "weights"),
+        ({"blocks": [{"name": "rest", "length": "ten"}]}, "blocks"),
+        ({"blocks": [{"name": "rest", "length": 10, "extra": 1}]}, "blocks"),
+        ({"blocks": [3]}, "blocks"),
     ],
 )
 def test_bad_saves_change_nothing(settings, values, bad):
@@ -92,6 +131,33 @@ def test_bad_saves_change_nothing(settings, values, bad):
         settings.save({"numVolumes": 11, **values})
     assert bad in info.value.errors
     assert settings.path.read_bytes() == before
+
+
+def test_list_elements_are_checked_against_the_file_and_named(settings):
+    before = settings.path.read_bytes()
+    with pytest.raises(ConfigError) as info:
+        settings.save({"roiY": [36, "abc"], "labels": ["a", 1]})
+    assert info.value.errors == {
+        "roiY": 'must be a list of whole numbers; item 2 ("abc") is not',
+        "labels": "must be a list of texts; item 2 (1) is not",
+    }
+    assert "roiY must be a list of whole numbers" in str(info.value)
+    assert settings.path.read_bytes() == before
+    changed = settings.save(
+        {
+            "roiY": [30, 40.0],
+            "weights": [1, 2.5],
+            "labels": ["a"],
+            "blocks": [{"name": "task", "length": 12}, {"name": "rest"}],
+            "numVolumes": 10,
+        }
+    )
+    assert changed == ["roiY", "weights", "labels", "blocks"]  # numVolumes was 10 already
+    cfg = settings.load()
+    assert cfg.roiY == [30, 40] and all(type(v) is int for v in cfg.roiY)
+    assert cfg.weights == [1, 2.5] and cfg.labels == ["a"]
+    assert cfg.blocks[0].length == 12 and cfg.blocks[1] == {"name": "rest"}
+    assert settings.save({"numVolumes": 10}) == []
 
 
 def test_json_configs_are_editable_too(tmp_path):

@@ -135,12 +135,15 @@ def test_close_from_another_thread_unblocks_the_reader(servers):
 
 def test_keepalive_pings_keep_a_quiet_link_open(servers):
     async def handler(ws):
-        await asyncio.sleep(1.0)  # silent for several ping intervals; pongs keep it alive
+        await asyncio.sleep(2.5)  # silent past the pong deadline: only pongs keep it alive
         await ws.send(b"still here")
         await ws.wait_closed()
 
     server = servers(handler)
-    link = WsSocket.connect(server.url, ping_interval=0.1, ping_timeout=0.3)
+    # pings go out every 0.1 s while the server is silent; a 2 s pong deadline is generous for
+    # a loaded machine (the server's loop shares the test's process), and shorter than the
+    # silence, so a link whose pongs were not read would close before the message
+    link = WsSocket.connect(server.url, ping_interval=0.1, ping_timeout=2.0)
     try:
         assert next(link.messages()) == b"still here"
     finally:

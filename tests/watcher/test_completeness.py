@@ -10,7 +10,8 @@ import pytest
 
 import rtcloud.watcher.filters as filters
 import rtcloud.watcher.watcher as watcher_module
-from rtcloud.imaging.dicom import may_hold_pixel_data, probe_dicom_bytes, read_dicom_bytes
+from rtcloud.imaging.completeness import may_hold_pixel_data, probe_dicom_bytes
+from rtcloud.imaging.dicom import read_dicom_bytes
 from rtcloud.simulate.synthetic import generate_series
 from rtcloud.watcher.filters import make_completeness_check
 from rtcloud.watcher.watcher import FileWatcher

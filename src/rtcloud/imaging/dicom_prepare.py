@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from rtcloud.imaging.dicom import anonymize_dicom
+from rtcloud.imaging.anonymize import anonymize_dicom
 from rtcloud.imaging.dicom_read import read_dicom_fast
 from rtcloud.imaging.dicom_write import pixel_element_pieces, write_dicom_bytes_fast
 

@@ -27,11 +27,16 @@ a VR pydicom would have to guess; an undefined length outside a sequence; file m
 delimiter tags in the data set; a value running past the end of the bytes (a file still
 being written); any surprise at all. The fast path never raises.
 
+:func:`parse_dicom` is what the rest of rtcloud calls: the fast path, else ``dcmread``, and
+:class:`~rtcloud.errors.InvalidDicomError` for bytes neither can read. It does not check that
+the image is complete (see :mod:`rtcloud.imaging.completeness`).
+
 Pure module: no threads, sockets or files.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 from typing import Any
@@ -40,14 +45,18 @@ import pydicom
 import pydicom.hooks
 from pydicom import config
 from pydicom.charset import convert_encodings, default_encoding
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import VR
 from pydicom.values import convert_SQ, converters
 
-__all__ = ["decode_sequence", "read_dicom_fast"]
+from rtcloud.errors import InvalidDicomError
+
+__all__ = ["decode_sequence", "parse_dicom", "public_vr", "read_dicom_fast"]
 
 _PYDICOM_3 = int(pydicom.__version__.split(".")[0]) >= 3
 
@@ -71,6 +80,32 @@ _VRS = {
 }
 #: VRs with two reserved bytes and a 4-byte length.
 _LONG = frozenset(vr.encode("ascii") for vr in "OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+
+
+def parse_dicom(data: bytes) -> Dataset:
+    """The dataset of DICOM ``data`` (fast path, else ``dcmread``), complete or not.
+
+    Raises InvalidDicomError when neither reader can parse the bytes.
+    """
+    fast = read_dicom_fast(data)
+    if fast is not None:
+        return fast
+    try:
+        return pydicom.dcmread(io.BytesIO(data))
+    except (PydicomInvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidDicomError(
+            f"not a readable DICOM file ({len(data)} bytes): {exc}; if a scanner is still "
+            "writing it, wait until it is complete"
+        ) from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def public_vr(tag: int) -> str | None:
+    """Dictionary VR of a public tag, None for unknown tags (pydicom then decodes as UN)."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
 
 
 class _Refused(Exception):

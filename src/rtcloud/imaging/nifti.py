@@ -1,9 +1,22 @@
-"""DICOM to NIfTI in memory, with nibabel: Siemens mosaics and ordinary images.
+"""DICOM to NIfTI in memory, laid out voxel for voxel as dcm2niix writes it.
 
-A Siemens mosaic packs the slices of a volume as tiles of one big 2-D image; nibabel's DICOM
-wrapper cuts it into a 3-D volume and computes the voxel-to-scanner affine from the image
-position, orientation, pixel spacing and the CSA header's slice normal. No external program
-(``dcm2niix``) and no temporary files are needed.
+nibabel's DICOM wrapper does the DICOM part: it cuts a Siemens mosaic into slices, stacks the
+frames of an enhanced multi-frame image, and gives the voxel-to-patient affine from the
+image position, orientation, pixel spacing and slice direction. Two things separate that from
+the NIfTI file the field's reference converter (dcm2niix, which RT-Cloud ran per volume)
+writes, and both are applied here:
+
+- Frame. DICOM patient coordinates are LPS (+x to the patient's left, +y posterior); a NIfTI
+  affine maps to RAS (+x right, +y anterior). The wrapper's affine is LPS, so its first two
+  rows change sign. Leaving them as they were mirrored every image left-right and front-back.
+- Voxel order. The wrapper's first axis runs down the rows of a DICOM image. dcm2niix's runs
+  along a row (the column index) and its second axis runs up the rows (bottom row first).
+  Converting to the same order means a voxel index taken from a dcm2niix image of the same
+  series (an ROI made in FSL, say) names the same voxel here, as it did in RT-Cloud.
+
+The slice axis keeps the wrapper's order (mosaic tile order, frame order along the slice
+normal). ``tests/imaging/test_nifti_dcm2niix.py`` checks data and affine against dcm2niix
+itself. No external program and no temporary files are needed at run time.
 
 Pure module: no threads, sockets or event loops.
 """
@@ -29,6 +42,8 @@ from rtcloud.errors import ValidationError
 __all__ = [
     "convertDicomFileToNifti",
     "convertDicomImgToNifti",
+    "LPS_TO_RAS",
+    "dcm2niix_order",
     "dicom_to_nifti",
     "niftiToMem",
     "parseDicomVolume",
@@ -42,8 +57,30 @@ def _wrapper(ds: Dataset) -> Any:
         return dicomwrappers.wrapper_from_data(ds)
 
 
+#: LPS (DICOM patient coordinates) to RAS (NIfTI world coordinates), and back: its own inverse.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def dcm2niix_order(data: np.ndarray, lps_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder a wrapper's (row, column, slice, ...) array as dcm2niix does; RAS affine.
+
+    Output voxel ``(i, j, k)`` is input voxel ``(rows - 1 - j, i, k)``: ``i`` runs along a
+    row, ``j`` up the rows. Trailing axes (time) are kept.
+    """
+    rows = data.shape[0]
+    out = np.swapaxes(data, 0, 1)[:, ::-1, ...]
+    to_input = np.array(
+        [[0.0, -1.0, 0.0, rows - 1.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0, 0, 0, 1]]
+    )
+    return np.ascontiguousarray(out), LPS_TO_RAS @ lps_affine @ to_input
+
+
 def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
-    """A 3-D (or 4-D for multi-frame) NIfTI image of a DICOM dataset, with its affine."""
+    """A 3-D (or 4-D for a multi-frame series) NIfTI image of a DICOM dataset.
+
+    The affine maps voxels to RAS millimetres (NIfTI's frame); voxels are ordered as dcm2niix
+    orders them, so the result matches ``dcm2niix`` on the same file voxel for voxel.
+    """
     if not isinstance(ds, Dataset):
         raise ValidationError(f"expected a pydicom Dataset, got {type(ds).__name__}")
     try:
@@ -56,7 +93,8 @@ def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
         raise ValidationError(f"cannot convert this DICOM image to NIfTI: {exc}") from exc
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
-    image = nib.Nifti1Image(np.asarray(data), affine)
+    data, affine = dcm2niix_order(np.asarray(data), np.asarray(affine, dtype=np.float64))
+    image = nib.Nifti1Image(data, affine)
     image.header.set_xyzt_units("mm", "sec")
     tr = ds.get("RepetitionTime")
     if tr is not None and data.ndim == 4:
@@ -66,14 +104,17 @@ def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
 
 
 def convertDicomImgToNifti(dicomImg: Dataset, dicomFilename: str | None = None) -> nib.Nifti1Image:
-    """RT-Cloud name: DICOM dataset (a Siemens mosaic, say) to an in-memory NIfTI image."""
+    """RT-Cloud name: a DICOM dataset (a Siemens mosaic, say) as an in-memory NIfTI image.
+
+    The same image dcm2niix makes of the file (voxel order, RAS affine), without running it.
+    """
     return dicom_to_nifti(dicomImg)
 
 
 def convertDicomFileToNifti(
     dicomFilename: str | os.PathLike[str], niftiFilename: str | os.PathLike[str]
 ) -> None:
-    """Convert a DICOM file to a NIfTI file (``.nii`` or ``.nii.gz``)."""
+    """Convert a DICOM file to a NIfTI file (``.nii`` or ``.nii.gz``), as dcm2niix would."""
     from rtcloud.imaging.dicom import read_dicom_file
 
     image = dicom_to_nifti(read_dicom_file(dicomFilename))
@@ -98,6 +139,10 @@ def readNifti(filename: str | os.PathLike[str], memCached: bool = True) -> nib.N
 
 def parseDicomVolume(dicomImg: Dataset, sliceDim: int) -> np.ndarray:
     """Cut a mosaic into a float volume of shape ``(sliceDim, sliceDim, nSlices)``.
+
+    The tiles keep DICOM's order, ``volume[row, column, slice]``, with no affine: this is
+    RT-Cloud's raw cut. For an image in world coordinates use :func:`dicom_to_nifti`, whose
+    array is ``volume.transpose(1, 0, 2)[:, ::-1]``.
 
     The slices are the tiles in row-major order; ``nSlices`` comes from the Siemens private
     tag NumberOfImagesInMosaic (0019,100a) when present, else from the mosaic's tile count.

@@ -9,8 +9,9 @@ that read local folders, queue feedback and log plot points.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Any
+from typing import Any, cast
 
 from rtcloud.alloc import tune_allocator
 from rtcloud.errors import ServiceUnavailableError, StateError
@@ -35,10 +36,24 @@ def _server_connection(rpyc_timeout: float) -> Any:
 class ClientInterface:
     """Entry point of an experiment script: ``dataInterface``, ``subjInterface``, ``webInterface``.
 
+    Each interface has the methods, signatures and docstrings of its class
+    (:class:`~rtcloud.interfaces.data.DataInterface`,
+    :class:`~rtcloud.interfaces.subject.SubjectInterface`,
+    :class:`~rtcloud.interfaces.web.WebDisplayInterface`) whether it runs in this process or
+    in the project server, so ``help(ci.dataInterface.getImageData)`` and an editor's
+    completion work in every mode. Every method also takes ``rpc_timeout=SECONDS``.
+
     Args:
         rpyc_timeout: default timeout in seconds of calls to the project server.
         yesToPrompts: with no project server, use local interfaces without asking.
     """
+
+    #: Scanner files: watch, stream and read volumes, get/put/list files.
+    dataInterface: DataInterface
+    #: Feedback to the participant and their responses.
+    subjInterface: SubjectInterface
+    #: The experimenter's web page: logs, plots, status.
+    webInterface: WebDisplayInterface
 
     def __init__(self, rpyc_timeout: float = 120, yesToPrompts: bool = False) -> None:
         self.rpyc_timeout = float(rpyc_timeout)
@@ -49,14 +64,22 @@ class ClientInterface:
         conn = _server_connection(self.rpyc_timeout)
         if conn is not None:
             self.rpcConn = conn
-            self.dataInterface: Any = conn.interface("DataInterface")
-            self.subjInterface: Any = conn.interface("SubjectInterface")
-            self.webInterface: Any = conn.interface("WebDisplayInterface")
+            # Proxies with the local classes' methods and docs; typed as those classes.
+            self.dataInterface = cast(
+                DataInterface, conn.interface("DataInterface", DataInterface)
+            )
+            self.subjInterface = cast(
+                SubjectInterface, conn.interface("SubjectInterface", SubjectInterface)
+            )
+            self.webInterface = cast(
+                WebDisplayInterface, conn.interface("WebDisplayInterface", WebDisplayInterface)
+            )
+            _say_where(f"connected to the rtcloud project server {_describe(conn)}")
             return
         if not yesToPrompts:
             _ask_to_continue_locally()
         else:
-            logger.warning("No rtcloud project server is running: using local files")
+            _say_where("no project server is running: using local files (in this process)")
         self.dataInterface = DataInterface(
             dataRemote=False, allowedDirs=["*"], allowedFileTypes=["*"]
         )
@@ -81,6 +104,23 @@ class ClientInterface:
             self.rpcConn.close()
         elif isinstance(self.dataInterface, DataInterface):
             self.dataInterface.close()
+
+
+def _describe(conn: Any) -> str:
+    """``http://127.0.0.1:8888/ (project sample)``, from what the server published."""
+    url = getattr(conn, "url", None) or f"on 127.0.0.1 port {conn.port}"
+    project = getattr(conn, "project", None)
+    return f"{url} (project {project})" if project else str(url)
+
+
+def _say_where(text: str) -> None:
+    """Tell a script started by hand where its calls go (the server's own scripts know)."""
+    from rtcloud.transport.discovery import ADDRESS_VAR
+
+    if os.environ.get(ADDRESS_VAR):  # set by the server for the scripts it starts
+        logger.info("%s", text)
+        return
+    print(f"rtcloud: {text}", file=sys.stderr, flush=True)
 
 
 def _ask_to_continue_locally() -> None:

@@ -33,7 +33,8 @@ from rtcloud.errors import (
     StateError,
     ValidationError,
 )
-from rtcloud.imaging.dicom import anonymize_dicom, read_dicom_bytes
+from rtcloud.imaging.anonymize import anonymize_dicom
+from rtcloud.imaging.dicom import read_dicom_bytes
 from rtcloud.imaging.dicom_prepare import finish_volume, prepare_header
 from rtcloud.interfaces.expose import Interface, expose
 from rtcloud.rpc.codec import DicomBytes

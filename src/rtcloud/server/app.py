@@ -367,7 +367,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
     async def api_config(request: Request) -> Response:
         from starlette.responses import JSONResponse
 
-        return JSONResponse(server.config_message())
+        return JSONResponse(server.config_state())
 
     async def ui_socket(ws: WebSocket) -> None:
         user = ws.scope.get("state", {}).get("user", "?")

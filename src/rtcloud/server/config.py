@@ -133,8 +133,10 @@ def find_project_dir(name: str, project_dir: str | Path | None = None) -> Path:
         if not path.is_dir():
             raise InvocationError(f"project folder {str(path)!r} does not exist")
         return path
-    candidates = [Path.cwd() / "projects" / name, Path.cwd() / name]
-    candidates += [base / name for base in _bundled_projects()]
+    places = [Path.cwd() / "projects" / name, Path.cwd() / name]
+    places += [base / name for base in _bundled_projects()]
+    # the same folder once, however it was reached (the checkout's projects/ from its root)
+    candidates = list(dict.fromkeys(path.resolve() for path in places))
     for path in candidates:
         if (path / f"{name}.py").is_file():
             return path.resolve()

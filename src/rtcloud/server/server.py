@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import getpass
 import json
 import logging
 import os
@@ -112,6 +113,10 @@ class ProjectServer:
         self.config = config
         self.settings = SettingsFile(config.config_path)
         self.settings.load()  # a broken config stops the start with a clear message
+        self._config_stamp = self.settings.stamp()
+        self._config_problem: str | None = None
+        #: Seconds between two looks at the config file's modification time.
+        self.config_poll_interval = 1.0
         self._sock = bind_socket(config.host, config.port)
         self.port: int = self._sock.getsockname()[1]
         #: Time for logins, sessions and tokens (tests pass a clock they advance by hand).
@@ -163,7 +168,8 @@ class ProjectServer:
         self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.login_token = self.tokens.issue(TEST_USER if config.test else "local")
+        # The link logs in the person who started the server: shown as their login name.
+        self.login_token = self.tokens.issue(TEST_USER if config.test else _os_user())
 
     # ------------------------------------------------------------ identity
 
@@ -280,10 +286,65 @@ class ProjectServer:
         for channel in self.channels.values():
             channel.bind_loop(self._loop)
         self.relay.bind_loop(self._loop)
+        watcher = asyncio.create_task(self._watch_config_file())
         yield
+        watcher.cancel()
         await self.runner.stop()
 
     # ------------------------------------------------------------ messages to pages
+
+    # ------------------------------------------------------------ the experiment's config file
+
+    def config_state(self) -> dict[str, Any]:
+        """The ``config`` message, or a ``configProblem`` message when the file is unusable."""
+        try:
+            message = self.config_message()
+        except ConfigError as exc:
+            return {
+                "cmd": "configProblem",
+                "filename": str(self.settings.path),
+                "error": str(exc),
+                "line": exc.line,
+                "column": exc.column,
+            }
+        self._config_problem = None
+        return message
+
+    def _config_title(self) -> str | None:
+        try:
+            title = self.settings.load().title
+        except ConfigError:
+            return None
+        return str(title) if title else None
+
+    def _reload_config(self) -> dict[str, Any]:
+        """Re-read the changed file: its message for the pages; a problem goes to the terminal."""
+        message = self.config_state()
+        if message["cmd"] == "configProblem":
+            if message["error"] != self._config_problem:
+                logger.error(
+                    "%s; the page shows this too, and the file is read again when it is saved",
+                    message["error"],
+                )
+            self._config_problem = message["error"]
+        else:
+            logger.info("experiment config %s changed on disk: reloaded", self.settings.path)
+        return message
+
+    async def _watch_config_file(self) -> None:
+        """Send the pages the config file's new state whenever the file changes on disk."""
+        while True:
+            await asyncio.sleep(self.config_poll_interval)
+            stamp = self.settings.stamp()
+            if stamp == self._config_stamp:
+                continue
+            self._config_stamp = stamp
+            try:
+                message = await asyncio.to_thread(self._reload_config)
+            except OSError as exc:  # e.g. unreadable for a moment while an editor saves
+                logger.warning("cannot read %s: %s", self.settings.path, exc)
+                continue
+            self.ui.broadcast(message)
 
     def config_message(self) -> dict[str, Any]:
         cfg = self.settings.load()
@@ -292,6 +353,7 @@ class ProjectServer:
         return {
             "cmd": "config",
             "filename": str(self.settings.path),
+            "header": self.settings.header(),
             "items": self.settings.items(),
             "plot": {
                 "title": cfg.plotTitle,
@@ -357,10 +419,10 @@ class ProjectServer:
                         "cmd": "hello",
                         "project": self.config.project_name,
                         "user": user,
-                        "title": self.settings.load().title,
+                        "title": self._config_title(),
                     },
                 )
-                await self.ui.send_to(ws, self.config_message())
+                await self.ui.send_to(ws, self.config_state())
                 await self.ui.send_to(ws, self.runner.status.as_message())
                 await self.ui.send_to(ws, self.conn_status())
                 await self.ui.send_to(
@@ -377,13 +439,17 @@ class ProjectServer:
                 if not isinstance(values, dict):
                     raise ConfigError("saveConfig needs a 'values' object")
                 try:
-                    await asyncio.to_thread(self.settings.save, values)
+                    changed = await asyncio.to_thread(self.settings.save, values)
                 except ConfigError as exc:
                     await self.ui.send_to(
                         ws, {"cmd": "configError", "errors": exc.errors or {"config": str(exc)}}
                     )
                     return
-                logger.info("user %s saved settings %s", user, sorted(values))
+                self._config_stamp = self.settings.stamp()
+                if changed:
+                    logger.info("user %s changed settings: %s", user, ", ".join(changed))
+                else:
+                    logger.info("user %s saved the settings unchanged", user)
                 self.ui.broadcast({"cmd": "configSaved", "filename": str(self.settings.path)})
                 self.ui.broadcast(self.config_message())
             elif cmd == "clearPlots":
@@ -522,3 +588,11 @@ def _int_list(value: Any, what: str) -> list[int]:
     if not out:
         raise ConfigError(f"{what} must not be empty")
     return out
+
+
+def _os_user() -> str:
+    """The login name of whoever runs this server ("local" if the OS cannot tell)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user database entry, no LOGNAME/USER (containers)
+        return "local"

@@ -43,38 +43,119 @@ def value_type(value: Any) -> str:
     return "str"
 
 
-def _coerce(key: str, old: Any, new: Any) -> Any:
-    """``new`` converted to the type of ``old``; ValueError with a message when impossible."""
-    kind = value_type(old)
+_KIND_WORDS = {
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text",
+    "list": "a list",
+    "table": "a table",
+}
+_KIND_PLURALS = {
+    "bool": "true/false values",
+    "int": "whole numbers",
+    "float": "numbers",
+    "str": "texts",
+    "list": "lists",
+    "table": "tables",
+}
+
+
+def _coerce_scalar(kind: str, new: Any) -> Any:
+    """``new`` as a value of ``kind`` (bool, int, float, str); ValueError when impossible."""
     if kind == "bool":
         if isinstance(new, bool):
             return new
-        raise ValueError("must be true or false")
-    if kind == "int":
-        if isinstance(new, bool):
-            raise ValueError("must be a whole number")
-        if isinstance(new, int):
+    elif kind == "int":
+        if isinstance(new, int) and not isinstance(new, bool):
             return new
         if isinstance(new, float) and new.is_integer():
             return int(new)
-        raise ValueError("must be a whole number")
-    if kind == "float":
-        if isinstance(new, bool) or not isinstance(new, (int, float)):
-            raise ValueError("must be a number")
-        return float(new)
-    if kind == "str":
+    elif kind == "float":
+        if isinstance(new, (int, float)) and not isinstance(new, bool):
+            return float(new)
+    elif kind == "str":
         if isinstance(new, str):
             return new
-        raise ValueError("must be text")
+    raise ValueError(f"must be {_KIND_WORDS.get(kind, 'unchanged')}")
+
+
+def _element_kinds(old: list[Any]) -> list[Any]:
+    """One template element per type found in ``old`` (in order of first appearance)."""
+    seen: dict[str, Any] = {}
+    for element in old:
+        seen.setdefault(value_type(element), element)
+    return list(seen.values())
+
+
+def _like(old: Any, new: Any) -> Any:
+    """``new`` converted to the shape and types of ``old``; ValueError saying what is wrong.
+
+    Scalars keep their type (an int field takes 3 or 3.0, not 2.5 or "3"); the elements of a
+    list must each have a type found among the file's elements of that list; a table may
+    only have keys the file's table has, each value checked the same way.
+    """
+    kind = value_type(old)
     if kind == "list":
         if not isinstance(new, list):
             raise ValueError("must be a list")
-        return new
+        templates = _element_kinds(old)
+        if not templates:
+            return new  # an empty list in the file says nothing about its elements
+        out = []
+        for index, element in enumerate(new, start=1):
+            for template in templates:
+                try:
+                    out.append(_like(template, element))
+                    break
+                except ValueError:
+                    continue
+            else:
+                wanted = " or ".join(_KIND_PLURALS[value_type(t)] for t in templates)
+                raise ValueError(
+                    f"must be a list of {wanted}; item {index} ({json.dumps(element)}) is not"
+                )
+        return out
     if kind == "table":
-        if new != old:
-            raise ValueError("tables are not editable on the page; edit the file")
-        return old
-    raise ValueError("cannot be edited")
+        if not isinstance(new, dict):
+            raise ValueError("must be a table")
+        extra = sorted(set(new) - set(old))
+        if extra:
+            raise ValueError(f"has no key {extra[0]!r} in the file (add it to the file)")
+        out_table = {}
+        for name, value in new.items():
+            try:
+                out_table[name] = _like(old[name], value)
+            except ValueError as exc:
+                raise ValueError(f"{name} {exc}") from None
+        return out_table
+    return _coerce_scalar(kind, new)
+
+
+def _coerce(key: str, old: Any, new: Any) -> Any:
+    """``new`` converted to the type of ``old``; ValueError with a message when impossible."""
+    if value_type(old) == "table" and new != old:
+        raise ValueError("tables are not editable on the page; edit the file")
+    return _like(old, new)
+
+
+def _item(key: str, value: Any, comment: str, group: str | None) -> dict[str, Any]:
+    return {
+        "key": key,
+        "value": value,
+        "type": value_type(value),
+        "itemType": item_type(value),
+        "comment": comment,
+        "group": group,
+    }
+
+
+def item_type(value: Any) -> str | None:
+    """The type of a list's elements for the page's parser: one name, or None if mixed/empty."""
+    if not isinstance(value, list):
+        return None
+    kinds = {value_type(v) for v in value}
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 class SettingsFile:
@@ -93,6 +174,14 @@ class SettingsFile:
                 f"experiment config {str(self.path)!r} does not exist", path=str(self.path)
             ) from None
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """What changes when the file is written: (mtime in ns, size, inode), None if missing."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
     def load(self) -> StructDict:
         """The config as scripts see it (validated)."""
         cfg = parse_config_text(self._read_text(), self.path.suffix.lower(), source=str(self.path))
@@ -100,38 +189,60 @@ class SettingsFile:
         return cfg
 
     def items(self) -> list[dict[str, Any]]:
-        """Every top-level setting in file order: ``{key, value, type, comment}``."""
-        text = self._read_text()
+        """Every top-level setting in file order: ``{key, value, type, itemType, comment, group}``.
+
+        ``comment`` is the comment at the end of the setting's line. ``group`` is None for a
+        setting that continues the group above it; on the first setting of a group (after a
+        blank line or a block of comment lines) it is that comment block, the heading of the
+        settings up to the next blank line or comment, or ``""`` when there is none. A comment
+        block that starts the file is the file's :meth:`header`, not a setting's.
+        """
         if self._is_json:
-            data = json.loads(text)
+            data = json.loads(self._read_text())
             return [
-                {"key": k, "value": v, "type": value_type(v), "comment": ""}
-                for k, v in data.items()
+                _item(k, v, "", "" if i == 0 else None) for i, (k, v) in enumerate(data.items())
             ]
-        doc = tomlkit.parse(text)
         out: list[dict[str, Any]] = []
-        pending: list[str] = []
+        for key, value, comment, group in self._toml_entries()[1]:
+            out.append(_item(key, value, comment, group))
+        return out
+
+    def header(self) -> str:
+        """The comment block that starts the file (its description), or ``""``."""
+        if self._is_json:
+            return ""
+        return self._toml_entries()[0]
+
+    def _toml_entries(self) -> tuple[str, list[tuple[str, Any, str, str | None]]]:
+        doc = tomlkit.parse(self._read_text())
+        header = ""
+        entries: list[tuple[str, Any, str, str | None]] = []
+        pending: list[str] = []  # the comment lines read since the last setting
+        new_group = True  # a blank line (or the file's start) since the last setting
         for key, item in doc.body:
             if key is None:
                 if isinstance(item, Comment):
                     pending.append(item.trivia.comment.lstrip("#").strip())
-                else:
-                    pending = []
+                    continue
+                if not entries and not header and pending:
+                    header = " ".join(pending)  # the file's first lines, then a blank line
+                pending, new_group = [], True
                 continue
             assert isinstance(item, Item)
+            if not entries and not header and pending:
+                header = " ".join(pending)  # the file's first lines, right above a setting
+                pending = []
             trailing = item.trivia.comment.lstrip("#").strip() if item.trivia.comment else ""
-            comment = " ".join(part for part in [*pending, trailing] if part)
-            value = item.unwrap()
-            out.append(
-                {"key": key.key, "value": value, "type": value_type(value), "comment": comment}
-            )
-            pending = []
-        return out
+            group = " ".join(pending) if pending else ("" if new_group else None)
+            entries.append((key.key, item.unwrap(), trailing, group))
+            pending, new_group = [], False
+        return header, entries
 
-    def save(self, values: dict[str, Any]) -> None:
+    def save(self, values: dict[str, Any]) -> list[str]:
         """Apply ``values`` (key -> new value) and write the file, or raise ConfigError.
 
-        On error nothing is written; ``ConfigError.errors`` maps each bad key to a message.
+        Returns the keys whose value changed. On error nothing is written;
+        ``ConfigError.errors`` maps each bad key to a message.
         """
         with self._lock:
             text = self._read_text()
@@ -165,14 +276,15 @@ class SettingsFile:
                     path=str(self.path),
                     errors=errors,
                 )
+            changed = [key for key, value in updated.items() if current[key] != value]
             if self._is_json:
                 new_text = json.dumps(merged, indent=2) + "\n"
             else:
-                for key, value in updated.items():
-                    if doc[key] != value:
-                        doc[key] = value
+                for key in changed:
+                    doc[key] = updated[key]
                 new_text = tomlkit.dumps(doc)
             _atomic_write(self.path, new_text)
+            return changed
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -17,7 +17,7 @@ from rtcloud.services.runner import add_connection_arguments, run_service
 
 __all__ = ["add_parser", "build_interfaces"]
 
-DEFAULT_DIRS = ",".join(["/tmp", "/data", "/var", tempfile.gettempdir()])
+DEFAULT_DIRS = ",".join(dict.fromkeys(["/tmp", "/data", "/var", tempfile.gettempdir()]))
 DEFAULT_TYPES = ".dcm,.mat,.txt"
 
 
@@ -41,13 +41,30 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser("data-service", help="serve scanner files to a remote project server")
+    parser = sub.add_parser(
+        "data-service",
+        help="serve scanner files to a remote project server",
+        description="Run on the scanner computer, next to the folder the scanner writes into: "
+        "dial out to a server started with --dataRemote (or --remote) and serve its scripts' "
+        "data calls (watch and stream volumes, get, put and list files) inside the allowed "
+        "folders and file types only. Streamed volumes are anonymized here, before any byte "
+        "leaves this computer.",
+    )
     add_connection_arguments(parser)
     parser.add_argument(
-        "-d", "--dirs", default=DEFAULT_DIRS, help="allowed folders, comma separated"
+        "-d",
+        "--dirs",
+        default=DEFAULT_DIRS,
+        help="allowed folders, comma separated: files elsewhere are refused",
     )
-    parser.add_argument("-f", "--filetypes", default=DEFAULT_TYPES, help="allowed extensions")
     parser.add_argument(
-        "--scannerClockSkew", type=float, default=0.0, help="seconds the scanner clock is ahead"
+        "-f", "--filetypes", default=DEFAULT_TYPES, help="allowed file extensions, comma separated"
+    )
+    parser.add_argument(
+        "--scannerClockSkew",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds the scanner's clock is ahead of this computer's",
     )
     parser.set_defaults(func=_run)

@@ -29,8 +29,13 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-s", "--server", default="localhost:8888", help="HOST:PORT of rtcloud serve"
     )
-    parser.add_argument("-u", "--username", help="user name on the server")
-    parser.add_argument("--password-file", type=Path, help="file holding the password")
+    parser.add_argument("-u", "--username", help="user name on the server (rtcloud add-user)")
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="a file holding this user's password (else $RTCLOUD_PASSWORD, else a prompt)",
+    )
     parser.add_argument("--test", action="store_true", help="log in as test/test (server --test)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS (https/wss)")
     parser.add_argument("--fingerprint", help="SHA-256 fingerprint of the server's certificate")

@@ -31,7 +31,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
-        "subject-service", help="receive feedback results on the stimulus computer"
+        "subject-service",
+        help="receive feedback results on the stimulus computer",
+        description="Run on the stimulus computer: dial out to the project server and write "
+        "every result the experiment script sends (setResult, setResultDict, setMessage) as "
+        "files that MATLAB, Psychtoolbox or PsychoPy can poll (see docs/feedback-files.md).",
     )
     add_connection_arguments(parser)
     parser.add_argument(

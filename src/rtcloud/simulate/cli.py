@@ -47,22 +47,45 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def add_generate_parser(sub: Any) -> None:
-    parser = sub.add_parser("generate", help="write a synthetic Siemens mosaic series")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--volumes", type=int, default=20)
+    parser = sub.add_parser(
+        "generate",
+        help="write a synthetic Siemens mosaic series",
+        description="Write a synthetic fMRI series as Siemens mosaic DICOM files (a block "
+        "design with an active region), to try a project without a scanner. Replay it into "
+        "the folder a project watches with 'rtcloud replay'.",
+    )
+    parser.add_argument("out_dir", type=Path, help="folder to write the series into")
+    parser.add_argument("--volumes", type=int, default=20, help="number of volumes")
     parser.add_argument("--shape", default="64x64x30", help="voxels, e.g. 64x64x30 or 104x90x72")
-    parser.add_argument("--tr", type=float, default=2.0, help="seconds")
-    parser.add_argument("--pattern", default="001_{SCAN:06d}_{TR:06d}.dcm")
-    parser.add_argument("--scan", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tr", type=float, default=2.0, help="repetition time in seconds (written in the files)"
+    )
+    parser.add_argument(
+        "--pattern",
+        default="001_{SCAN:06d}_{TR:06d}.dcm",
+        help="file names; {SCAN} is the scan number, {TR} the volume number (from 0)",
+    )
+    parser.add_argument("--scan", type=int, default=1, help="scan number in the file names")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
     parser.set_defaults(func=_generate)
 
 
 def add_replay_parser(sub: Any) -> None:
-    parser = sub.add_parser("replay", help="replay a folder of DICOMs into another at TR pace")
+    parser = sub.add_parser(
+        "replay",
+        help="replay a folder of DICOMs into another at TR pace",
+        description="Copy a series, in name order, into the folder a project watches, one "
+        "volume per TR, the way a scanner writes it: a scanner for trying a project.",
+    )
     parser.add_argument("source", type=Path, help="folder holding the series")
     parser.add_argument("dest", type=Path, help="the scanner folder to write into")
     parser.add_argument("--tr", type=float, default=2.0, help="seconds between volumes")
-    parser.add_argument("--mode", choices=["pieces", "rename", "copy"], default="pieces")
+    parser.add_argument(
+        "--mode",
+        choices=["pieces", "rename", "copy"],
+        default="pieces",
+        help="pieces: written in chunks under the final name (as a scanner writing to a "
+        "share); rename: written under a temporary name, then renamed; copy: in one go",
+    )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before the first volume")
     parser.set_defaults(func=_replay)

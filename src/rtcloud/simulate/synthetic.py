@@ -7,7 +7,8 @@ times advancing by TR, and identifying-looking patient attributes for anonymizat
 
 The content is a smooth head-like ellipsoid with noise and, in a box-shaped region of
 interest, a block-design activation (``block`` volumes off, ``block`` on, ...) of a few
-percent, so feedback values visibly follow the blocks.
+percent, so feedback values visibly follow the blocks. Voxel indices (``activation_roi``) are
+those of the NIfTI image a converter (ours, or dcm2niix) makes of each file.
 """
 
 from __future__ import annotations
@@ -39,18 +40,28 @@ def activation_roi(shape: Sequence[int]) -> tuple[tuple[int, int], ...]:
     )
 
 
+#: CSA "syngo data type" codes of the value representations the simulator writes.
+_CSA_SYNGODT = {"FD": 4, "IS": 6, "DS": 3, "US": 10, "SH": 22, "LO": 19, "CS": 16, "UL": 9}
+
+
 def encode_csa2(tags: dict[str, tuple[str, Sequence[str]]]) -> bytes:
-    """Siemens CSA2 ("SV10") header bytes for ``{name: (vr, [values as text])}``."""
+    """Siemens CSA2 ("SV10") header bytes for ``{name: (vr, [values as text])}``.
+
+    Laid out as a scanner writes it, which readers (nibabel, dcm2niix) rely on: a tag has at
+    least six items, the unused ones empty (their length words 0, their check word 205), its
+    VM is the count of values, and its syngo data type code matches the VR.
+    """
     out = [b"SV10", b"\x04\x03\x02\x01", struct.pack("<2I", len(tags), 77)]
     for name, (vr, values) in tags.items():
+        n_items = max(6, len(values))
         out.append(
             struct.pack(
                 "<64si4s3i",
                 name.encode("ascii"),
                 len(values),
                 vr.encode("ascii"),
-                0,
-                len(values),
+                _CSA_SYNGODT.get(vr, 0),
+                n_items,
                 77,
             )
         )
@@ -58,6 +69,7 @@ def encode_csa2(tags: dict[str, tuple[str, Sequence[str]]]) -> bytes:
             raw = value.encode("ascii") + b"\0"
             out.append(struct.pack("<4i", len(raw), len(raw), 77, len(raw)))
             out.append(raw + b"\0" * ((4 - len(raw) % 4) % 4))
+        out.extend(struct.pack("<4i", 0, 0, 205, 0) for _ in range(n_items - len(values)))
     return b"".join(out)
 
 
@@ -86,13 +98,18 @@ def _phantom(spec: SeriesSpec) -> np.ndarray:
 
 
 def _mosaic(volume: np.ndarray) -> np.ndarray:
+    """Tile a volume indexed as its NIfTI image will be (dcm2niix's voxel order).
+
+    A NIfTI image's ``i`` runs along a DICOM row and its ``j`` up the rows (bottom row
+    first), so slice ``k`` is stored as ``volume[:, ::-1, k].T``: the converted image's array
+    is then ``volume`` itself, and voxel indices (the activated box) mean the same in both.
+    """
     nx, ny, nz = volume.shape
     grid = int(math.ceil(math.sqrt(nz)))
     mosaic = np.zeros((grid * ny, grid * nx), dtype=np.uint16)
     for k in range(nz):
         r, c = divmod(k, grid)
-        # a tile holds rows (y) by columns (x), as DICOM stores slices
-        mosaic[r * ny : (r + 1) * ny, c * nx : (c + 1) * nx] = volume[:, :, k].T
+        mosaic[r * ny : (r + 1) * ny, c * nx : (c + 1) * nx] = volume[:, ::-1, k].T
     return mosaic
 
 
@@ -175,6 +192,8 @@ def make_volume_dataset(
     ds.EchoTime = "30"
     ds.FlipAngle = "70"
     ds.MagneticFieldStrength = "3"
+    ds.MRAcquisitionType = "2D"
+    ds.InPlanePhaseEncodingDirection = "COL"
     ds.SliceThickness = str(dz)
     ds.SpacingBetweenSlices = str(dz)
     ds.PixelSpacing = [str(dy), str(dx)]
@@ -196,6 +215,8 @@ def make_volume_dataset(
             "NumberOfImagesInMosaic": ("IS", [str(nz)]),
             "AcquisitionMatrixText": ("SH", [f"{nx}p*{ny}"]),
             "SliceNormalVector": ("FD", ["0.0", "0.0", "1.0"]),
+            "PhaseEncodingDirectionPositive": ("IS", ["1"]),
+            "BandwidthPerPixelPhaseEncode": ("FD", ["40.0"]),
             "MosaicRefAcqTimes": ("FD", [f"{k * spec.tr_ms / nz:.4f}" for k in range(nz)]),
         }
     )

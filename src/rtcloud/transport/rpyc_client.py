@@ -13,6 +13,8 @@ thread.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import socket
 import threading
@@ -46,6 +48,7 @@ __all__ = [
     "ServerConnection",
     "connect_from_info",
     "connect_from_info_file",
+    "proxy_class",
 ]
 
 #: Seconds the script waits beyond ``rpc_timeout``, for the server's answer to travel back.
@@ -78,13 +81,16 @@ def connect_from_info(
     except (ValueError, KeyError, TypeError):
         return None
     try:
-        return ServerConnection(host, port, secret, rpyc_timeout)
+        conn = ServerConnection(host, port, secret, rpyc_timeout)
     except ConnectionRefusedError:
         if refused_is_gone:
             raise
         return None
     except (ConnectionError, OSError):
         return None  # not (or no longer) that server
+    conn.url = info.get("url") if isinstance(info.get("url"), str) else None
+    conn.project = info.get("project") if isinstance(info.get("project"), str) else None
+    return conn
 
 
 class _ThreadLink:
@@ -104,6 +110,9 @@ class ServerConnection:
 
     def __init__(self, host: str, port: int, secret: bytes, rpyc_timeout: float = 120.0) -> None:
         self.host, self.port = host, port
+        #: The server's web address and project, as its connection file gives them.
+        self.url: str | None = None
+        self.project: str | None = None
         self._secret = secret
         self.rpyc_timeout = float(rpyc_timeout)
         self._local = threading.local()
@@ -211,11 +220,15 @@ class ServerConnection:
             raise message_to_exception(decode(data))
         raise ServiceUnavailableError(f"{interface}.{method}: unknown reply {status!r}")
 
-    def interface(self, name: str) -> RemoteInterface:
+    def interface(self, name: str, contract: type | None = None) -> RemoteInterface:
+        """The proxy of interface ``name``; with ``contract`` (the in-process class), its
+        methods carry that class's signatures and docstrings, for ``help()`` and editors."""
         info = self._interfaces.get(name)
         if info is None:
             raise StateError(f"the project server does not serve {name}")
-        return RemoteInterface(self, name, info["methods"], bool(info["remote"]))
+        methods: dict[str, int | None] = info["methods"]
+        cls = RemoteInterface if contract is None else proxy_class(contract, methods)
+        return cls(self, name, methods, bool(info["remote"]))
 
     def is_remote(self, kind: str) -> bool:
         name = {"data": "DataInterface", "subject": "SubjectInterface"}[kind]
@@ -256,7 +269,12 @@ def _hard_close(link: _ThreadLink) -> None:
 
 
 class RemoteInterface:
-    """A proxy with exactly the methods the server exposes for one interface."""
+    """A proxy with exactly the methods the server exposes for one interface.
+
+    Made through :meth:`ServerConnection.interface`; given the interface's in-process class,
+    the proxy is an instance of a subclass (see :func:`proxy_class`) whose methods have that
+    class's names, signatures and docstrings, so ``help()`` reads the same in every mode.
+    """
 
     def __init__(
         self, conn: ServerConnection, name: str, methods: dict[str, int | None], remote: bool
@@ -267,28 +285,38 @@ class RemoteInterface:
         self._rpc_timeout: float | None = None
         self._methods = dict(methods)
         for method, timeout_index in self._methods.items():
-            setattr(self, method, self._make_method(method, timeout_index))
+            if not callable(getattr(type(self), method, None)):  # no method from a contract
+                setattr(self, method, self._make_method(method, timeout_index))
 
     def _make_method(self, method: str, timeout_index: int | None) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            rpc_timeout = kwargs.pop("rpc_timeout", None)
-            wait: Any = kwargs.get("timeout")
-            if wait is None and timeout_index is not None and len(args) > timeout_index:
-                wait = args[timeout_index]
-            method_wait = float(wait) if isinstance(wait, (int, float)) and wait > 0 else 0.0
-            return self._conn.call(
-                self._name,
-                method,
-                args,
-                kwargs,
-                rpc_timeout=rpc_timeout,
-                remote_timeout=self._rpc_timeout,
-                method_wait=method_wait,
-            )
+            return self._call(method, timeout_index, args, kwargs)
 
         call.__name__ = method
         call.__qualname__ = f"{self._name}.{method}"
         return call
+
+    def _call(
+        self,
+        method: str,
+        timeout_index: int | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        rpc_timeout = kwargs.pop("rpc_timeout", None)
+        wait: Any = kwargs.get("timeout")
+        if wait is None and timeout_index is not None and len(args) > timeout_index:
+            wait = args[timeout_index]
+        method_wait = float(wait) if isinstance(wait, (int, float)) and wait > 0 else 0.0
+        return self._conn.call(
+            self._name,
+            method,
+            args,
+            kwargs,
+            rpc_timeout=rpc_timeout,
+            remote_timeout=self._rpc_timeout,
+            method_wait=method_wait,
+        )
 
     def isRunningRemote(self) -> bool:
         """True when the calls go on to a remote service."""
@@ -305,3 +333,62 @@ class RemoteInterface:
     def __repr__(self) -> str:
         where = "remote service" if self._remote else "project server"
         return f"<{self._name} via {where}>"
+
+
+_RPC_TIMEOUT = inspect.Parameter(
+    "rpc_timeout", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="float | None"
+)
+_PROXY_CLASSES: dict[tuple[type, tuple[tuple[str, int | None], ...]], type[RemoteInterface]] = {}
+_PROXY_LOCK = threading.Lock()
+
+
+def _remote_method(
+    method: str, timeout_index: int | None, local: Callable[..., Any]
+) -> Callable[..., Any]:
+    """A proxy method that looks like ``local`` (name, docstring, signature) and calls out."""
+
+    def call(self: RemoteInterface, *args: Any, **kwargs: Any) -> Any:
+        return self._call(method, timeout_index, args, kwargs)
+
+    functools.update_wrapper(call, local)  # inspect stops at the __signature__ set below
+    try:
+        signature = inspect.signature(local)
+    except (TypeError, ValueError):
+        return call
+    params = list(signature.parameters.values())
+    if "rpc_timeout" not in signature.parameters:
+        at = next(
+            (i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD),
+            len(params),
+        )
+        params.insert(at, _RPC_TIMEOUT)
+    call.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return call
+
+
+def proxy_class(contract: type, methods: dict[str, int | None]) -> type[RemoteInterface]:
+    """A RemoteInterface subclass named after ``contract`` with its exposed ``methods``.
+
+    Each method has the contract's docstring and signature (plus the keyword ``rpc_timeout``
+    every call accepts), so ``help(ci.dataInterface.getImageData)`` shows what the method
+    takes and does whether the interface is local or served through the project server.
+    """
+    key = (contract, tuple(sorted(methods.items())))
+    with _PROXY_LOCK:
+        cls = _PROXY_CLASSES.get(key)
+        if cls is None:
+            namespace: dict[str, Any] = {
+                "__doc__": (
+                    f"{contract.__doc__ or contract.__name__}\n\n"
+                    "(This object forwards each call to the rtcloud project server.)"
+                ),
+                "__module__": __name__,
+                "__qualname__": contract.__qualname__,
+            }
+            for method, timeout_index in methods.items():
+                local = getattr(contract, method, None)
+                if callable(local):
+                    namespace[method] = _remote_method(method, timeout_index, local)
+            cls = type(contract.__name__, (RemoteInterface,), namespace)
+            _PROXY_CLASSES[key] = cls
+        return cls

@@ -14,7 +14,7 @@ that to one full parse per delivered file:
   waited for the file can take the bytes and the dataset instead of reading and parsing the
   file again; :func:`file_key` tells whether the file is still the one that was parsed.
 - A file whose bytes do not yet hold the tag of its pixel data (see
-  :func:`~rtcloud.imaging.dicom.may_hold_pixel_data`) is not parsed again until they do;
+  :func:`~rtcloud.imaging.completeness.may_hold_pixel_data`) is not parsed again until they do;
   each check searches only the bytes added since the last one. Any other incomplete file is
   not parsed again while its bytes stay the same (one write can bring several events).
 - A file found cut short inside its pixel data is not parsed again until it has grown to the
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from rtcloud.imaging.dicom import may_hold_pixel_data, probe_dicom_bytes
+from rtcloud.imaging.completeness import may_hold_pixel_data, probe_dicom_bytes
 from rtcloud.utils import natural_sort_key
 
 __all__ = [

@@ -10,6 +10,7 @@ const state = {
   plot: null,            // its plot settings
   runs: new Map(),       // runId -> Map(x -> y)
   status: { state: "idle", script: null },
+  configProblem: null,   // the last `configProblem` message, until a `config` replaces it
 };
 
 // ------------------------------------------------------------------ tabs
@@ -107,10 +108,12 @@ const handlers = {
     if (msg.title) setTitle(msg.title);
   },
   config(msg) {
+    showConfigProblem(null);
     state.config = msg;
     state.plot = msg.plot;
     setTitle(msg.title || "Real-Time Study");
     $("config-file").textContent = msg.filename;
+    $("config-header").textContent = msg.header || "";
     $("run-num").value = (msg.runNum || []).join(",");
     $("scan-num").value = (msg.scanNum || []).join(",");
     const items = Object.fromEntries(msg.items.map((i) => [i.key, i.value]));
@@ -121,6 +124,11 @@ const handlers = {
     $("plot-title").textContent = msg.plot.title || "Plots";
     buildSettings(msg.items);
     redrawAll();
+  },
+  configProblem(msg) {
+    $("config-file").textContent = msg.filename;
+    showConfigProblem(msg);
+    debugLine(`config problem: ${msg.error}`, "err");
   },
   configSaved() {
     const el = $("settings-message");
@@ -149,11 +157,7 @@ const handlers = {
       el.className = `status ${msg.state}`;
       el.dataset.state = msg.state;
     }
-    $("run-button").disabled = running;
-    $("init-button").disabled = running;
-    $("finalize-button").disabled = running;
-    $("stop-button").disabled = !running;
-    $("session-stop-button").disabled = !running;
+    updateButtons();
     debugLine(`status: ${text}`);
   },
   connStatus(msg) {
@@ -196,6 +200,32 @@ const handlers = {
   },
   uploadStatus(msg) { debugLine(`file: ${msg.file}`); },
 };
+
+function updateButtons() {
+  const running = state.status.state === "running" || state.status.state === "stopping";
+  const broken = Boolean(state.configProblem);
+  $("run-button").disabled = running || broken;
+  $("init-button").disabled = running || broken;
+  $("finalize-button").disabled = running || broken;
+  $("save-settings").disabled = broken;
+  $("stop-button").disabled = !running;
+  $("session-stop-button").disabled = !running;
+}
+
+// A config file that cannot be used is shown where the user looks (Run and Settings), until
+// the server sends the fixed file's `config`.
+function showConfigProblem(problem) {
+  state.configProblem = problem;
+  for (const el of document.querySelectorAll(".config-problem")) {
+    el.hidden = !problem;
+    const text = problem ? problem.error.charAt(0).toUpperCase() + problem.error.slice(1) : "";
+    el.textContent = problem
+      ? `${text}. Fix the file in your editor: this page picks it up as soon as it is saved.`
+      : "";
+  }
+  $("settings-form").classList.toggle("stale", Boolean(problem));
+  updateButtons();
+}
 
 function setTitle(text) {
   $("title").textContent = text;
@@ -248,11 +278,19 @@ function buildSettings(items) {
       details.appendChild(summary);
       const grid = document.createElement("div");
       grid.id = "advanced-settings";
-      grid.style.display = "contents";
+      grid.className = "settings-grid";
       details.appendChild(grid);
       form.appendChild(details);
-      target = details;
+      target = grid;
       continue;
+    }
+    // A comment block above settings in the file heads them all, up to a blank line.
+    const starts = item.group !== null && item.group !== undefined;
+    if (starts && (item.group || target.childElementCount)) {
+      const heading = document.createElement("div");
+      heading.className = item.group ? "group" : "group gap";
+      heading.textContent = item.group;
+      target.appendChild(heading);
     }
     const label = document.createElement("label");
     label.className = "key";
@@ -287,9 +325,14 @@ function makeInput(item) {
       input.step = item.type === "int" ? "1" : "any";
       input.value = String(item.value);
     } else if (item.type === "list") {
-      const nested = item.value.some((v) => typeof v === "object" && v !== null);
-      input.value = nested ? JSON.stringify(item.value) : item.value.join(", ");
-      input.dataset.json = nested ? "1" : "";
+      // Plain lists are edited as "a, b, c"; lists of lists or tables, mixed lists and
+      // texts holding commas as JSON.
+      const plain = item.itemType && !["list", "table"].includes(item.itemType) &&
+        !(item.itemType === "str" && item.value.some((v) => v.includes(",")));
+      const json = item.value.length > 0 && !plain;
+      input.value = json ? JSON.stringify(item.value) : item.value.join(", ");
+      input.dataset.json = json ? "1" : "";
+      input.dataset.itemType = item.itemType || "";
     } else {
       input.value = String(item.value);
     }
@@ -313,7 +356,12 @@ function readSetting(input) {
       try { return JSON.parse(input.value); } catch { return input.value; }
     }
     const parts = input.value.split(",").map((s) => s.trim()).filter((s) => s.length);
-    return parts.every((p) => p !== "" && !Number.isNaN(Number(p))) ? parts.map(Number) : parts;
+    const kind = input.dataset.itemType;
+    // Each element as the file's elements are typed; what does not fit is sent as text,
+    // and the server refuses it naming the setting.
+    if (kind === "str") return parts;
+    if (kind === "bool") return parts.map((p) => (p === "true" ? true : p === "false" ? false : p));
+    return parts.map((p) => (Number.isNaN(Number(p)) ? p : Number(p)));
   }
   return input.value;
 }
