@@ -34,6 +34,7 @@ from rtcloud.rpc.protocol import (
     IncomingCall,
     RpcConnection,
 )
+from rtcloud.transport.budget import SERVER_BUDGET
 
 __all__ = ["ServiceChannel"]
 
@@ -290,7 +291,7 @@ class ServiceChannel:
             logger.warning("a new %s service connected; closing the previous one", self.role)
             with contextlib.suppress(Exception):
                 await old.close(code=1012)
-        conn = RpcConnection(f"server/{self.role}")
+        conn = RpcConnection(f"server/{self.role}", budget=SERVER_BUDGET)
         wake = asyncio.Event()
         self._conn, self._ws, self._wake, self.peer = conn, ws, wake, peer
         sender = asyncio.create_task(self._sender(ws, conn, wake))
