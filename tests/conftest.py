@@ -19,6 +19,7 @@ def private_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))
     monkeypatch.delenv("RTCLOUD_SERVER_INFO", raising=False)
+    monkeypatch.delenv("RTCLOUD_SERVER", raising=False)
     monkeypatch.delenv("RTCLOUD_PASSWORD_FILE", raising=False)
     return home
 
@@ -78,13 +79,14 @@ def server_factory(tmp_path, project_dir):
 
     started = []
 
-    def start(**options):
+    def start(clock=None, **options):
         options.setdefault("port", 0)
         options.setdefault("test", True)
         options.setdefault("password_file", tmp_path / "users.json")
         options.setdefault("grace_period", 2.0)
         config = ServerConfig.for_project("proj", project_dir=project_dir, **options)
-        server = ProjectServer(config).start_in_thread()
+        extra = {} if clock is None else {"clock": clock}
+        server = ProjectServer(config, **extra).start_in_thread()
         started.append(server)
         return server
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from rtcloud import __version__
 from rtcloud.alloc import tune_allocator
 from rtcloud.errors import InvocationError, RTCloudError, ValidationError
+from rtcloud.redact import RedactSecrets
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "main"]
 
@@ -32,6 +33,8 @@ def configure_logging(verbose: bool, quiet: bool = False) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for handler in logging.getLogger().handlers:  # no secret in any line, even at DEBUG
+        handler.addFilter(RedactSecrets())
     noisy_loggers = ["rtcloud.rpyc", "uvicorn.error", "watchdog", "rpyc"]
     if not verbose:
         noisy_loggers += ["rtcloud.interfaces", "rtcloud.server.runner"]

@@ -63,7 +63,8 @@ def silent_service_socket(server):
     """A data-service socket that logs in and connects, then never answers anything."""
     context = connect(
         f"ws://{address(server)}/ws/service/data",
-        additional_headers={"Cookie": session_cookie(server)},
+        # services send their session as a bearer token (cookies are refused there)
+        additional_headers={"Authorization": "Bearer " + session_cookie(server).split("=", 1)[1]},
         open_timeout=5,
     )
     return context.__enter__()  # closed by the test (as connect()'s context would)

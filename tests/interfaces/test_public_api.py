@@ -17,7 +17,7 @@ from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.expose import exposed_methods
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
-from rtcloud.transport.discovery import ENV_VAR
+from rtcloud.transport.discovery import ADDRESS_VAR
 
 CONTRACTS = {
     "bidsInterface": BidsInterface,
@@ -78,7 +78,7 @@ def test_a_script_started_by_hand_says_that_it_runs_locally(capsys):
 
 
 def test_a_script_the_server_started_prints_nothing_about_it(server, capsys, monkeypatch):
-    monkeypatch.setenv(ENV_VAR, str(server.info_path))
+    monkeypatch.setenv(ADDRESS_VAR, server.info_path.read_text())  # as the server sets it
     ci = ClientInterface()
     try:
         assert ci.isUsingProjectServer() and "rtcloud:" not in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from helpers import FakeClock, wait_for
 from rtcloud.errors import InvocationError
 from rtcloud.server.app import COOKIE_NAME
 from rtcloud.server.config import ServerConfig
@@ -89,14 +91,23 @@ def test_login_redirect_only_to_local_paths(server):
     assert response.headers["location"] == "/"
 
 
-def test_repeated_wrong_passwords_slow_down(server):
-    times = []
-    for _ in range(6):
-        start = time.monotonic()
-        _, response = login(server, user="mallory", password="guess")
-        times.append(time.monotonic() - start)
-        assert response.status_code == 401
-    assert times[-1] > times[0] + 0.9, times  # later attempts wait, earlier ones do not
+def test_repeated_wrong_passwords_slow_down(server_factory):
+    clock = FakeClock()
+    server = server_factory(clock=clock)
+    free = server.throttle.free
+    for _ in range(free):  # the first ones are answered at once
+        assert login(server, user="mallory", password="guess")[1].status_code == 401
+    answers = []
+    later = threading.Thread(
+        target=lambda: answers.append(login(server, user="mallory", password="guess")[1])
+    )
+    later.start()
+    wait_for(lambda: clock.sleeping == 1, what="the next guess to wait its turn")
+    clock.advance(server.throttle.base - 0.01)
+    assert clock.sleeping == 1 and not answers
+    clock.advance(0.01)
+    later.join(10)
+    assert [a.status_code for a in answers] == [401]
 
 
 def test_one_time_login_link(server):
@@ -137,6 +148,26 @@ def test_websocket_needs_session_and_same_origin(server):
         keys = [item["key"] for item in config["items"]]
         assert keys[:3] == ["title", "subjectName", "runNum"]
         assert config["plot"]["xRange"] is None  # no range in the file: auto-range
+
+
+@pytest.mark.parametrize("role", ["data", "subject"])
+def test_service_sockets_take_a_bearer_session_only_and_no_origin(server_factory, role):
+    server = server_factory(data_remote=True, subject_remote=True)
+    _, response = login(server)
+    session = response.cookies[COOKIE_NAME]
+    url = server.url.replace("http://", "ws://") + f"ws/service/{role}"
+    refused = {
+        "the browser's cookie": {"Cookie": f"{COOKIE_NAME}={session}"},
+        "a bearer session from a page": {"Authorization": f"Bearer {session}"},
+        "a forged bearer session": {"Authorization": "Bearer made-up"},
+    }
+    for what, headers in refused.items():
+        origin = server.url.rstrip("/") if "page" in what else None
+        with pytest.raises(InvalidStatus, match="403"):
+            connect(url, additional_headers=headers, origin=origin, open_timeout=5).close()
+    with connect(url, additional_headers={"Authorization": f"Bearer {session}"}) as ws:
+        wait_for(lambda: server.service_connected(role), what=f"the {role} service")
+        ws.close()
 
 
 def test_run_streams_lines_and_plot_points_then_completes(server):

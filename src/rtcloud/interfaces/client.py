@@ -138,9 +138,9 @@ def _describe(conn: Any) -> str:
 
 def _say_where(text: str) -> None:
     """Tell a script started by hand where its calls go (the server's own scripts know)."""
-    from rtcloud.transport.discovery import ENV_VAR
+    from rtcloud.transport.discovery import ADDRESS_VAR
 
-    if os.environ.get(ENV_VAR):
+    if os.environ.get(ADDRESS_VAR):  # set by the server for the scripts it starts
         logger.info("%s", text)
         return
     print(f"rtcloud: {text}", file=sys.stderr, flush=True)

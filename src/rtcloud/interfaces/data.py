@@ -23,6 +23,7 @@ import glob
 import logging
 import os
 import re
+import string
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,45 @@ def _normalize_types(types: list[str] | tuple[str, ...] | None) -> list[str]:
             continue
         out.append(entry if entry.startswith(".") else "." + entry)
     return out
+
+
+#: Longest file name pattern accepted (file systems allow 255 bytes per name).
+MAX_PATTERN_LENGTH = 255
+#: Largest width or precision in a pattern's ``{TR:...}`` field.
+MAX_FIELD_WIDTH = 32
+
+
+def _check_format_fields(pattern: str) -> None:
+    """Refuse a pattern whose names could be huge: too long, wide fields, nested fields.
+
+    ``'{TR:0999999999d}'.format(TR=0)`` is a name of a billion characters; it is refused
+    before anything is formatted.
+    """
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ValidationError(
+            f"initScannerStream: the file pattern is {len(pattern)} characters long; a file "
+            f"name has at most {MAX_PATTERN_LENGTH}"
+        )
+    try:
+        fields = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise ValidationError(
+            f"initScannerStream: pattern {pattern!r} cannot be formatted: {exc}"
+        ) from exc
+    for _, name, spec, _ in fields:
+        if name is None or not spec:
+            continue
+        if "{" in spec:
+            raise ValidationError(
+                f"initScannerStream: pattern {pattern!r} takes a field's format from another "
+                "field; write the width itself, e.g. {TR:06d}"
+            )
+        widest = max((int(n) for n in re.findall(r"\d+", spec)), default=0)
+        if widest > MAX_FIELD_WIDTH:
+            raise ValidationError(
+                f"initScannerStream: pattern {pattern!r} asks for a field {widest} characters "
+                f"wide; scanners write at most a few digits (the limit is {MAX_FIELD_WIDTH})"
+            )
 
 
 def _pattern_to_glob(pattern: str) -> str:
@@ -388,6 +428,7 @@ class DataInterface(Interface):
                     f"{sorted(others)}; "
                     "fill them first, e.g. utils.stringPartialFormat(pattern, 'SCAN', 13)"
                 )
+            _check_format_fields(pattern)
             try:
                 pattern.format(TR=0)
             except (ValueError, IndexError, KeyError) as exc:

@@ -76,6 +76,7 @@ from rtcloud.rpc.messages import (
 )
 
 __all__ = [
+    "Budget",
     "CallFailed",
     "CallResult",
     "Event",
@@ -115,6 +116,28 @@ class PartSink(Protocol):
     def write(self, data: bytes | memoryview) -> None: ...
     def finish(self) -> Spooled: ...
     def discard(self) -> None: ...
+
+
+class Budget(Protocol):
+    """Bytes that several connections may hold in unfinished incoming messages together.
+
+    Each connection already bounds its own (``Limits.max_bytes_in_flight``); a budget
+    shared by every connection of a process bounds their sum, so many peers cannot each
+    take a connection's worth. A transport that drives connections from several threads
+    gives them a thread-safe one.
+    """
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` bytes; False (nothing reserved) when that would pass the limit."""
+        ...
+
+    def give_back(self, size: int) -> None:
+        """Return bytes reserved with :meth:`take`."""
+        ...
+
+    def describe(self) -> str:
+        """What is held and the limit, for the error a refused peer gets."""
+        ...
 
 
 #: ``spool(call, placeholder, size)``: a sink for the argument of ``call`` (decoded ahead,
@@ -337,6 +360,8 @@ class RpcConnection:
             bytes or more) of an incoming call arrives, where its bytes should go instead of
             memory (see :data:`SpoolFactory`); e.g. a data service writes a ``putFile``'s
             bytes into the target folder as they arrive.
+        budget: shared with the other connections of this process: the bytes of unfinished
+            incoming messages all of them may hold together (see :class:`Budget`).
     """
 
     def __init__(
@@ -346,9 +371,11 @@ class RpcConnection:
         limits: Limits | None = None,
         logger: LoggerLike | None = None,
         spool: SpoolFactory | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.name = name
         self._spool = spool
+        self._budget = budget
         self.limits = limits if limits is not None else Limits()
         if logger is None:
             # Imported here: the logging module loads threading, which the import-time
@@ -577,7 +604,7 @@ class RpcConnection:
         for stream in self._partial.values():
             stream.discard()
         self._partial.clear()
-        self._in_flight = 0
+        self._release(self._in_flight)
 
     # ------------------------------------------------------------------ sending
 
@@ -675,7 +702,7 @@ class RpcConnection:
             stream = self._partial.pop(frame.stream_id, None)
             if stream is not None:
                 stream.discard()
-                self._in_flight -= stream.size
+                self._release(stream.size)
         else:
             self._on_message(frame)
 
@@ -698,8 +725,19 @@ class RpcConnection:
                 f"messages in progress would hold {self._in_flight + size} bytes, over the "
                 f"limit of {limits.max_bytes_in_flight}"
             )
+        if self._budget is not None and not self._budget.take(size):
+            raise ProtocolError(
+                f"a message of {size} bytes would pass this process's limit on unfinished "
+                f"messages from all peers ({self._budget.describe()})"
+            )
         self._partial[begin.stream_id] = _InStream(begin.lengths)
         self._in_flight += size
+
+    def _release(self, size: int) -> None:
+        """Bytes of unfinished incoming messages no longer held (done, aborted, dropped)."""
+        self._in_flight -= size
+        if self._budget is not None and size:
+            self._budget.give_back(size)
 
     def _on_chunk(self, chunk: Chunk) -> None:
         stream = self._partial.get(chunk.stream_id)
@@ -728,7 +766,7 @@ class RpcConnection:
         if stream.part < len(stream.lengths):
             return
         del self._partial[chunk.stream_id]
-        self._in_flight -= stream.size
+        self._release(stream.size)
         head = stream.pieces[0]
         envelope = head[0] if len(head) == 1 else b"".join(head)
         self._on_message(

@@ -10,6 +10,8 @@ Pages: ``/`` (the experimenter's), ``/feedback`` (the participant's feedback pag
 from ``/jspsych/`` when the server has a local copy, ``rtcloud serve --jspsych DIR``, else
 from the unpkg CDN). The feedback pages are sent with a Content-Security-Policy that allows
 scripts from this server only (and the CDN, for jsPsych): no inline script, no ``eval``.
+No response may be shown in another page's frame (``X-Frame-Options: DENY`` and
+``frame-ancestors 'none'`` on every response, feedback pages included).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import math
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,24 +36,28 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from rtcloud.errors import AuthenticationError
 from rtcloud.server.config import JSPSYCH_CDN_VERSION, JsPsychDist
+from rtcloud.server.throttle import LoginThrottled
 
 if TYPE_CHECKING:
     from rtcloud.server.server import ProjectServer
 
-__all__ = ["COOKIE_NAME", "create_app"]
+__all__ = ["COOKIE_NAME", "DEVICE_COOKIE", "bearer_token", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 COOKIE_NAME = "rtcloud_session"
+#: A device token (see rtcloud.server.auth.DeviceTokens), sent only to /login.
+DEVICE_COOKIE = "rtcloud_device"
 PUBLIC_PREFIXES = ("/login", "/logout", "/assets/")
 #: The only files served without a session: what the login page itself needs.
 PUBLIC_ASSETS = frozenset({"login.css", "favicon.svg"})
-#: Paths that authenticate on their own (the remote services' sockets).
+#: Paths that authenticate on their own (the remote services' sockets: a bearer session, no
+#: cookie, no Origin; see ProjectServer._service_socket).
 SELF_AUTHENTICATED = ("/ws/service/",)
 #: Paths of files and data (not pages): 401 rather than a redirect to the login page.
 NOT_PAGES = ("/static/", "/api/", "/jspsych/")
@@ -148,6 +155,14 @@ def _is_page_request(path: str, conn: HTTPConnection) -> bool:
     return path.startswith("/jspsych/") and "text/html" in conn.headers.get("accept", "")
 
 
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, else None."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 def origin_allowed(conn: HTTPConnection) -> bool:
     """A WebSocket upgrade from a browser must come from this server's own page."""
     origin = conn.headers.get("origin")
@@ -156,6 +171,41 @@ def origin_allowed(conn: HTTPConnection) -> bool:
     host = conn.headers.get("host", "")
     parts = urlsplit(origin)
     return bool(parts.netloc) and parts.netloc.lower() == host.lower()
+
+
+#: Sent with every response. No page of this server may be framed by another page (a framed
+#: experimenter page would let another site trick a click on Run); responses that carry a
+#: fuller Content-Security-Policy (the feedback pages) say ``frame-ancestors 'none'`` in it.
+SECURITY_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+FRAME_POLICY = (b"content-security-policy", b"frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers above on every HTTP response, whoever made it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers += [h for h in SECURITY_HEADERS if h[0] not in names]
+                if FRAME_POLICY[0] not in names:
+                    headers.append(FRAME_POLICY)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class AuthGate:
@@ -208,7 +258,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
         )
         return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
-    def logged_in(user: str, target: str | None) -> Response:
+    def logged_in(user: str, target: str | None, known_device: bool = False) -> Response:
         response = RedirectResponse(safe_next(target), status_code=303)
         response.set_cookie(
             COOKIE_NAME,
@@ -219,6 +269,16 @@ def create_app(server: ProjectServer) -> ASGIApp:
             secure=server.uses_tls,
             path="/",
         )
+        if not known_device:
+            response.set_cookie(
+                DEVICE_COOKIE,
+                server.devices.issue(user),
+                max_age=int(server.devices.lifetime),
+                httponly=True,
+                samesite="strict",
+                secure=server.uses_tls,
+                path="/login",
+            )
         return response
 
     async def login_get(request: Request) -> Response:
@@ -238,18 +298,29 @@ def create_app(server: ProjectServer) -> ASGIApp:
         password = str(form.get("password") or "")
         target = safe_next(str(form.get("next") or "/"))
         client = request.client.host if request.client else "?"
-        keys = (f"ip:{client}", f"user:{user}")
-        delay = server.throttle.delay(*keys)
-        if delay:
-            await asyncio.sleep(delay)
+        # A device that logged in as this user before waits in its own queue; everyone
+        # else queues per address and per user name (rtcloud.server.throttle).
+        device = server.devices.device_of(request.cookies.get(DEVICE_COOKIE), user)
+        keys = (f"device:{device}",) if device else (f"ip:{client}", f"user:{user}")
+        try:
+            wait = server.throttle.reserve(*keys)
+        except LoginThrottled as exc:
+            retry = max(1, math.ceil(exc.retry_after))
+            logger.warning("refused a login for user %r from %s: %s", user, client, exc)
+            response = login_page(
+                f"Too many failed logins; try again in {retry} s.", target, status=429
+            )
+            response.headers["Retry-After"] = str(retry)
+            return response
+        if wait:
+            await server.clock.sleep(wait)
         ok = await asyncio.to_thread(server.check_password, user, password)
         if not ok:
-            server.throttle.failed(*keys)
             logger.warning("failed login for user %r from %s", user, client)
             return login_page("Wrong user name or password.", target, status=401)
         server.throttle.succeeded(*keys)
         logger.info("user %s logged in from %s", user, client)
-        return logged_in(user, target)
+        return logged_in(user, target, known_device=device is not None)
 
     async def logout(request: Request) -> Response:
         response = RedirectResponse("/login", status_code=303)
@@ -323,4 +394,4 @@ def create_app(server: ProjectServer) -> ASGIApp:
         routes.append(Route("/jspsych/{path:path}", no_jspsych))
     routes.extend(server.extra_routes())
     app = Starlette(routes=routes, lifespan=server.lifespan)
-    return AuthGate(app, server)
+    return SecurityHeaders(AuthGate(app, server))

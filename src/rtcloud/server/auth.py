@@ -1,15 +1,18 @@
-"""Who may use the project server: users, passwords, sessions, throttling, one-time tokens.
+"""Who may use the project server: users, passwords, sessions, device and one-time tokens.
 
 - Users live in a JSON password file (``rtcloud add-user``) holding a bcrypt hash per user;
-  the file is written atomically and readable by its owner only.
+  the file is written atomically and readable by its owner only. A wrong password costs the
+  same bcrypt work whether the user exists or not, whatever its length.
 - A successful login gives a session cookie signed with a per-server random key (so
   restarting the server ends every session); it expires after ``max_age`` seconds.
-- Wrong passwords slow down: after a few failures from one client or for one user name, every
-  further attempt waits longer (doubling, capped) before it is answered.
+- It also gives a device token (:class:`DeviceTokens`, signed with a key kept in the state
+  folder, so it outlives restarts): later logins carrying it are throttled on their own, not
+  with strangers guessing the same user's password (:mod:`rtcloud.server.throttle`).
 - For a quick local start the server prints a URL carrying a one-time token that logs the
   browser in once, as Jupyter does.
 
-Passwords and tokens are never logged.
+Time comes from an injected :class:`~rtcloud.server.clock.Clock`. Passwords and tokens are
+never logged.
 """
 
 from __future__ import annotations
@@ -20,17 +23,18 @@ import os
 import secrets
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import bcrypt
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeSerializer
 
 from rtcloud.errors import AuthenticationError, ValidationError
+from rtcloud.server.clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
-    "LoginThrottle",
+    "BCRYPT_MAX_BYTES",
+    "DeviceTokens",
     "OneTimeTokens",
     "PasswordFile",
     "SessionSigner",
@@ -42,8 +46,8 @@ __all__ = [
 TEST_USER = "test"
 TEST_PASSWORD = "test"
 
-# Hash checked for unknown users so that a wrong name takes as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"rtcloud-no-such-user", bcrypt.gensalt(rounds=10))
+#: bcrypt reads at most this many bytes of a password.
+BCRYPT_MAX_BYTES = 72
 
 
 def default_password_file() -> Path:
@@ -77,6 +81,7 @@ class PasswordFile:
         self.path = Path(path)
         self.rounds = rounds
         self._lock = threading.Lock()
+        self._dummies: dict[bytes, bytes] = {}  # cost -> a hash of that cost, for unknown users
 
     def _load(self) -> dict[str, str]:
         try:
@@ -106,6 +111,11 @@ class PasswordFile:
             raise ValidationError(f"user name {user!r} must be non-empty and without spaces")
         if len(password) < 4:
             raise ValidationError("password must have at least 4 characters")
+        if len(password.encode("utf-8")) > BCRYPT_MAX_BYTES:
+            raise ValidationError(
+                f"password must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8 (bcrypt reads no "
+                "more); choose a shorter one"
+            )
         hashed = bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=self.rounds))
         with self._lock:
             users = self._load()
@@ -113,107 +123,148 @@ class PasswordFile:
             write_private_file(self.path, json.dumps({"users": users}, indent=2) + "\n")
 
     def verify(self, user: str, password: str) -> bool:
-        """True when ``password`` is ``user``'s password (constant work for unknown users)."""
-        stored = self._load().get(user)
-        candidate = password.encode("utf-8")
-        if stored is None:
-            bcrypt.checkpw(candidate, _DUMMY_HASH)
+        """True when ``password`` is ``user``'s password.
+
+        Every answer costs one bcrypt check at the cost of the file's hashes: an unknown user
+        is checked against a hash of the same cost, so the time taken does not tell which
+        users exist. Passwords are cut to bcrypt's 72 bytes, as bcrypt before version 5 did
+        (``add-user`` refuses longer ones).
+        """
+        users = self._load()
+        candidate = password.encode("utf-8")[:BCRYPT_MAX_BYTES]
+        stored = users.get(user, "").encode("ascii", "replace")
+        if not stored.startswith(b"$2") or stored.count(b"$") != 3:
+            bcrypt.checkpw(candidate, self._dummy(users))
             return False
         try:
-            return bcrypt.checkpw(candidate, stored.encode("ascii"))
-        except ValueError:
+            return bcrypt.checkpw(candidate, stored)
+        except ValueError:  # a damaged hash: as costly as a wrong password, and wrong
+            bcrypt.checkpw(candidate, self._dummy(users))
             return False
 
+    def _dummy(self, users: dict[str, str]) -> bytes:
+        """A hash with the cost of the file's first user's hash (or ``rounds``)."""
+        cost = f"{self.rounds:02d}".encode()
+        for stored in users.values():
+            parts = stored.encode("ascii", "replace").split(b"$")
+            if len(parts) == 4 and parts[2].isdigit() and 4 <= int(parts[2]) <= 31:
+                cost = parts[2]
+                break
+        dummy = self._dummies.get(cost)
+        if dummy is None:
+            salt = bcrypt.gensalt(rounds=int(cost))
+            dummy = self._dummies[cost] = bcrypt.hashpw(secrets.token_bytes(16), salt)
+        return dummy
 
-@dataclass
-class _Failures:
-    count: int = 0
-    last: float = 0.0
 
+class _SignedValues:
+    """Signed, time-stamped values: ``{"u": user, "t": issue time, ...}`` (wall clock)."""
 
-@dataclass
-class LoginThrottle:
-    """Slows down repeated wrong passwords per client address and per user name.
+    def __init__(self, secret: bytes, salt: str, max_age: float, clock: Clock) -> None:
+        self._serializer = URLSafeSerializer(secret, salt=salt)
+        self.max_age = max_age
+        self.clock = clock
 
-    The first ``free`` failures cost nothing; after that each attempt waits ``base`` seconds,
-    doubling with every further failure up to ``cap``. A success clears the record; records
-    are forgotten after ``forget_after`` seconds without failures.
-    """
+    def sign(self, user: str, **extra: Any) -> str:
+        return self._serializer.dumps({"u": user, "t": self.clock.wall(), **extra})
 
-    free: int = 3
-    base: float = 0.5
-    cap: float = 30.0
-    forget_after: float = 900.0
-    _records: dict[str, _Failures] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def delay(self, *keys: str) -> float:
-        """Seconds the next attempt for these keys must wait before it is checked."""
-        now = time.monotonic()
-        worst = 0
-        with self._lock:
-            for key in keys:
-                rec = self._records.get(key)
-                if rec is None:
-                    continue
-                if now - rec.last > self.forget_after:
-                    del self._records[key]
-                    continue
-                worst = max(worst, rec.count)
-        if worst < self.free:
-            return 0.0
-        return float(min(self.cap, self.base * 2 ** (worst - self.free)))
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                rec = self._records.setdefault(key, _Failures())
-                rec.count += 1
-                rec.last = now
-
-    def succeeded(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._records.pop(key, None)
+    def load(self, value: str | None) -> dict[str, Any] | None:
+        """The fields of a valid, unexpired value, else None."""
+        if not value:
+            return None
+        try:
+            data = self._serializer.loads(value)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("u"), str):
+            return None
+        issued = data.get("t")
+        if not isinstance(issued, (int, float)):
+            return None
+        age = self.clock.wall() - issued
+        if age < -60 or age > self.max_age:  # a minute of clock slack, for NTP steps
+            return None
+        return data
 
 
 class SessionSigner:
     """Signs and checks session cookie values (user name + issue time)."""
 
-    def __init__(self, secret: bytes | None = None, *, max_age: float = 12 * 3600) -> None:
-        self._serializer = URLSafeTimedSerializer(
-            secret or secrets.token_bytes(32), salt="rtcloud-session"
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        *,
+        max_age: float = 12 * 3600,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._values = _SignedValues(
+            secret or secrets.token_bytes(32), "rtcloud-session", max_age, clock
         )
         self.max_age = max_age
 
     def sign(self, user: str) -> str:
-        return self._serializer.dumps({"u": user})
+        return self._values.sign(user)
 
     def user_of(self, value: str | None) -> str | None:
         """The user of a valid, unexpired cookie value, else None."""
-        if not value:
-            return None
+        data = self._values.load(value)
+        return None if data is None else str(data["u"])
+
+
+class DeviceTokens:
+    """Tokens that mark a browser or service which has logged in as a user before.
+
+    A token names the user and a random device id, and is signed with a key kept in the
+    server's state folder, so it outlives server restarts. It is not a credential: the
+    password is still checked; it only moves the device's attempts out of the queue that
+    strangers guessing the same user's password wait in.
+    """
+
+    KEY_FILE = "device-key"
+
+    def __init__(
+        self, secret: bytes, *, lifetime: float = 30 * 86400, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self._values = _SignedValues(secret, "rtcloud-device", lifetime, clock)
+        self.lifetime = lifetime
+
+    @classmethod
+    def in_folder(cls, folder: Path, **options: Any) -> DeviceTokens:
+        """Tokens signed with the key in ``folder`` (made once, readable by its owner only)."""
+        path = folder / cls.KEY_FILE
         try:
-            data = self._serializer.loads(value, max_age=int(self.max_age))
-        except (SignatureExpired, BadSignature):
+            secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            secret = b""
+        if len(secret) < 32:
+            secret = secrets.token_bytes(32)
+            write_private_file(path, secret.hex() + "\n")
+        return cls(secret, **options)
+
+    def issue(self, user: str) -> str:
+        return self._values.sign(user, d=secrets.token_hex(12))
+
+    def device_of(self, value: str | None, user: str) -> str | None:
+        """The device id of a valid token issued to ``user``, else None."""
+        data = self._values.load(value)
+        if data is None or data["u"] != user or not isinstance(data.get("d"), str):
             return None
-        user = data.get("u") if isinstance(data, dict) else None
-        return user if isinstance(user, str) else None
+        return str(data["d"])
 
 
 class OneTimeTokens:
     """Tokens that log a browser in once (printed by the server at start)."""
 
-    def __init__(self, *, lifetime: float = 24 * 3600) -> None:
+    def __init__(self, *, lifetime: float = 24 * 3600, clock: Clock = SYSTEM_CLOCK) -> None:
         self.lifetime = lifetime
+        self.clock = clock
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def issue(self, user: str) -> str:
         token = secrets.token_urlsafe(32)
         with self._lock:
-            self._tokens[token] = (user, time.monotonic() + self.lifetime)
+            self._tokens[token] = (user, self.clock.monotonic() + self.lifetime)
         return token
 
     def redeem(self, token: str) -> str:
@@ -222,7 +273,7 @@ class OneTimeTokens:
             for known in list(self._tokens):
                 if hmac.compare_digest(known, token):
                     user, expires = self._tokens.pop(known)
-                    if time.monotonic() <= expires:
+                    if self.clock.monotonic() <= expires:
                         return user
         raise AuthenticationError(
             "this login link was already used or has expired; log in with your password"

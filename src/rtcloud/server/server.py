@@ -6,9 +6,10 @@ and the uvicorn server. It can run in the foreground (``rtcloud serve``) or in a
 (tests, the demo): :meth:`ProjectServer.start_in_thread` returns once the server accepts
 connections, and :meth:`ProjectServer.stop` ends everything, including a running script.
 
-At start it writes a connection file (address and RPyC secret, readable by this OS user
-only) so that ``ClientInterface()`` in any script of this user finds the server; the scripts
-it starts get the file's path in ``RTCLOUD_SERVER_INFO``.
+The scripts it starts get its RPyC address and secret in their environment
+(``RTCLOUD_SERVER``), so they reach this server whatever else runs. For scripts started by
+hand it writes a connection file of its own under ``~/.rtcloud/servers/`` (readable by this
+OS user only), removed when it stops, also on SIGTERM (see :mod:`rtcloud.transport.discovery`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -37,17 +39,18 @@ from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
-from rtcloud.server.app import COOKIE_NAME, create_app
+from rtcloud.server.app import bearer_token, create_app
 from rtcloud.server.auth import (
     TEST_PASSWORD,
     TEST_USER,
-    LoginThrottle,
+    DeviceTokens,
     OneTimeTokens,
     PasswordFile,
     SessionSigner,
     default_password_file,
     write_private_file,
 )
+from rtcloud.server.clock import SYSTEM_CLOCK, Clock
 from rtcloud.server.config import ServerConfig
 from rtcloud.server.data_streams import DataStreams
 from rtcloud.server.feedback_pages import serve_feedback_page
@@ -55,9 +58,10 @@ from rtcloud.server.hub import Hub
 from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
 from rtcloud.server.settings import SettingsFile
 from rtcloud.server.subject_relay import SubjectRelay
+from rtcloud.server.throttle import LoginThrottle
 from rtcloud.server.timeline import VolumeTimeline
 from rtcloud.server.ui_channel import UIChannel
-from rtcloud.transport.discovery import ENV_VAR
+from rtcloud.transport.discovery import ADDRESS_VAR, ENV_VAR, servers_dir
 from rtcloud.transport.rpyc_bridge import SECRET_BYTES, RpycBridge
 from rtcloud.transport.ws_server import ServiceChannel
 
@@ -107,7 +111,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class ProjectServer:
     """The server of one experiment project."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
         config.check_listen_policy()
         self.config = config
         self.settings = SettingsFile(config.config_path)
@@ -118,9 +122,12 @@ class ProjectServer:
         self.config_poll_interval = 1.0
         self._sock = bind_socket(config.host, config.port)
         self.port: int = self._sock.getsockname()[1]
-        self.sessions = SessionSigner()
-        self.tokens = OneTimeTokens()
-        self.throttle = LoginThrottle()
+        #: Time for logins, sessions and tokens (tests pass a clock they advance by hand).
+        self.clock = clock
+        self.sessions = SessionSigner(clock=clock)
+        self.tokens = OneTimeTokens(clock=clock)
+        self.devices = DeviceTokens.in_folder(config.state_dir, clock=clock)
+        self.throttle = LoginThrottle(clock=clock)
         self.passwords = PasswordFile(config.password_file or default_password_file())
         self.ui = UIChannel()
         self.hub = Hub()
@@ -165,7 +172,7 @@ class ProjectServer:
         self.runner = ScriptRunner(
             self._on_script_line,
             self._on_run_status,
-            env={ENV_VAR: str(self.info_path)},
+            env={ADDRESS_VAR: json.dumps(self._connection_info())},
             grace_period=config.grace_period,
         )
         self.started = threading.Event()
@@ -215,10 +222,10 @@ class ProjectServer:
         override = os.environ.get(ENV_VAR)
         if override:
             return Path(override)
-        return self.config.state_dir / "server.json"
+        return servers_dir() / f"{os.getpid()}-{self.bridge.port}.json"
 
-    def _write_info(self) -> None:
-        info = {
+    def _connection_info(self) -> dict[str, Any]:
+        return {
             "host": "127.0.0.1",
             "rpycPort": self.bridge.port,
             "secret": self._secret.hex(),
@@ -226,6 +233,9 @@ class ProjectServer:
             "url": self.url,
             "project": self.config.project_name,
         }
+
+    def _write_info(self) -> None:
+        info = self._connection_info()
         write_private_file(self.info_path, json.dumps(info, indent=2) + "\n")
 
     def _remove_info(self) -> None:
@@ -257,8 +267,20 @@ class ProjectServer:
         await serve_feedback_page(ws, self.relay, user)
 
     async def _service_socket(self, ws: WebSocket) -> None:
+        """A remote service's socket: for programs only, never for a web page.
+
+        The session must come in an ``Authorization: Bearer`` header, which a page cannot
+        set on a WebSocket, and cookies are ignored, so a page of another site open in a
+        logged-in browser cannot use the browser's session here. Browsers always send
+        ``Origin`` on a WebSocket; services never do, so any upgrade that has one is refused.
+        """
         role = ws.path_params.get("role", "")
-        user = self.sessions.user_of(ws.cookies.get(COOKIE_NAME))
+        origin = ws.headers.get("origin")
+        if origin is not None:
+            logger.warning("refused a %s service socket opened by a web page (%r)", role, origin)
+            await ws.close(code=4403)
+            return
+        user = self.sessions.user_of(bearer_token(ws.headers.get("authorization")))
         if user is None:
             logger.warning("refused a %s service without a valid login", role)
             await ws.close(code=4401)
@@ -525,12 +547,23 @@ class ProjectServer:
                 )
 
     def run(self) -> None:
-        """Serve in this thread until :meth:`stop` (or Ctrl-C)."""
-        self._prepare()
+        """Serve in this thread until :meth:`stop`, Ctrl-C or SIGTERM (each stops cleanly)."""
         self._uvicorn = _Uvicorn(self._uvicorn_config(), self.started)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+
+            def on_sigterm(signum: int, frame: object) -> None:
+                logger.info("SIGTERM: stopping")
+                if self._uvicorn is not None:
+                    self._uvicorn.should_exit = True
+
+            previous = signal.signal(signal.SIGTERM, on_sigterm)
         try:
+            self._prepare()  # the connection file exists from here: SIGTERM must remove it
             self._uvicorn.run(sockets=[self._sock])
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             self._cleanup()
 
     def start_in_thread(self, timeout: float = 30.0) -> ProjectServer:

@@ -46,6 +46,7 @@ __all__ = [
     "HOP1_GRACE",
     "RemoteInterface",
     "ServerConnection",
+    "connect_from_info",
     "connect_from_info_file",
     "proxy_class",
 ]
@@ -58,17 +59,35 @@ def connect_from_info_file(path: Path, rpyc_timeout: float) -> ServerConnection 
     """Connect to the server described by ``path``; None when that server is not running."""
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return connect_from_info(info, rpyc_timeout) if isinstance(info, dict) else None
+
+
+def connect_from_info(
+    info: dict[str, Any], rpyc_timeout: float, *, refused_is_gone: bool = False
+) -> ServerConnection | None:
+    """Connect to the server ``info`` describes (host, rpycPort, secret); None when it fails.
+
+    With ``refused_is_gone``, a refused connection (nobody listens on that port) raises
+    ConnectionRefusedError instead, so the caller can forget the server.
+    """
+    try:
         host, port, secret = (
             str(info["host"]),
             int(info["rpycPort"]),
             bytes.fromhex(info["secret"]),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
     try:
         conn = ServerConnection(host, port, secret, rpyc_timeout)
+    except ConnectionRefusedError:
+        if refused_is_gone:
+            raise
+        return None
     except (ConnectionError, OSError):
-        return None  # a stale file of a server that is gone
+        return None  # not (or no longer) that server
     conn.url = info.get("url") if isinstance(info.get("url"), str) else None
     conn.project = info.get("project") if isinstance(info.get("project"), str) else None
     return conn

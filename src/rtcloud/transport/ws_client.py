@@ -3,12 +3,19 @@
 Remote services (the scanner-side data service, the subject service) sit behind firewalls,
 so they dial out to the server, which then calls them. :class:`ServiceClient` logs in with a
 user name and password (HTTP POST ``/login``; a wrong password stops it with
-:class:`~rtcloud.errors.AuthenticationError` instead of retrying forever), opens
-``/ws/service/<role>`` with the session cookie, and serves the registered objects through a
+:class:`~rtcloud.errors.AuthenticationError` instead of retrying forever; "too many failed
+logins" is waited out), opens
+``/ws/service/<role>`` with the session in an ``Authorization`` header (the server takes no
+cookie there, so a browser's session cannot open it), and serves the registered objects through a
 :class:`~rtcloud.rpc.dispatch.Dispatcher`: each call runs in a worker thread, and replies go
 out as the socket takes them. A lost link is retried with backoff (0.5 s doubling to 5 s),
 and said so in the log. A service may also call the server (:meth:`ServiceClient.call`),
-e.g. to report a participant's response. Only the standard library and ``websockets`` are
+e.g. to report a participant's response.
+
+The first login gives a device token, kept in ``~/.rtcloud/devices/`` (one file per server
+and user): logins that carry it are throttled on their own, so strangers guessing the same
+user's password do not keep a restarted service out. Only the standard library and
+``websockets`` are
 used, so this runs on Windows and macOS stimulus and scanner computers, and inside
 PsychoPy's Python.
 """
@@ -16,6 +23,7 @@ PsychoPy's Python.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import http.client
 import logging
 import threading
@@ -23,6 +31,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from websockets.exceptions import InvalidHandshake, InvalidStatus
@@ -50,6 +59,13 @@ __all__ = ["ServiceClient", "parse_server"]
 logger = logging.getLogger(__name__)
 
 COOKIE_NAME = "rtcloud_session"
+DEVICE_COOKIE = "rtcloud_device"
+
+
+def device_token_path(host: str, port: int, username: str) -> Path:
+    """Where a service keeps its device token for one server and user."""
+    name = hashlib.sha256(f"{host}:{port}/{username}".encode()).hexdigest()[:24]
+    return Path.home() / ".rtcloud" / "devices" / f"{name}.token"
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -108,8 +124,24 @@ class ServiceClient:
         # The current link, and our own calls waiting for the server's answer (for call()).
         self._link: _Link | None = None
         self._calls: dict[int, concurrent.futures.Future[Any]] = {}
+        self._device_path = device_token_path(self.host, self.port, username)
 
     # ------------------------------------------------------------ login
+
+    def _device_token(self) -> str | None:
+        try:
+            token = self._device_path.read_text(encoding="ascii").strip()
+        except (OSError, ValueError):
+            return None
+        return token if token and token.isprintable() and " " not in token else None
+
+    def _keep_device_token(self, token: str) -> None:
+        from rtcloud.server.auth import write_private_file  # the one private-file writer
+
+        try:
+            write_private_file(self._device_path, token + "\n")
+        except OSError as exc:  # it only spares a queue behind strangers: say so, go on
+            logger.warning("could not keep the device token in %s: %s", self._device_path, exc)
 
     def _http(self) -> http.client.HTTPConnection:
         if self.tls:
@@ -123,9 +155,11 @@ class ServiceClient:
             body = urllib.parse.urlencode(
                 {"username": self.username, "password": self._password, "next": "/"}
             )
-            conn.request(
-                "POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded"}
-            )
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            device = self._device_token()
+            if device:
+                headers["Cookie"] = f"{DEVICE_COOKIE}={device}"
+            conn.request("POST", "/login", body, headers)
             response = conn.getresponse()
             response.read()
         finally:
@@ -135,9 +169,22 @@ class ServiceClient:
                 f"the server at {self.host}:{self.port} refused user {self.username!r}: wrong "
                 "user name or password (add users with rtcloud add-user on the server)"
             )
+        if response.status == 429:
+            retry = response.getheader("Retry-After") or "a few"
+            raise ServiceUnavailableError(
+                f"the server at {self.host}:{self.port} refuses logins for a while (too many "
+                f"failed logins for user {self.username!r} or from this address); it says to "
+                f"try again in {retry} s"
+            )
+        cookies = {}
         for header, value in response.getheaders():
-            if header.lower() == "set-cookie" and value.startswith(f"{COOKIE_NAME}="):
-                return value.split(";", 1)[0].split("=", 1)[1]
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                cookies[name.strip()] = rest.split(";", 1)[0]
+        if cookies.get(DEVICE_COOKIE):
+            self._keep_device_token(cookies[DEVICE_COOKIE])
+        if cookies.get(COOKIE_NAME):
+            return cookies[COOKIE_NAME]
         raise AuthenticationError(
             f"the server at {self.host}:{self.port} answered the login with status "
             f"{response.status} and no session; is it an rtcloud server?"
@@ -190,7 +237,7 @@ class ServiceClient:
             url += "?" + urllib.parse.urlencode({"peer": self.label})
         ws = WsSocket.connect(
             url,
-            headers={"Cookie": f"{COOKIE_NAME}={cookie}"},
+            headers={"Authorization": f"Bearer {cookie}"},  # never a cookie: see the server
             ssl_context=self._ssl,
             open_timeout=10,
             ping_interval=5,

@@ -37,6 +37,7 @@ from rtcloud.rpc.protocol import (
     IncomingCall,
     RpcConnection,
 )
+from rtcloud.transport.budget import SERVER_BUDGET
 
 __all__ = ["Reconnected", "ServiceChannel"]
 
@@ -229,7 +230,8 @@ class ServiceChannel:
         await ws.accept()
         old = self._link
         self._generations += 1
-        link = _Link(ws, RpcConnection(f"server/{self.role}"), self._generations, peer)
+        conn = RpcConnection(f"server/{self.role}", budget=SERVER_BUDGET)
+        link = _Link(ws, conn, self._generations, peer)
         self._link = link
         if old is not None:
             logger.warning("a new %s service connected; closing the previous one", self.role)

@@ -17,6 +17,7 @@ Windows and macOS.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
@@ -30,7 +31,13 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from rtcloud.redact import RedactSecrets
+
 __all__ = ["LinkClosed", "WsSocket"]
+
+#: websockets logs each handshake header at DEBUG, the session among them: masked here.
+_PROTOCOL_LOGGER = logging.getLogger("rtcloud.transport.ws_socket.protocol")
+_PROTOCOL_LOGGER.addFilter(RedactSecrets())
 
 #: Bytes read from the socket at a time: a 1 MiB chunk frame in one read.
 RECV_BUFSIZE = (1 << 20) + (64 << 10)
@@ -96,7 +103,7 @@ class WsSocket:
             if uri.secure:
                 context = ssl_context or ssl.create_default_context()
                 sock = context.wrap_socket(sock, server_hostname=uri.host)
-            protocol = ClientProtocol(uri, max_size=None)
+            protocol = ClientProtocol(uri, max_size=None, logger=_PROTOCOL_LOGGER)
             request = protocol.connect()
             request.headers["User-Agent"] = USER_AGENT
             for name, value in (headers or {}).items():
