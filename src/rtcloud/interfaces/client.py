@@ -13,7 +13,6 @@ import os
 import sys
 from typing import Any, cast
 
-from rtcloud.alloc import tune_allocator
 from rtcloud.errors import ServiceUnavailableError, StateError
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
@@ -61,7 +60,6 @@ class ClientInterface:
         self.rpcConn: Any = None
         self.bidsInterface: Any = None
         self.exampleInterface: Any = None
-        tune_allocator()  # volumes pass through this process too (see rtcloud.alloc)
         conn = _server_connection(self.rpyc_timeout)
         if conn is not None:
             watch_server()  # a script the server started ends when the server dies

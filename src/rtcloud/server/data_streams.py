@@ -11,6 +11,7 @@ must not notice. So the server, not the transport, keeps what a stream needs:
 - ``getImageData`` on a stream opened on an earlier connection first opens it again on the
   current one (with the same arguments), then asks for the volume the script is at: the
   restarted service goes on where the script was, not at volume 0;
+- ``getVolume`` likewise, with the stream's next volume;
 - ``initWatch`` / ``watchFile`` likewise for the one watch.
 
 Set-ups are restored when they are used, never all at once on connect: streams of earlier
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 KEEP_STREAMS = 256
 
 _GET_IMAGE = inspect.signature(DataInterface.getImageData)
+_GET_VOLUME = inspect.signature(DataInterface.getVolume)
 _WATCH_FILE = inspect.signature(DataInterface.watchFile)
 
 
@@ -54,6 +56,7 @@ class _SetUp:
     generation: int = 0  # the connection it was made on
     service_id: Any = None  # the service's stream id on that connection
     next_index: int = 0
+    next_volume: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -89,8 +92,8 @@ class DataStreams:
             self._restore(watch, deadline)
             self._watch = watch
             return None
-        if method == "getImageData":
-            return self._get_image(args, kwargs, deadline, raw)
+        if method in ("getImageData", "getVolume"):
+            return self._get_image(method, args, kwargs, deadline, raw)
         if method == "watchFile" and self._watch is not None:
             _bind(_WATCH_FILE, args, kwargs)  # a bad call fails here, not after a restore
             return self._on(self._watch, deadline, raw, method, lambda _sid: (args, kwargs))
@@ -109,9 +112,16 @@ class DataStreams:
         return held
 
     def _get_image(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float, raw: bool
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deadline: float,
+        raw: bool,
     ) -> Any:
-        given = _bind(_GET_IMAGE, args, kwargs)
+        """getImageData or getVolume: the stream's id on the service, an explicit index."""
+        volume = method == "getVolume"
+        given = _bind(_GET_VOLUME if volume else _GET_IMAGE, args, kwargs)
         held = given["streamId"]
         with self._lock:
             stream = self._streams.get(held) if isinstance(held, int) else None
@@ -120,18 +130,21 @@ class DataStreams:
                 f"unknown stream id {held!r}; use the id returned by initScannerStream "
                 f"(the server keeps the latest {KEEP_STREAMS} streams)"
             )
-        index = given["imageIndex"]
+        index = given["volumeIndex" if volume else "imageIndex"]
         if index is None:
-            index = stream.next_index
+            index = stream.next_volume if volume else stream.next_index
         timeout = given["timeout"]
 
         def for_service(service_id: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
             return (service_id, index, timeout), {}
 
-        value = self._on(stream, deadline, raw, "getImageData", for_service)
+        value = self._on(stream, deadline, raw, method, for_service)
         if isinstance(index, int):
             with stream.lock:
-                stream.next_index = index + 1
+                if volume:
+                    stream.next_volume = index + 1
+                else:
+                    stream.next_index = index + 1
         return value
 
     # ------------------------------------------------------------ the set-up's connection

@@ -131,10 +131,7 @@ class ProjectServer:
                 "DataInterface", DataInterface, DataStreams(self.channels["data"]), "data service"
             )
         else:
-            # its results only ever leave through the RPyC bridge, as DICOM bytes
-            self.data = DataInterface(
-                allowedDirs=["*"], allowedFileTypes=["*"], encode_volumes=True
-            )
+            self.data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
             self.hub.register_local("DataInterface", self.data)
         #: Feedback to every connected presentation peer, responses back (both modes).
         self.relay = SubjectRelay(
