@@ -227,6 +227,7 @@ class Session:
         connect_timeout: float = 60.0,
         page: bool = True,
         link: tuple[float, float | None] | None = None,
+        data_service_args: tuple[str, ...] = (),
     ) -> None:
         if mode not in ("local", "server", "remote"):
             raise ValueError(f"unknown mode {mode!r}")
@@ -237,6 +238,7 @@ class Session:
         self.data_dir = data_dir
         self.file_types = file_types
         self.connect_timeout = connect_timeout
+        self.data_service_args = list(data_service_args)
         self.sampler = RssSampler(rss_interval)
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.readers: dict[str, _LineReader] = {}
@@ -363,6 +365,7 @@ class Session:
                 str(self.data_dir),
                 "-f",
                 self.file_types,
+                *self.data_service_args,
             ],
             "subject_service": [
                 "subject-service",
