@@ -1,6 +1,8 @@
 // The experimenter page: one WebSocket (/ws/ui) carries everything (see docs/web-protocol.md).
 // Server-provided text is only ever set with textContent, never parsed as HTML.
 
+import * as quality from "./quality.js";
+
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -201,6 +203,7 @@ const handlers = {
     redrawAll();
   },
   uploadStatus(msg) { debugLine(`file: ${msg.file}`); },
+  ...quality.handlers,
 };
 
 function updateButtons() {
@@ -447,4 +450,5 @@ function drawRun(runId) {
 
 $("clear-plots").addEventListener("click", () => send({ cmd: "clearPlots" }));
 
+quality.init({ send });
 connect();
