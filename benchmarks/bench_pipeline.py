@@ -26,6 +26,12 @@ the end, on errors and on Ctrl-C. Examples::
     python benchmarks/bench_pipeline.py --sustained       # plus (e) at full size (+8.5 min)
     python benchmarks/bench_pipeline.py --quick           # smoke version, under a minute
     python benchmarks/bench_pipeline.py --json benchmarks/results/pipeline.json
+    python benchmarks/bench_pipeline.py --modes remote --link 50,20   # over a far link
+
+With ``--link RTT_MS[,MBIT]`` each remote service reaches the server through its own
+:class:`~rtcloud.simulate.network.NetworkProxy` adding that round trip (and capping each
+direction at MBIT megabits per second): a cloud server seen from the scanner and the
+stimulus computer.
 
 See ``benchmarks/README.md`` for what is measured how, and the numbers.
 """
@@ -142,6 +148,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rss-interval", type=float, default=1.0, help="seconds (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    parser.add_argument(
+        "--link",
+        help="RTT_MS[,MBIT]: remote services reach the server over a link with this round "
+        "trip (and bandwidth), through a proxy",
+    )
     args = parser.parse_args(argv)
 
     profile = PROFILES["quick" if args.quick else "full"]
@@ -162,6 +173,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes = args.file_sizes.strip().lower()
     args.file_sizes = [] if sizes in ("", "none", "0") else [int(s) for s in sizes.split(",")]
     args.synthetic_shape = tuple(int(v) for v in args.synthetic_shape.split(","))
+    args.link_spec = None
+    if args.link:
+        parts = [float(v) for v in args.link.split(",")]
+        if not 1 <= len(parts) <= 2 or parts[0] < 0 or (len(parts) == 2 and parts[1] <= 0):
+            raise SystemExit("--link is RTT_MS or RTT_MS,MBIT (e.g. 50,20)")
+        mbit = parts[1] if len(parts) == 2 else None
+        args.link_spec = {"rtt_ms": parts[0], "mbit": mbit}
+        args.link = (parts[0] / 1000, mbit * 125_000 if mbit else None)
     if args.volumes < 1 or args.tr <= 0 or args.sustained_volumes < 2 or args.sustained_tr <= 0:
         raise SystemExit("--volumes and --sustained-volumes must be >= 1 and 2, TRs > 0")
     return args
@@ -259,6 +278,7 @@ def run_stream(
     call: str = "getImageData",
     files_per_volume: int = 1,
     expected_bytes: int | None = None,
+    link: tuple[float, float | None] | None = None,
 ) -> dict[str, Any]:
     """Replay ``files`` at TR pace into a fresh scanner folder while a script streams them.
 
@@ -308,7 +328,13 @@ def run_stream(
     timeout = 120 + volumes * (tr + 0.2)
     begin = time.monotonic()
     code = git_commit()  # others may commit while we run: each session names its code
-    session = Session(mode, work / f"session-{name}", work, rss_interval=rss_interval)
+    session = Session(
+        mode,
+        work / f"session-{name}",
+        work,
+        rss_interval=rss_interval,
+        link=link if mode == "remote" else None,
+    )
     cpu = CpuMeter()
     try:
         with session:
@@ -410,7 +436,11 @@ def run_calls_and_files(
         }
     timeout = 120 + args.calls * 0.2 + sum(blobs) * args.file_repeats * 2 / 2.0
     session = Session(
-        mode, work / f"session-calls-files-{mode}", work, rss_interval=args.rss_interval
+        mode,
+        work / f"session-calls-files-{mode}",
+        work,
+        rss_interval=args.rss_interval,
+        link=args.link if mode == "remote" else None,
     )
     code = git_commit()
     cpu = CpuMeter()
@@ -559,7 +589,9 @@ def run_all(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> No
         def one(
             mode: str = mode, files: list[Path] = files, write: str = write, name: str = name
         ) -> Any:
-            return run_stream(mode, files, write, args.tr, work, name, args.rss_interval)
+            return run_stream(
+                mode, files, write, args.tr, work, name, args.rss_interval, link=args.link
+            )
 
         case = attempt(results, f"(a) {name}", one)
         if case is not None:
@@ -624,7 +656,15 @@ def run_all(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> No
         results,
         "(e) sustained",
         lambda: run_stream(
-            "remote", files, "pieces", tr, work, "sustained", args.rss_interval, True
+            "remote",
+            files,
+            "pieces",
+            tr,
+            work,
+            "sustained",
+            args.rss_interval,
+            True,
+            link=args.link,
         ),
     )
     if case is None:

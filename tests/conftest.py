@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import textwrap
 from pathlib import Path
 
@@ -10,6 +12,45 @@ import pytest
 from helpers import REPO
 
 SAMPLE_DICOMS = REPO.parent / "shared" / "data" / "sample-dicoms"
+
+
+def _loopback(host: object) -> bool:
+    if host in ("localhost", b"localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a host name: it would be looked up and reached over the network
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
+    """No test reaches beyond this machine: a connection anywhere but loopback fails.
+
+    What tests need from the network (jsPsych for the browser tests) is installed by the
+    README's test command beforehand; a test that tries to fetch gets this error.
+    """
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+            raise PermissionError(
+                f"tests must not use the network: connection to {address!r} refused "
+                "(tests/conftest.py no_network)"
+            )
+
+    def guarded_connect(sock, address):
+        check(sock, address)
+        return connect(sock, address)
+
+    def guarded_connect_ex(sock, address):
+        check(sock, address)
+        return connect_ex(sock, address)
+
+    socket.socket.connect = guarded_connect
+    socket.socket.connect_ex = guarded_connect_ex
+    yield
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
 
 
 @pytest.fixture(autouse=True)

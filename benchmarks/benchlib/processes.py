@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rtcloud.simulate.network import NetworkProxy
+
 from .page import ExperimenterPage
 
 try:  # used only when already installed; otherwise /proc is read directly
@@ -224,11 +226,14 @@ class Session:
         rss_interval: float = 1.0,
         connect_timeout: float = 60.0,
         page: bool = True,
+        link: tuple[float, float | None] | None = None,
         data_service_args: tuple[str, ...] = (),
     ) -> None:
         if mode not in ("local", "server", "remote"):
             raise ValueError(f"unknown mode {mode!r}")
         self.mode = mode
+        self.link = link  # (round trip s, bytes/s): services reach the server through a proxy
+        self.proxies: dict[str, NetworkProxy] = {}
         self.folder = folder
         self.data_dir = data_dir
         self.file_types = file_types
@@ -338,11 +343,23 @@ class Session:
         if self._recording_warnings and (" WARNING " in line or " ERROR " in line):
             self.server_warnings.append(line)
 
+    def _service_address(self, name: str) -> str:
+        """The server's address, or with a link that of a proxy just for this service."""
+        if self.link is None:
+            return self.address
+        host, port = self.address.rsplit(":", 1)
+        rtt, rate = self.link
+        proxy = NetworkProxy((host, int(port)), delay=rtt / 2, rate=rate).start()
+        self.proxies[name] = proxy
+        return proxy.address
+
     def _start_services(self) -> None:
-        common = ["-s", self.address, "--test"]
+        common = ["--test"]
         services = {
             "data_service": [
                 "data-service",
+                "-s",
+                self._service_address("data_service"),
                 *common,
                 "-d",
                 str(self.data_dir),
@@ -350,7 +367,14 @@ class Session:
                 self.file_types,
                 *self.data_service_args,
             ],
-            "subject_service": ["subject-service", *common, "-o", str(self.folder / "feedback")],
+            "subject_service": [
+                "subject-service",
+                "-s",
+                self._service_address("subject_service"),
+                *common,
+                "-o",
+                str(self.folder / "feedback"),
+            ],
         }
         for name, args in services.items():
             log = open(self.folder / f"{name}.log", "w", encoding="utf-8")
@@ -390,6 +414,8 @@ class Session:
                 if ending is not None:
                     self.endings[name] = ending
         self.shutdown_s = time.monotonic() - begin
+        for proxy in self.proxies.values():
+            proxy.stop()
         self.sampler.stop()
 
     def _failure(self, what: str, *names: str) -> str:

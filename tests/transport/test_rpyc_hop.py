@@ -19,6 +19,7 @@ from rtcloud.errors import (
 )
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.transport.rpyc_client import ServerConnection
+from rtcloud.watcher.watcher import FileWatcher
 
 
 def test_script_started_by_hand_finds_the_server(server, tmp_path):
@@ -86,7 +87,15 @@ def test_rpc_timeout_bounds_a_call(server, tmp_path):
         client.close()
 
 
-def test_a_long_wait_does_not_block_other_threads(server, tmp_path):
+def test_a_long_wait_does_not_block_other_threads(server, tmp_path, monkeypatch):
+    waiting_in_server = threading.Event()
+    wait_until = FileWatcher.wait_until
+
+    def observed(self, *args, **kwargs):  # the real wait, and a signal that it began
+        waiting_in_server.set()
+        return wait_until(self, *args, **kwargs)
+
+    monkeypatch.setattr(FileWatcher, "wait_until", observed)
     client = ClientInterface()
     try:
         data = client.dataInterface
@@ -95,11 +104,12 @@ def test_a_long_wait_does_not_block_other_threads(server, tmp_path):
             target=lambda: pytest.raises(TimeoutError, data.watchFile, "slow.dcm", timeout=3)
         )
         waiting.start()
-        time.sleep(0.2)
+        assert waiting_in_server.wait(10), "watchFile never reached the server"
         start = time.monotonic()
         for tr in range(20):
             client.subjInterface.setResult(1, tr, float(tr), 0)
         elapsed = time.monotonic() - start
+        assert waiting.is_alive(), "the wait must still be going on"
         waiting.join()
         assert elapsed < 1.0, f"setResult calls waited behind watchFile ({elapsed:.2f} s)"
     finally:

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from helpers import wait_for
 from rtcloud.errors import FileWaitTimeout, ValidationError, WatchDirectoryError
 from rtcloud.imaging.dicom import dicom_is_complete
 from rtcloud.simulate.synthetic import generate_series
@@ -159,20 +160,30 @@ def test_missing_folder_and_prompt_close(tmp_path):
     before = set(threading.enumerate())
     watcher = FileWatcher(tmp_path, "*.dcm")
     errors = []
+    looked = []
+    waited = threading.Event()
+
+    def x_is_there():  # what wait_for_file asks, noting each time it is asked
+        looked.append(time.monotonic())
+        if len(looked) == 2:  # asked again: the waiter has been waiting
+            waited.set()
+        return tmp_path / "x.dcm" if (tmp_path / "x.dcm").exists() else None
 
     def waiter():
         try:
-            watcher.wait_for_file("x.dcm", timeout=30)
+            watcher.wait_until(x_is_there, 30, "x.dcm")
         except FileWaitTimeout as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=waiter)
     thread.start()
-    time.sleep(0.1)
+    assert waited.wait(10), "the waiter never waited"
     start = time.monotonic()
     watcher.close()
     thread.join(5)
-    assert errors and time.monotonic() - start < 3
-    time.sleep(0.1)
-    leftover = [t for t in set(threading.enumerate()) - before if t.is_alive()]
-    assert leftover == []
+    assert errors and "closed" in str(errors[0]) and time.monotonic() - start < 3
+    wait_for(
+        lambda: not [t for t in set(threading.enumerate()) - before if t.is_alive()],
+        timeout=5,
+        what="the watcher's threads to end",
+    )

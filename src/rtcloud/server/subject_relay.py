@@ -351,6 +351,8 @@ class SubjectRelay:
             line.unconfirmed[feedback.seq] = feedback
             return
         line.unconfirmed[feedback.seq] = feedback
+        if len(line.unconfirmed) > KEEP_RESULTS:  # a peer that never confirms: bounded
+            del line.unconfirmed[next(iter(line.unconfirmed))]
         future.add_done_callback(lambda done: self._settled(line, feedback, done))
 
     def _settled(

@@ -130,6 +130,7 @@
       this.message = "";         // the current message (setMessage)
       this.shown = [];           // a record per result shown, oldest first
       this.dicts = [];           // a record per result dict delivered
+      this.late = [];            // results kept while this page was away: never shown
       this.received = 0;         // deliveries acknowledged
       this.connects = 0;         // successful connections (> 1 after a reconnect)
       this._ws = null;
@@ -303,12 +304,18 @@
       };
       if (msg.late === true) {   // kept while this page was away: never shown as live
         result.late = true;
-        this.emit("late", result);
+        this._keepLate(result);
         return;
       }
       this._queue.push(result);
       this.emit("arrive", result);
       this._service();
+    }
+
+    _keepLate(record) {
+      this.late.push(record);
+      if (this.late.length > KEEP_RECORDS) this.late.shift();
+      this.emit("late", record);
     }
 
     _arrivedDict(msg, arrivalTime, arrivalPerf) {
@@ -326,7 +333,7 @@
       };
       if (msg.late === true) {
         record.late = true;
-        this.emit("late", record);
+        this._keepLate(record);
         return;
       }
       this.emit("arriveDict", record);
