@@ -67,7 +67,7 @@ __all__ = [
 
 #: Datasets kept until taken: at most this many, and beyond the newest at most these bytes.
 KEPT_MAX_OBJECTS = 512
-KEPT_MAX_BYTES = 64 * 1024 * 1024
+KEPT_MAX_BYTES = 32 * 1024 * 1024
 
 _GE_LOCATIONS = (0x0021, 0x104F)
 _PHILIPS_SLICES = (0x2001, 0x1018)

@@ -488,7 +488,7 @@ class DataInterface(Interface):
                 image = volume_image([stream.reader.peek(p, deadline).dataset for p in paths])
         else:
             path = self._wait_for_file(stream, index, deadline, "getVolume")
-            image = volume_image([stream.reader.peek(path, deadline).dataset])
+            image = volume_image([stream.reader.take(path, deadline).dataset])
         with stream.lock:
             stream.next_volume = index + 1
         stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)
