@@ -397,10 +397,13 @@ class VolumeReader:
             geometry.iop,
             geometry.spacing,
             geometry.thickness,
+            VolumeImage,
         )
         sidecar = dict(sidecar)
         add_slice_timing(sidecar, [h.acquired for h in known], [h.position for h in known])
-        return VolumeImage(image.dataobj, image.affine, image.header, sidecar=sidecar)
+        assert isinstance(image, VolumeImage)
+        image.sidecar = sidecar
+        return image
 
 
 @dataclass(frozen=True)
@@ -434,9 +437,9 @@ def volume_image(datasets: Sequence[Dataset]) -> VolumeImage:
     if not datasets:
         raise ValidationError("a volume needs at least one DICOM object")
     if len(datasets) == 1 and layout_of(datasets[0]) != "slices":
-        image = dicom_to_nifti(datasets[0])
+        image = dicom_to_nifti(datasets[0], VolumeImage)
     else:
-        image = slices_to_nifti(datasets)
-    return VolumeImage(
-        image.dataobj, image.affine, image.header, sidecar=volume_sidecar(datasets, image.shape)
-    )
+        image = slices_to_nifti(datasets, VolumeImage)
+    assert isinstance(image, VolumeImage)
+    image.sidecar = volume_sidecar(datasets, image.shape)
+    return image
