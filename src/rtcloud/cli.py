@@ -163,6 +163,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure", action="store_true", help="allow listening beyond 127.0.0.1 without TLS"
     )
     parser.add_argument(
+        "--interface",
+        action="append",
+        metavar="MODULE:CLASS",
+        help="also serve a lab's own interface class (its @expose methods); with --dataRemote "
+        "it runs in the data service, started with the same option (docs/custom-interfaces.md)",
+    )
+    parser.add_argument(
         "--jspsych",
         type=Path,
         metavar="DIR",
@@ -198,6 +205,7 @@ def server_config_from_args(args: argparse.Namespace) -> object:
         tls_key=tls_key,
         insecure=args.insecure,
         jspsych=args.jspsych,
+        interfaces=tuple(args.interface or ()),
     )
 
 

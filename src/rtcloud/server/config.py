@@ -168,6 +168,8 @@ class ServerConfig:
     insecure: bool = False
     rpyc_port: int = 0
     grace_period: float = 3.0
+    #: A lab's own interface classes, as ``MODULE:CLASS`` (``--interface``).
+    interfaces: tuple[str, ...] = ()
     #: A local jsPsych to serve under /jspsych/ (``--jspsych``); None: the page uses a CDN.
     jspsych: Path | None = None
     #: What :func:`find_jspsych` found in ``jspsych`` (set on creation).
