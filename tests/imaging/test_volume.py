@@ -159,3 +159,20 @@ def test_a_slice_without_geometry_is_a_clear_error(series):
     del ds.ImagePositionPatient
     with pytest.raises(ValidationError, match="ImagePositionPatient"):
         volume_image([ds, read_dicom_file(series["slices"][0][1])])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_padded.dcm"],
+)
+def test_pydicom_single_slice_mr_files(name, tmp_path):
+    """pydicom's own MR slice, in several transfer syntaxes: a one-slice volume as dcm2niix
+    makes it (pixels read by pydicom where our plain reader does not apply)."""
+    from pydicom.data import get_testdata_file
+
+    path = Path(get_testdata_file(name, read=False))
+    ours = volume_image([read_dicom_file(path)])
+    theirs, their_sidecar = run_dcm2niix([path], tmp_path / "oracle")
+    assert ours.shape[:2] == theirs.shape[:2]
+    assert_same_image(ours, theirs, exact=True)
+    assert_same_sidecar(ours.sidecar, their_sidecar, {"RepetitionTime", "EchoTime"})

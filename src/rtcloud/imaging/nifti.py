@@ -39,6 +39,7 @@ with warnings.catch_warnings():
     from nibabel.nicom import dicomwrappers
 
 from rtcloud.errors import InvalidDicomError, ValidationError
+from rtcloud.imaging.csa import csa_image_tags, first_number, numbers
 
 __all__ = [
     "VolumeImage",
@@ -81,7 +82,52 @@ def dcm2niix_order(data: np.ndarray, lps_affine: np.ndarray) -> tuple[np.ndarray
     return np.ascontiguousarray(out), LPS_TO_RAS @ lps_affine @ to_input
 
 
-def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
+def _mosaic(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+    """A Siemens mosaic's (row, column, slice) array and LPS affine, as nibabel's wrapper
+    makes them, from the pixel bytes and a one-pass read of the CSA header; None when this
+    is not a plain mosaic (the wrapper then does it)."""
+    tags = csa_image_tags(ds)
+    count = int(first_number(tags, "NumberOfImagesInMosaic") or 0)
+    pixels = _native_pixels(ds)
+    if count <= 0 or pixels is None:
+        return None
+    if float(ds.get("RescaleSlope", 1) or 1) != 1 or float(ds.get("RescaleIntercept", 0) or 0):
+        return None
+    grid = math.ceil(math.sqrt(count))
+    rows, cols = pixels.shape
+    if rows % grid or cols % grid:
+        return None
+    tile_rows, tile_cols = rows // grid, cols // grid
+    blocks = pixels.reshape(grid, tile_rows, grid, tile_cols).transpose(1, 3, 0, 2)
+    data = blocks.reshape(tile_rows, tile_cols, grid * grid)[..., :count]
+    try:
+        iop = [float(v) for v in ds.ImageOrientationPatient]
+        spacing = [float(v) for v in ds.PixelSpacing]
+        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+    except (AttributeError, TypeError, ValueError):
+        return None
+    row_dir, col_dir = np.array(iop[:3]), np.array(iop[3:6])
+    normal = np.cross(col_dir, row_dir)  # its sign from the CSA header, as nibabel does
+    csa_normal = numbers(tags.get("SliceNormalVector"))
+    if len(csa_normal) == 3 and float(np.dot(csa_normal, normal)) < 0:
+        normal = -normal
+    step = float(ds.get("SpacingBetweenSlices") or 0) or float(ds.get("SliceThickness") or 1)
+    # the position is the whole mosaic's: move it to the first tile's corner
+    shift = (
+        col_dir * spacing[0] * (rows - tile_rows) / 2
+        + row_dir * spacing[1] * (cols - tile_cols) / 2
+    )
+    lps = np.eye(4)
+    lps[:3, 0] = col_dir * spacing[0]
+    lps[:3, 1] = row_dir * spacing[1]
+    lps[:3, 2] = normal * step
+    lps[:3, 3] = ipp + shift
+    return data, lps
+
+
+def dicom_to_nifti(
+    ds: Dataset, image_class: type[nib.Nifti1Image] = nib.Nifti1Image
+) -> nib.Nifti1Image:
     """A 3-D (or 4-D for a multi-frame series) NIfTI image of a DICOM dataset.
 
     The affine maps voxels to RAS millimetres (NIfTI's frame); voxels are ordered as dcm2niix
@@ -90,9 +136,16 @@ def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
     if not isinstance(ds, Dataset):
         raise ValidationError(f"expected a pydicom Dataset, got {type(ds).__name__}")
     if "PerFrameFunctionalGroupsSequence" in ds:
-        stacked = frames_to_nifti(ds)  # one volume: stacked along the normal, as dcm2niix
+        # one volume: stacked along the normal, as dcm2niix does
+        stacked: nib.Nifti1Image | None = frames_to_nifti(ds, image_class)
         if stacked is not None:
             return stacked
+    mosaic = _mosaic(ds) if "MOSAIC" in str(ds.get("ImageType", "")).upper() else None
+    if mosaic is not None:
+        data, affine = dcm2niix_order(*mosaic)
+        image = image_class(data, affine)
+        image.header.set_xyzt_units("mm", "sec")
+        return image
     try:
         wrapper = _wrapper(ds)
         with warnings.catch_warnings():
@@ -104,7 +157,7 @@ def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
     data, affine = dcm2niix_order(np.asarray(data), np.asarray(affine, dtype=np.float64))
-    image = nib.Nifti1Image(data, affine)
+    image = image_class(data, affine)
     image.header.set_xyzt_units("mm", "sec")
     tr = ds.get("RepetitionTime")
     if tr is not None and data.ndim == 4:
@@ -185,7 +238,8 @@ def stack_planes(
     iop: np.ndarray,
     spacing: tuple[float, float],
     thickness: float,
-) -> nib.Nifti1Image:
+    image_class: type[nib.Nifti1Image] = nib.Nifti1Image,
+) -> Any:
     """A 3-D image of 2-D planes at their positions, stacked along the slice normal (as
     dcm2niix stacks them), in dcm2niix's voxel order with a RAS affine."""
     row_dir, col_dir = iop[:3], iop[3:]
@@ -204,7 +258,7 @@ def stack_planes(
     lps[:3, 2] = step
     lps[:3, 3] = first
     data, affine = dcm2niix_order(data, lps)
-    image = nib.Nifti1Image(data, affine)
+    image = image_class(data, affine)
     image.header.set_xyzt_units("mm", "sec")
     return image
 
@@ -220,7 +274,9 @@ def _thickness(ds: Dataset) -> float:
     return float(ds.get("SpacingBetweenSlices") or 0) or float(ds.get("SliceThickness") or 1)
 
 
-def slices_to_nifti(datasets: Sequence[Dataset]) -> nib.Nifti1Image:
+def slices_to_nifti(
+    datasets: Sequence[Dataset], image_class: type[nib.Nifti1Image] = nib.Nifti1Image
+) -> Any:
     """The 3-D NIfTI image of the single-slice images of one volume, as dcm2niix makes it.
 
     The slices are stacked in order of their position along the slice normal (the cross
@@ -244,6 +300,7 @@ def slices_to_nifti(datasets: Sequence[Dataset]) -> nib.Nifti1Image:
         _vector(first.ImageOrientationPatient, "ImageOrientationPatient"),
         (float(spacing[0]), float(spacing[1])),
         _thickness(first),
+        image_class,
     )
 
 
@@ -259,7 +316,7 @@ def _group_value(ds: Dataset, frame: Dataset | None, sequence: str, keyword: str
     return None
 
 
-def frames_to_nifti(ds: Dataset) -> nib.Nifti1Image | None:
+def frames_to_nifti(ds: Dataset, image_class: type[nib.Nifti1Image] = nib.Nifti1Image) -> Any:
     """The 3-D image of an enhanced multi-frame object holding one volume (a frame per
     slice), stacked as dcm2niix stacks them; None when the frames are not one volume (more
     than one temporal position, or frames at one position)."""
@@ -304,6 +361,7 @@ def frames_to_nifti(ds: Dataset) -> nib.Nifti1Image | None:
         _vector(iop, "ImageOrientationPatient"),
         (float(spacing_mm[0]), float(spacing_mm[1])),
         float(thickness or 1),
+        image_class,
     )
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from rtcloud.imaging.csa import csa_image_tags
+
 __all__ = [
     "add_slice_timing",
     "bids_sidecar",
@@ -100,6 +102,9 @@ def siemens_csa_image_header(ds: Dataset) -> dict[str, Any]:
     """The tags of a Siemens CSA image header as ``{name: items}``; empty when there is none."""
     if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper():
         return {}
+    tags = csa_image_tags(ds)  # one pass over the SV10 format; nibabel reads the others
+    if tags:
+        return {name: [_plain(item) for item in items] for name, items in tags.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nibabel calls its DICOM readers experimental
         from nibabel.nicom import csareader

@@ -67,7 +67,7 @@ __all__ = [
 
 #: Datasets kept until taken: at most this many, and beyond the newest at most these bytes.
 KEPT_MAX_OBJECTS = 512
-KEPT_MAX_BYTES = 64 * 1024 * 1024
+KEPT_MAX_BYTES = 32 * 1024 * 1024
 
 _GE_LOCATIONS = (0x0021, 0x104F)
 _PHILIPS_SLICES = (0x2001, 0x1018)
@@ -397,10 +397,13 @@ class VolumeReader:
             geometry.iop,
             geometry.spacing,
             geometry.thickness,
+            VolumeImage,
         )
         sidecar = dict(sidecar)
         add_slice_timing(sidecar, [h.acquired for h in known], [h.position for h in known])
-        return VolumeImage(image.dataobj, image.affine, image.header, sidecar=sidecar)
+        assert isinstance(image, VolumeImage)
+        image.sidecar = sidecar
+        return image
 
 
 @dataclass(frozen=True)
@@ -434,9 +437,9 @@ def volume_image(datasets: Sequence[Dataset]) -> VolumeImage:
     if not datasets:
         raise ValidationError("a volume needs at least one DICOM object")
     if len(datasets) == 1 and layout_of(datasets[0]) != "slices":
-        image = dicom_to_nifti(datasets[0])
+        image = dicom_to_nifti(datasets[0], VolumeImage)
     else:
-        image = slices_to_nifti(datasets)
-    return VolumeImage(
-        image.dataobj, image.affine, image.header, sidecar=volume_sidecar(datasets, image.shape)
-    )
+        image = slices_to_nifti(datasets, VolumeImage)
+    assert isinstance(image, VolumeImage)
+    image.sidecar = volume_sidecar(datasets, image.shape)
+    return image

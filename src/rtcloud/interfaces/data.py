@@ -539,7 +539,7 @@ class DataInterface(Interface):
         else:
             last = self._wait_for_file(stream, index, deadline, "getVolume")
             found = time.time()
-            image = volume_image([stream.reader.peek(last, deadline).dataset])
+            image = volume_image([stream.reader.take(last, deadline).dataset])
         with stream.lock:
             stream.next_volume = index + 1
         stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)

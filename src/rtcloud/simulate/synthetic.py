@@ -272,6 +272,7 @@ def _header(
     ds.SeriesDescription = "func_bold_synthetic"
     ds.ProtocolName = "func_bold_synthetic"
     ds.SeriesNumber = scan
+    ds.PatientPosition = "HFS"
     ds.AcquisitionNumber = index + 1
     ds.InstanceNumber = index + 1
     ds.MagneticFieldStrength = "3"
