@@ -163,6 +163,15 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure", action="store_true", help="allow listening beyond 127.0.0.1 without TLS"
     )
     parser.add_argument(
+        "--replay",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="no scanner at hand: each Run replays a scan into the folder the project watches "
+        "(the config's imgDir, dicomNamePattern, numVolumes, trInterval), a synthetic one, "
+        "or the DICOM files of DIR; that scan's files from an earlier run are deleted first",
+    )
+    parser.add_argument(
         "--jspsych",
         type=Path,
         metavar="DIR",
@@ -198,6 +207,8 @@ def server_config_from_args(args: argparse.Namespace) -> object:
         tls_key=tls_key,
         insecure=args.insecure,
         jspsych=args.jspsych,
+        replay=args.replay is not None,
+        replay_source=Path(args.replay).expanduser().resolve() if args.replay else None,
     )
 
 
@@ -228,6 +239,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if config.test:
         print("test mode: user 'test', password 'test' also accepted", flush=True)
+    if server.simulator is not None:
+        print(server.replay_note(), flush=True)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -288,6 +301,7 @@ scripts it starts, and the hub that data and subject services connect to. Prints
 address and a one-time login link.
 
 examples:
+  rtcloud serve -p sample --replay           the sample project, with a simulated scanner
   rtcloud serve -p sample --test             the sample project, user test/test allowed
   rtcloud serve -p myexp --host 0.0.0.0 --tls auto --remote   for services on other computers
 """

@@ -201,11 +201,17 @@ def create_app(server: ProjectServer) -> ASGIApp:
     """The web application of one project server."""
     webdir = web_dir()
 
-    def login_page(error: str = "", next_path: str = "/", status: int = 200) -> HTMLResponse:
+    def login_page(
+        error: str = "", next_path: str = "/", status: int = 200, username: str = ""
+    ) -> HTMLResponse:
         text = (webdir / "login.html").read_text(encoding="utf-8")
         text = text.replace("{{error}}", html.escape(error)).replace(
             "{{next}}", html.escape(next_path, quote=True)
         )
+        # After a wrong password the name stays, and the cursor waits in the password field.
+        text = text.replace("{{username}}", html.escape(username, quote=True))
+        text = text.replace("{{username_focus}}", "" if username else "autofocus")
+        text = text.replace("{{password_focus}}", "autofocus" if username else "")
         return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
     def logged_in(user: str, target: str | None) -> Response:
@@ -246,7 +252,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
         if not ok:
             server.throttle.failed(*keys)
             logger.warning("failed login for user %r from %s", user, client)
-            return login_page("Wrong user name or password.", target, status=401)
+            return login_page("Wrong user name or password.", target, status=401, username=user)
         server.throttle.succeeded(*keys)
         logger.info("user %s logged in from %s", user, client)
         return logged_in(user, target)

@@ -170,6 +170,10 @@ class ServerConfig:
     grace_period: float = 3.0
     #: A local jsPsych to serve under /jspsych/ (``--jspsych``); None: the page uses a CDN.
     jspsych: Path | None = None
+    #: ``--replay``: each Run replays a scan into the folder the project watches.
+    replay: bool = False
+    #: ``--replay DIR``: the DICOMs to replay (None: a synthetic series).
+    replay_source: Path | None = None
     #: What :func:`find_jspsych` found in ``jspsych`` (set on creation).
     jspsych_dist: JsPsychDist | None = field(default=None, init=False)
 
