@@ -519,4 +519,8 @@ function drawRun(runId) {
 
 $("clear-plots").addEventListener("click", () => send({ cmd: "clearPlots" }));
 
+// plotly.js (about 5 MB) loads on its own: the page connects and works without waiting for
+// it, and draws the plots once it is there.
+if (!window.Plotly) $("plotly-js").addEventListener("load", () => redrawAll());
+
 connect();
