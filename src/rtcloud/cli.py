@@ -17,6 +17,7 @@ from pathlib import Path
 from rtcloud import __version__
 from rtcloud.alloc import tune_allocator
 from rtcloud.errors import InvocationError, RTCloudError, ValidationError
+from rtcloud.server.config import DEFAULT_UPLOAD_LIMIT, DEFAULT_UPLOAD_TYPES
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "main"]
 
@@ -172,6 +173,28 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "or the DICOM files of DIR; that scan's files from an earlier run are deleted first",
     )
     parser.add_argument(
+        "--upload-dir",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="a folder the page's Upload Files tab may put files into on this computer "
+        "(repeat for more; default: the project folder)",
+    )
+    parser.add_argument(
+        "--upload-types",
+        metavar="EXTS",
+        help="file types the page may upload to this computer, comma separated (default: "
+        + ",".join(DEFAULT_UPLOAD_TYPES)
+        + "); uploads to the scanner computer follow the data service's -f",
+    )
+    parser.add_argument(
+        "--upload-limit",
+        type=float,
+        default=DEFAULT_UPLOAD_LIMIT / 2**20,
+        metavar="MB",
+        help="largest file the page may upload, in MB",
+    )
+    parser.add_argument(
         "--jspsych",
         type=Path,
         metavar="DIR",
@@ -207,6 +230,11 @@ def server_config_from_args(args: argparse.Namespace) -> object:
         tls_key=tls_key,
         insecure=args.insecure,
         jspsych=args.jspsych,
+        upload_dirs=[d.expanduser().resolve() for d in args.upload_dir or []],
+        upload_types=[t.strip() for t in args.upload_types.split(",") if t.strip()]
+        if args.upload_types
+        else None,
+        upload_limit=int(args.upload_limit * 2**20),
         replay=args.replay is not None,
         replay_source=Path(args.replay).expanduser().resolve() if args.replay else None,
     )
@@ -296,9 +324,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 SERVE_DESCRIPTION = """\
-Run one experiment project: its web page (Run, Session, Settings, Data Plots, Log), the
-scripts it starts, and the hub that data and subject services connect to. Prints the page's
-address and a one-time login link.
+Run one experiment project: its web page (Run, Session, Settings, Data Plots, Log, Upload
+Files), the scripts it starts, and the hub that data and subject services connect to.
+Prints the page's address and a one-time login link.
 
 examples:
   rtcloud serve -p sample --replay           the sample project, with a simulated scanner

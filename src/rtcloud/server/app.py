@@ -304,6 +304,16 @@ def create_app(server: ProjectServer) -> ASGIApp:
 
         return JSONResponse(server.config_state())
 
+    async def api_upload(request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        if request.method == "GET":
+            return JSONResponse(await server.uploads.describe())
+        if not origin_allowed(request):  # a form on another site cannot post files here
+            return JSONResponse({"error": "uploads come from this server's page"}, 403)
+        user = request.scope.get("state", {}).get("user", "?")
+        return await server.uploads.receive(request, user)
+
     async def ui_socket(ws: WebSocket) -> None:
         user = ws.scope.get("state", {}).get("user", "?")
         await server.ui.serve(ws, lambda sock, msg: server.handle_ui(sock, msg, user))
@@ -316,6 +326,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
         Route("/static/plotly.min.js", plotly),
         Route("/api/config", api_config),
         Route("/api/session", api_session),
+        Route("/api/upload", api_upload, methods=["GET", "POST"]),
         Route("/feedback", feedback),
         Route("/feedback/jspsych", feedback_jspsych),
         WebSocketRoute("/ws/ui", ui_socket),

@@ -55,6 +55,12 @@ from rtcloud.server.scanner_sim import ReplayPlan, ScannerSimulator
 from rtcloud.server.settings import SettingsFile
 from rtcloud.server.subject_relay import SubjectRelay
 from rtcloud.server.ui_channel import UIChannel
+from rtcloud.server.uploads import (
+    DEFAULT_UPLOAD_LIMIT,
+    DEFAULT_UPLOAD_TYPES,
+    UploadRules,
+    Uploads,
+)
 from rtcloud.transport.discovery import ENV_VAR
 from rtcloud.transport.rpyc_bridge import SECRET_BYTES, RpycBridge
 from rtcloud.transport.ws_server import ServiceChannel
@@ -155,6 +161,18 @@ class ProjectServer:
             self._on_run_status,
             env={ENV_VAR: str(self.info_path)},
             grace_period=config.grace_period,
+        )
+        #: The Upload Files tab: its rules, and the files it sends.
+        self.uploads = Uploads(
+            UploadRules(
+                folders=list(config.upload_dirs) or [config.project_dir],
+                types=list(config.upload_types or DEFAULT_UPLOAD_TYPES),
+                limit=config.upload_limit or DEFAULT_UPLOAD_LIMIT,
+            ),
+            self.hub,
+            config.data_remote,
+            lambda: self.service_connected("data"),
+            report=lambda text: self.ui.broadcast({"cmd": "uploadStatus", "file": text}),
         )
         #: The pretend scanner of ``--replay`` (None without it).
         self.simulator: ScannerSimulator | None = None
@@ -571,6 +589,7 @@ class ProjectServer:
     def _cleanup(self) -> None:
         if self.simulator is not None:
             self.simulator.close()
+        self.uploads.close()
         self.bridge.stop()
         self._remove_info()
         if self.data is not None:
