@@ -256,13 +256,20 @@ def run_stream(
     name: str,
     rss_interval: float,
     feedback: bool = False,
+    call: str = "getImageData",
+    files_per_volume: int = 1,
+    expected_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """Replay ``files`` at TR pace into a fresh scanner folder while a script streams them."""
+    """Replay ``files`` at TR pace into a fresh scanner folder while a script streams them.
+
+    ``call`` is what the script asks for each volume (``getImageData``, or ``getVolume`` for
+    a NIfTI image of any layout); with ``files_per_volume`` > 1 (one file per slice) the
+    latency of a volume counts from its last file."""
     from rtcloud.simulate.replay import replay_series
 
     scanner = work / f"scanner-{name}"
     scanner.mkdir(parents=True)
-    volumes = len(files)
+    volumes = len(files) // files_per_volume
     written: dict[int, float] = {}
     got: dict[int, list[Any]] = {}
     stop = threading.Event()
@@ -279,6 +286,7 @@ def run_stream(
                 "stop_event": stop,
                 "on_volume": lambda i, p, t: written.__setitem__(i, t),
                 "rename": lambda i, p: PATTERN.format(TR=i),
+                "files_per_volume": files_per_volume,
             },
             name="replay",
             daemon=True,
@@ -294,6 +302,7 @@ def run_stream(
             "first_timeout": 60.0,
             "timeout": max(10.0, 10 * tr),
             "feedback": feedback,
+            "call": call,
         }
     }
     timeout = 120 + volumes * (tr + 0.2)
@@ -314,24 +323,27 @@ def run_stream(
         shutil.rmtree(scanner, ignore_errors=True)
     cpu_use = cpu.stop()
     check_mode(mode, result["info"])
-    expected_pixels = pixel_bytes(files[0])
+    expected_pixels = expected_bytes if expected_bytes is not None else pixel_bytes(files[0])
     latencies: list[float] = []
     per_volume: list[float | None] = []
     incomplete = 0
     for i in range(volumes):
         entry = got.get(i)
-        if entry is None or entry[1] is None or i not in written:
+        last = (i + 1) * files_per_volume - 1  # the volume's last file
+        if entry is None or entry[1] is None or last not in written:
             per_volume.append(None)
             continue
         if entry[3] != expected_pixels:
             incomplete += 1
-        latency = entry[1] - written[i]
+        latency = entry[1] - written[last]
         latencies.append(latency)
         per_volume.append(latency)
     window = result["window"]
     return {
         "mode": mode,
         "write": write,
+        "call": call,
+        "files_per_volume": files_per_volume,
         "volumes": volumes,
         "tr_s": tr,
         "file_bytes": files[0].stat().st_size,

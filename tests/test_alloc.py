@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rtcloud.alloc import MMAP_THRESHOLD, TRIM_THRESHOLD, _is_glibc, tune_allocator
+from rtcloud.alloc import _is_glibc, tune_allocator
 
 # Three 1 MB buffers alive at once, then all freed, forty times over: the pattern of a volume
 # passing through a process (file bytes, encoded copy, frame). Prints the page faults of the
@@ -60,13 +60,39 @@ def test_tuned_process_reuses_freed_buffers_without_page_faults() -> None:
 
 
 @glibc_only
-def test_thresholds_go_to_the_environment_for_child_processes() -> None:
+def test_tuning_leaves_the_environment_alone() -> None:
     env: dict[str, str] = {}
     assert tune_allocator(env) is True
-    assert env == {
-        "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
-        "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
-    }
+    assert env == {}  # the experiment scripts our server starts are the user's processes
+
+
+@glibc_only
+def test_client_interface_leaves_the_users_process_alone(tmp_path) -> None:
+    """An experiment script's ClientInterface() tunes neither its allocator nor its
+    environment: its buffers are faulted in afresh as in any Python process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env["HOME"] = str(tmp_path)  # no running server to find
+    env["RTCLOUD_SERVER_INFO"] = str(tmp_path / "none.json")
+    script = _CHILD.replace(
+        'if sys.argv[1] == "tune":',
+        'if sys.argv[1] == "client":\n'
+        "    import os\n"
+        "    from rtcloud.interfaces.client import ClientInterface\n"
+        "    ClientInterface(yesToPrompts=True).close()\n"
+        '    tuned = sorted(k for k in os.environ if k.startswith("MALLOC_"))\n'
+        'if sys.argv[1] == "tune":',
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, "client"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["tuned"] == []
+    assert result["faults"] > 40 * 245  # as untuned: the allocator was left as it was
 
 
 def test_a_threshold_the_user_set_stands() -> None:

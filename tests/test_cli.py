@@ -48,7 +48,11 @@ def test_local_demo_runs_to_the_end(tmp_path, capsys):
     assert len(values) == 3
 
 
-@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["services", "in-process"])
+@pytest.mark.parametrize(
+    "mode",
+    [[], ["--in-process"], ["--layout", "enhanced"], ["--layout", "slices"]],
+    ids=["services", "in-process", "services-enhanced", "services-slices"],
+)
 def test_server_demo_runs_the_sample_through_the_server(tmp_path, capsys, mode):
     argv = ["demo", "--volumes", "3", "--tr", "0.2", "--port", "0", "--workdir", str(tmp_path)]
     code = main(argv + mode)
@@ -56,7 +60,7 @@ def test_server_demo_runs_the_sample_through_the_server(tmp_path, capsys, mode):
     assert code == 0, out
     assert "watch it live at http://127.0.0.1:" in out
     assert out.count("run 1 TR ") == 3 and "run complete" in out
-    if not mode:
+    if "--in-process" not in mode:
         assert "separate processes" in out
         feedback = tmp_path / "feedback" / "run1" / "classoutput"
         assert sorted(p.name for p in feedback.iterdir()) == [f"vol-1-{i}.txt" for i in range(3)]

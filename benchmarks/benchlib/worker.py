@@ -5,8 +5,9 @@ session's project server (or none, in local mode) and everything goes through th
 Usage: ``python worker.py SPEC.json``, where the spec may hold
 
 - ``stream``: ``{"dir", "pattern", "volumes", "timeout", "first_timeout", "feedback"}``:
-  ``initScannerStream`` then ``getImageData(stream, i)`` for every volume, printing
-  ``V [i, time.time() when the dataset was in hand, error or null, pixel bytes]`` at once;
+  ``initScannerStream`` then ``getImageData(stream, i)`` (or, with ``"call": "getVolume"``,
+  ``getVolume(stream, i)``) for every volume, printing ``V [i, time.time() when the dataset
+  or image was in hand, error or null, pixel bytes]`` at once;
   with ``feedback`` also ``setResult`` and ``plotDataPoint`` of the volume's mean, as a real
   script does;
 - ``calls``: ``{"n", "warmup"}``: ``n`` timed ``setResult`` then ``n`` timed ``plotDataPoint``;
@@ -40,11 +41,18 @@ def run_stream(ci: Any, stream_id: int, spec: dict[str, Any]) -> dict[str, Any]:
     errors: list[str] = []
     set_result: list[float] = []
     plot: list[float] = []
+    get_volume = spec.get("call") == "getVolume"
     for index in range(int(spec["volumes"])):
         timeout = spec["first_timeout"] if index == 0 else spec["timeout"]
         try:
-            ds = data.getImageData(stream_id, index, timeout=timeout)
-            now = time.time()
+            if get_volume:
+                image = data.getVolume(stream_id, index, timeout=timeout)
+                now = time.time()
+                pixels = np.asarray(image.dataobj).tobytes()
+            else:
+                ds = data.getImageData(stream_id, index, timeout=timeout)
+                now = time.time()
+                pixels = ds.PixelData
         except Exception as exc:  # a lost volume: say which and why, go on with the next
             message = f"{type(exc).__name__}: {exc}"
             if len(errors) < 20:
@@ -52,7 +60,6 @@ def run_stream(ci: Any, stream_id: int, spec: dict[str, Any]) -> dict[str, Any]:
             emit("V", [index, None, message[:300], None])
             continue
         received += 1
-        pixels = ds.PixelData
         emit("V", [index, now, None, len(pixels)])
         if feedback:
             value = float(np.frombuffer(pixels, dtype=np.uint16).mean())

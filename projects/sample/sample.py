@@ -1,12 +1,15 @@
 """Sample rtcloud experiment: ROI feedback for every volume of a run.
 
-Written the way RT-Cloud experiment scripts are (it imports the ``rtCommon`` names), so it
-also shows what an existing script needs to run on rtcloud: nothing.
+Written the way RT-Cloud experiment scripts are (it imports the ``rtCommon`` names). It asks
+for each volume with ``getVolume``, rtcloud's one call for every layout scanners write (a
+Siemens mosaic, an enhanced multi-frame file, one file per slice), which returns the volume
+as a NIfTI image, as dcm2niix makes it. An RT-Cloud script's ``getImageData`` followed by
+``convertDicomImgToNifti`` runs unchanged too, for one file per volume.
 
-For each volume: get the DICOM as soon as the scanner has written it, turn the Siemens
-mosaic into a 3-D volume, average a region of interest, send the percent signal change
-(against the first volumes) to the participant and to the web page's plot. At the end of a
-run, write the values to a results file through the data interface.
+For each volume: get it as soon as the scanner has written it, average a region of
+interest, send the percent signal change (against the first volumes) to the participant and
+to the web page's plot. At the end of a run, write the values to a results file through the
+data interface.
 
 Run it on its own (no server; -y skips the "continue with local files?" question) with the
 Python that has rtcloud installed (``.venv/bin/python`` after ``scripts/bootstrap.py``, or
@@ -19,6 +22,7 @@ or press Run on the web page of ``rtcloud serve -p sample``.
 """
 
 import argparse
+import datetime
 import glob
 import os
 import re
@@ -33,8 +37,12 @@ try:
     import numpy as np
 
     from rtCommon.clientInterface import ClientInterface
-    from rtCommon.imageHandling import convertDicomImgToNifti, dicomTimeToNextTr
-    from rtCommon.utils import calcAvgRoundTripTime, loadConfigFile, stringPartialFormat
+    from rtCommon.utils import (
+        calcAvgRoundTripTime,
+        getTimeToNextTR,
+        loadConfigFile,
+        stringPartialFormat,
+    )
 except ImportError as exc:  # started with a Python that does not have rtcloud
     venv = os.path.join(rootPath, ".venv", "Scripts" if os.name == "nt" else "bin", "python")
     sys.exit(
@@ -52,6 +60,16 @@ def roiMean(volume, cfg):
     y0, y1 = cfg.roiY or [0, volume.shape[1]]
     z0, z1 = cfg.roiZ or [0, volume.shape[2]]
     return float(np.mean(volume[x0:x1, y0:y1, z0:z1]))
+
+
+def timeToNextTr(sidecar, clockSkew):
+    """Seconds until the scanner's next TR, from a volume's acquisition time and TR."""
+    acquired, tr = sidecar.get("AcquisitionTime"), sidecar.get("RepetitionTime")
+    if not acquired or not tr:
+        return None
+    local = time.localtime()
+    now = local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec + (time.time() % 1)
+    return getTimeToNextTR(datetime.time.fromisoformat(acquired), tr, now, clockSkew)
 
 
 def projectPath(path):
@@ -91,20 +109,17 @@ def doRun(cfg, runNum, scanNum, clientInterface):
     values = []
     for tr in range(numVolumes):
         timeout = float(cfg.firstVolumeTimeout or 60) if tr == 0 else trInterval + 10
-        dicom = dataInterface.getImageData(streamId, int(tr), timeout=timeout)
+        image = dataInterface.getVolume(streamId, int(tr), timeout=timeout)
         received = time.time()
         if tr == 0:
             subjInterface.setMessage(f"Run {runNum}")  # replaces "Preparing run ..."
-        volume = convertDicomImgToNifti(dicom).get_fdata()
+        volume = image.get_fdata()
         mean = roiMean(volume, cfg)
         if tr < int(cfg.baselineVolumes or 4):
             baseline.append(mean)
         reference = float(np.mean(baseline))
         change = 100.0 * (mean - reference) / reference if reference else 0.0
-        try:
-            toNextTr = dicomTimeToNextTr(dicom, clockSkew)
-        except Exception:  # data without usable acquisition time: feedback at once
-            toNextTr = None
+        toNextTr = timeToNextTr(image.sidecar, clockSkew)  # None: feedback at once
         onsetMs = delayMs
         if cfg.onsetAtNextTr and toNextTr is not None:
             onsetMs = 1000.0 * toNextTr  # counted from the moment it reaches the stimulus PC
@@ -113,7 +128,8 @@ def doRun(cfg, runNum, scanNum, clientInterface):
         values.append(change)
         fileName = os.path.join(dicomDir, pattern.format(TR=tr))
         latency = ""
-        if os.path.exists(fileName):  # local data: time since the scanner's last byte
+        if os.path.exists(fileName) and "MOSAIC" in image.sidecar.get("ImageType", []):
+            # one file per volume, local data: time since the scanner's last byte
             written = os.path.getmtime(fileName)
             latency = f", {1000 * (received - written):.1f} ms after write"
             if written < runStart:

@@ -8,13 +8,15 @@ about 0.3 ms per 457 KB copy, more than the copy itself.
 
 :func:`tune_allocator` pins glibc's two thresholds at the values its own adaptive rule
 reaches after seeing large blocks freed (``mmap`` only from 32 MiB, trim only beyond 64 MiB
-free at the top of the heap), and puts them in the environment too so that processes this
-one starts (an experiment script) begin with them. A block of 32 MiB or more (a large
-``putFile``) still comes from ``mmap`` and goes back to the OS when freed, so at most 64 MiB
-of freed memory stays with a process.
+free at the top of the heap). A block of 32 MiB or more (a large ``putFile``) still comes
+from ``mmap`` and goes back to the OS when freed, so at most 64 MiB of freed memory stays
+with a process.
 
-Linux with glibc only: elsewhere, and when the user has set either threshold, it does
-nothing.
+Only rtcloud's own processes call it (``rtcloud serve``, ``data-service``,
+``subject-service``): never an experiment script, whose process is the user's, and nothing
+goes into the environment that the script inherits. Linux with glibc only: elsewhere, and
+when the user has set either threshold (``MALLOC_MMAP_THRESHOLD_``,
+``MALLOC_TRIM_THRESHOLD_``), it does nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import ctypes
 import os
 import platform
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping
 
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "tune_allocator"]
 
@@ -44,11 +46,11 @@ def _is_glibc() -> bool:
     return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
-def tune_allocator(environ: MutableMapping[str, str] | None = None) -> bool:
-    """Set the thresholds in this process and in ``environ`` (default ``os.environ``).
+def tune_allocator(environ: Mapping[str, str] | None = None) -> bool:
+    """Set the thresholds in this process (never in the environment).
 
     True when they were set; False on other platforms or C libraries, and when ``environ``
-    already names either threshold (the user's choice stands).
+    (default ``os.environ``) already names either threshold (the user's choice stands).
     """
     env = os.environ if environ is None else environ
     if not _is_glibc() or any(name in env for name in _ENV):
@@ -63,5 +65,4 @@ def tune_allocator(environ: MutableMapping[str, str] | None = None) -> bool:
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     ):
         return False
-    env.update(_ENV)
     return True

@@ -317,6 +317,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         keep_open=args.keep_open,
         workdir=args.workdir,
         services=not args.in_process,
+        layout=args.layout,
     )
 
 
@@ -377,6 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8888, help="web port (default 8888; any free port if taken)"
     )
     demo.add_argument("--local", action="store_true", help="no server: run the script on its own")
+    demo.add_argument(
+        "--layout",
+        choices=["mosaic", "enhanced", "slices"],
+        default="mosaic",
+        help="how the simulated scanner writes: mosaic (Siemens VB/VE), enhanced "
+        "(Siemens XA, Philips multi-frame), slices (one file per slice: XA, GE, Philips)",
+    )
     demo.add_argument(
         "--in-process",
         action="store_true",

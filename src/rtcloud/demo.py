@@ -30,7 +30,9 @@ from rtcloud.server.config import ServerConfig, find_project_dir
 __all__ = ["prepare_demo", "run_demo"]
 
 
-def prepare_demo(workdir: Path, volumes: int, tr: float) -> tuple[Path, Path, Path]:
+def prepare_demo(
+    workdir: Path, volumes: int, tr: float, layout: str = "mosaic"
+) -> tuple[Path, Path, Path]:
     """Generate the series and the demo's config; return (source, scanner dir, config)."""
     from rtcloud.simulate.synthetic import generate_series
 
@@ -39,13 +41,17 @@ def prepare_demo(workdir: Path, volumes: int, tr: float) -> tuple[Path, Path, Pa
     scanner.mkdir(parents=True, exist_ok=True)
     project = find_project_dir("sample")
     doc = tomlkit.parse((project / "conf" / "sample.toml").read_text(encoding="utf-8"))
-    generate_series(
+    paths = generate_series(
         source,
         num_volumes=volumes,
         tr_ms=int(round(tr * 1000)),
         scan=int(doc["scanNum"][0]),
         pattern=str(doc["dicomNamePattern"]),
+        layout=layout,
     )
+    # a file per slice is small: the size floor must let it through
+    smallest = min(path.stat().st_size for path in paths)
+    doc["minExpectedDicomSize"] = min(int(doc["minExpectedDicomSize"]), smallest)
     doc["imgDir"] = str(scanner)
     doc["numVolumes"] = volumes
     doc["trInterval"] = float(tr)
@@ -58,12 +64,19 @@ def prepare_demo(workdir: Path, volumes: int, tr: float) -> tuple[Path, Path, Pa
 def _start_replay(
     source: Path, scanner: Path, tr: float, stop: threading.Event
 ) -> threading.Thread:
-    from rtcloud.simulate.replay import replay_series
+    from rtcloud.simulate.replay import files_per_volume, replay_series, series_files
 
+    per = files_per_volume(series_files(source)[0])
     thread = threading.Thread(
         target=replay_series,
         args=(source, scanner),
-        kwargs={"tr": tr, "mode": "pieces", "start_delay": 1.0, "stop_event": stop},
+        kwargs={
+            "tr": tr,
+            "mode": "pieces",
+            "start_delay": 1.0,
+            "stop_event": stop,
+            "files_per_volume": per,
+        },
         name="rtcloud-demo-replay",
         daemon=True,
     )
@@ -80,8 +93,12 @@ def run_demo(
     keep_open: bool = False,
     workdir: Path | None = None,
     services: bool = False,
+    layout: str = "mosaic",
 ) -> int:
     """Run the demo; return the sample script's exit status.
+
+    ``layout`` is how the simulated scanner writes its files: ``mosaic``, ``enhanced`` or
+    ``slices`` (see :mod:`rtcloud.simulate.synthetic`).
 
     With ``services`` the data and subject services run as separate processes that connect
     to the server over loopback WebSockets, as on three computers.
@@ -93,8 +110,12 @@ def run_demo(
     base.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     try:
-        print(f"demo: generating {volumes} synthetic volumes (TR {tr:g} s) in {base}", flush=True)
-        source, scanner, config = prepare_demo(base, volumes, tr)
+        print(
+            f"demo: generating {volumes} synthetic volumes (TR {tr:g} s, {layout} layout) "
+            f"in {base}",
+            flush=True,
+        )
+        source, scanner, config = prepare_demo(base, volumes, tr, layout)
         if local:
             return _run_local(source, scanner, config, tr, stop)
         return _run_with_server(source, scanner, config, tr, port, keep_open, stop, services, base)

@@ -13,7 +13,9 @@ The tree::
     ├── StateError                           a call made in the wrong state (watchFile before
     │                                        initWatch, unknown stream id, ...)
     ├── RequestError                         a request could not be carried out
-    │   └── FileWaitTimeout (also TimeoutError)  a file did not appear complete in time
+    │   ├── FileWaitTimeout (also TimeoutError)  a file did not appear complete in time
+    │   └── FeedbackDeliveryError            a feedback peer refused or could not present an
+    │                                        earlier result (raised on the next feedback call)
     ├── InvocationError                      a program or pattern was invoked wrongly
     ├── RpcError                             the remote-call machinery failed
     │   ├── ProtocolError                    a malformed or oversized message
@@ -42,6 +44,7 @@ __all__ = [
     "CallTimeout",
     "ConfigError",
     "DimensionError",
+    "FeedbackDeliveryError",
     "FileWaitTimeout",
     "InvalidDicomError",
     "InvocationError",
@@ -141,6 +144,15 @@ class FileWaitTimeout(RequestError, TimeoutError):
         super().__init__(message)
         self.path = path
         self.waited = waited
+
+
+class FeedbackDeliveryError(RequestError):
+    """A feedback peer refused or failed to present an earlier result.
+
+    Feedback calls return before their result reaches the stimulus computer, so such a
+    failure is raised on the script's next feedback call (the call that raises it was
+    itself kept and sent).
+    """
 
 
 class RpcError(RTCloudError):

@@ -56,6 +56,7 @@ class FeedbackClient:
             tls=tls,
             fingerprint=fingerprint,
             cafile=cafile,
+            label="feedback client",
         )
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None

@@ -8,10 +8,9 @@ import time
 import pytest
 
 from rtcloud.errors import FileWaitTimeout, RequestError, StateError, ValidationError
-from rtcloud.imaging.dicom import anonymize_dicom, read_dicom_file
+from rtcloud.imaging.dicom import read_dicom_file
 from rtcloud.imaging.retry import readRetryDicomFromDataInterface
 from rtcloud.interfaces.data import DataInterface
-from rtcloud.rpc.codec import DicomBytes, decode, encode
 from rtcloud.simulate.replay import replay_series
 from rtcloud.simulate.synthetic import generate_series
 
@@ -176,29 +175,3 @@ def test_several_callers_of_one_volume_get_their_own_dataset(di, series, scanner
     assert len({id(ds) for ds in results}) == 5  # anonymized in place: never shared
     assert all(str(ds.PatientName) == "" and ds.InstanceNumber == 3 for ds in results)
     assert len({ds.SOPInstanceUID for ds in results}) == 1
-
-
-@pytest.mark.parametrize("mode", ["pieces", "rename"])
-def test_a_data_service_gets_a_head_start_on_volumes_written_in_place(series, scanner, mode):
-    """With encode_volumes (as in rtcloud data-service), a volume written in pieces has its
-    header anonymized and encoded before its last byte: it comes back as DICOM bytes that
-    arrive as the very dataset the usual way sends. Renamed files take the usual way."""
-    data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"], encode_volumes=True)
-    try:
-        replay = start_replay(series, scanner, mode=mode, chunk_size=8192, piece_pause=0.003)
-        stream = data.initScannerStream(str(scanner), "001_000013_{TR:06d}.dcm", 1000)
-        kinds = []
-        for tr in range(6):
-            volume = data.getImageData(stream, tr, timeout=5)
-            kinds.append(type(volume))
-            expected = anonymize_dicom(read_dicom_file(scanner / f"001_000013_{tr:06d}.dcm"))
-            assert encode(volume) == encode(expected)
-            received = decode(encode(volume))
-            assert received.InstanceNumber == tr + 1 and str(received.PatientName) == ""
-        replay.join()
-    finally:
-        data.close()
-    if mode == "pieces":
-        assert kinds == [DicomBytes] * 6
-    else:
-        assert DicomBytes not in kinds

@@ -135,13 +135,25 @@ def test_an_aborted_or_lost_stream_discards_its_sink() -> None:
     assert second.discarded and not second.finished
 
 
+def _large_dataset() -> Any:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.Rows, ds.Columns, ds.BitsAllocated = 300, 500, 16
+    ds.PixelData = b"x" * 300_000
+    return ds
+
+
 @pytest.mark.parametrize("use", ["array", "dicom"])
 def test_a_sunk_buffer_used_as_anything_but_bytes_is_a_protocol_error(use: str) -> None:
     from rtcloud.errors import ProtocolError
     from rtcloud.rpc import codec
 
     payload, buffers = codec.encode_parts(
-        np.zeros(ASSEMBLE_MIN, np.uint8) if use == "array" else codec.DicomBytes(b"x" * 300_000)
+        np.zeros(ASSEMBLE_MIN, np.uint8) if use == "array" else _large_dataset()
     )
     pieces: list[list[Any]] = [[Sink()] for _ in buffers]
     with pytest.raises(ProtocolError, match="stored aside"):

@@ -97,6 +97,8 @@ def test_background_writer_checks_at_once_writes_in_order_and_reports_failures(t
         writer.submit({"runId": 1, "trId": 100, "value": 0.5})  # reported once, then on
         writer.flush()
         assert (folder / "vol-1-100.txt").read_text() == "0.5\n"
+        # the call that reported the earlier failure kept its own result: nothing more lost
+        assert (folder / "vol-1-99.txt").read_text() == "0.0\n"
     finally:
         writer.close()
 

@@ -8,12 +8,13 @@ import threading
 
 import pytest
 
+import rtcloud.imaging.volume as volume_module
 import rtcloud.watcher.filters as filters
-import rtcloud.watcher.watcher as watcher_module
 from rtcloud.imaging.completeness import may_hold_pixel_data, probe_dicom_bytes
 from rtcloud.imaging.dicom import read_dicom_bytes
+from rtcloud.imaging.volume import VolumeReader
 from rtcloud.simulate.synthetic import generate_series
-from rtcloud.watcher.filters import make_completeness_check
+from rtcloud.watcher.filters import file_key, make_completeness_check
 from rtcloud.watcher.watcher import FileWatcher
 
 
@@ -53,7 +54,7 @@ def rewrite(path, data):
 def test_a_file_growing_piece_by_piece_is_parsed_once_in_full(sample_dicom_dir, tmp_path, parses):
     data = (sample_dicom_dir / "001_000013_000004.dcm").read_bytes()
     handed = []
-    check = make_completeness_check(1000, on_parsed=handed.append)
+    check = make_completeness_check(1000, on_complete=handed.append)
     path = tmp_path / "vol.dcm"
     with open(path, "wb") as fh:
         for offset in range(0, len(data), 8192):
@@ -130,61 +131,67 @@ def test_may_hold_pixel_data(sample_dicom_dir):
     assert probe.prefix_size == at + 12
 
 
-def test_the_watcher_hands_each_parse_out_once(sample_dicom_dir, tmp_path):
+def test_the_watcher_hands_each_complete_parse_to_its_hook(sample_dicom_dir, tmp_path):
     data = (sample_dicom_dir / "001_000013_000000.dcm").read_bytes()
     path = tmp_path / "vol.dcm"
     path.write_bytes(data)
-    with FileWatcher(tmp_path, "*.dcm", keep_parsed=True) as watcher:
-        assert watcher.take_parsed(path) is None
+    reader = VolumeReader()
+    with FileWatcher(tmp_path, "*.dcm", on_complete=reader.add) as watcher:
+        assert reader.take(str(path), file_key(os.stat(path))) is None
         assert watcher.wait_for_file(path.name, timeout=1) == path
-        parsed = watcher.take_parsed(path)
+        parsed = reader.take(str(path), file_key(os.stat(path)))
         assert parsed is not None and parsed.data == data
-        assert watcher.take_parsed(path) is None  # handed out once
+        assert reader.take(str(path), file_key(os.stat(path))) is None  # handed out once
         # parsed, then changed: not handed out
         assert watcher.completeness(path)
         with open(path, "ab") as fh:
             fh.write(b"\0\0")
-        assert watcher.take_parsed(path) is None
-        # the image-stream check keeps its parse too, even for names that are not .dcm
+        assert reader.take(str(path), file_key(os.stat(path))) is None
+        # the image-stream check hands its parse on too, even for names that are not .dcm
         odd = tmp_path / "vol.img"
         odd.write_bytes(data)
         assert watcher.dicom_completeness(odd)
-        assert watcher.take_parsed(odd).dataset.SOPInstanceUID == parsed.dataset.SOPInstanceUID
-    with FileWatcher(tmp_path, "*.dcm") as plain:  # not asked to keep parses
+        kept = reader.take(str(odd), file_key(os.stat(odd)))
+        assert kept.dataset.SOPInstanceUID == parsed.dataset.SOPInstanceUID
+    handed = []
+    with FileWatcher(tmp_path, "*.dcm") as plain:  # no hook: nothing handed on
         assert plain.completeness(path)
-        assert plain.take_parsed(path) is None
+        assert handed == []
 
 
 def test_kept_parses_are_bounded(sample_dicom_dir, tmp_path, monkeypatch):
     data = (sample_dicom_dir / "001_000013_000000.dcm").read_bytes()
-    monkeypatch.setattr(watcher_module, "PARSED_MAX_BYTES", 3 * len(data))
+    monkeypatch.setattr(volume_module, "KEPT_MAX_BYTES", 3 * len(data))
+    monkeypatch.setattr(volume_module, "KEPT_MAX_OBJECTS", 8)
     paths = []
-    for i in range(watcher_module.PARSED_MAX_FILES + 4):
+    for i in range(12):
         paths.append(tmp_path / f"v{i}.dcm")
         paths[-1].write_bytes(data)
-    with FileWatcher(tmp_path, "*.dcm", keep_parsed=True) as watcher:
+    reader = VolumeReader()
+    with FileWatcher(tmp_path, "*.dcm", on_complete=reader.add) as watcher:
+
+        def kept():
+            return [p for p in paths if reader.take(str(p), file_key(os.stat(p))) is not None]
+
         for path in paths:
             assert watcher.completeness(path)
-        kept = [path for path in paths if watcher.take_parsed(path) is not None]
-        assert kept == paths[-3:]  # the newest, within the byte bound
-        monkeypatch.setattr(watcher_module, "PARSED_MAX_BYTES", 100 * len(data))
+        assert kept() == paths[-3:]  # the newest, within the byte bound
+        monkeypatch.setattr(volume_module, "KEPT_MAX_BYTES", 100 * len(data))
         for path in paths:
             assert watcher.completeness(path)
-        kept = [path for path in paths if watcher.take_parsed(path) is not None]
-        assert kept == paths[-watcher_module.PARSED_MAX_FILES :]
+        assert kept() == paths[-8:]
 
 
 def test_many_threads_checking_one_file(sample_dicom_dir, tmp_path):
     data = (sample_dicom_dir / "001_000013_000003.dcm").read_bytes()
     path = tmp_path / "vol.dcm"
-    with FileWatcher(tmp_path, "*.dcm", keep_parsed=True, polling=True) as watcher:
-        taken, errors = [], []
+    handed = []
+    with FileWatcher(tmp_path, "*.dcm", on_complete=handed.append, polling=True) as watcher:
+        found, errors = [], []
 
         def wait():
             try:
-                found = watcher.wait_for_file(path.name, timeout=10)
-                parsed = watcher.take_parsed(found)
-                taken.append(None if parsed is None else parsed.dataset)
+                found.append(watcher.wait_for_file(path.name, timeout=10))
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
@@ -197,8 +204,7 @@ def test_many_threads_checking_one_file(sample_dicom_dir, tmp_path):
                 fh.flush()
         for thread in threads:
             thread.join(10)
-    assert errors == [] and len(taken) == 8
-    datasets = [ds for ds in taken if ds is not None]
-    assert datasets, "nobody got the parse"
-    assert len({id(ds) for ds in datasets}) == len(datasets)  # never the same object twice
-    assert all(ds.PixelData == datasets[0].PixelData for ds in datasets)
+    assert errors == [] and found == [path] * 8
+    assert handed, "nobody handed the parse on"
+    assert len({id(obj.dataset) for obj in handed}) == len(handed)  # a fresh parse each
+    assert all(obj.data == data for obj in handed)

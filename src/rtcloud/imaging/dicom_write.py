@@ -51,7 +51,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-__all__ = ["pixel_element_pieces", "write_dicom_bytes_fast"]
+__all__ = ["write_dicom_bytes_fast"]
 
 _PYDICOM_3 = int(pydicom.__version__.split(".")[0]) >= 3
 
@@ -97,17 +97,6 @@ def write_dicom_bytes_fast(ds: Dataset) -> bytes | None:
     except Exception:  # refused, or pydicom failed: dcmwrite writes it, or says why it cannot
         return None
     return b"".join(pieces)
-
-
-def pixel_element_pieces(vr: str, value: bytes | memoryview) -> list[bytes] | None:
-    """The (7FE0,0010) element as :func:`write_dicom_bytes_fast` writes it at the end of an
-    explicit VR little endian file, in pieces to join (None: it would not write this one)."""
-    out: list[bytes] = []
-    try:
-        _Writer(False).pixel_data(out, 0x7FE00010, vr, value, False)  # type: ignore[arg-type]
-    except _Refused:
-        return None
-    return out
 
 
 def _file_pieces(ds: Dataset) -> list[bytes]:

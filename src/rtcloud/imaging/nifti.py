@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ with warnings.catch_warnings():
 from rtcloud.errors import ValidationError
 
 __all__ = [
+    "VolumeImage",
     "convertDicomFileToNifti",
     "convertDicomImgToNifti",
     "LPS_TO_RAS",
@@ -47,7 +49,11 @@ __all__ = [
     "dicom_to_nifti",
     "niftiToMem",
     "parseDicomVolume",
+    "frames_to_nifti",
     "readNifti",
+    "slice_pixels",
+    "slices_to_nifti",
+    "stack_planes",
 ]
 
 
@@ -83,6 +89,10 @@ def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
     """
     if not isinstance(ds, Dataset):
         raise ValidationError(f"expected a pydicom Dataset, got {type(ds).__name__}")
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        stacked = frames_to_nifti(ds)  # one volume: stacked along the normal, as dcm2niix
+        if stacked is not None:
+            return stacked
     try:
         wrapper = _wrapper(ds)
         with warnings.catch_warnings():
@@ -101,6 +111,200 @@ def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
         zooms = list(image.header.get_zooms()[:3]) + [float(tr) / 1000.0]
         image.header.set_zooms(zooms)
     return image
+
+
+class VolumeImage(nib.Nifti1Image):
+    """A NIfTI image of one volume, with the BIDS sidecar fields of its acquisition.
+
+    It is a ``nibabel.Nifti1Image`` in every respect; ``sidecar`` is a dict of the fields
+    dcm2niix writes into its JSON sidecar (see :func:`rtcloud.imaging.sidecar.volume_sidecar`).
+    """
+
+    def __init__(
+        self,
+        dataobj: Any,
+        affine: Any,
+        header: Any = None,
+        extra: Any = None,
+        file_map: Any = None,
+        *,
+        sidecar: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dataobj, affine, header, extra, file_map, **kwargs)
+        self.sidecar: dict[str, Any] = dict(sidecar or {})
+
+
+#: Uncompressed little-endian transfer syntaxes, whose pixel data is the array's bytes.
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _native_pixels(ds: Dataset) -> np.ndarray | None:
+    """The pixels of a plain single-frame grayscale image straight from its bytes (what
+    ``pixel_array`` gives, without pydicom's per-image checks); None for anything else."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    try:
+        bits = int(ds.BitsAllocated)
+        signed = int(ds.PixelRepresentation) == 1
+        if (
+            syntax not in _NATIVE_LE
+            or int(ds.get("SamplesPerPixel", 1)) != 1
+            or int(ds.get("NumberOfFrames") or 1) != 1
+            or bits not in (8, 16, 32)
+            or (signed and int(ds.BitsStored) != bits)  # no sign extension to do by hand
+        ):
+            return None
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        data = ds.PixelData
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    if not isinstance(data, bytes) or len(data) < rows * cols * dtype.itemsize:
+        return None
+    return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+
+
+def slice_pixels(ds: Dataset) -> np.ndarray:
+    """A slice's stored values, rescaled (to float) when it has a slope or intercept."""
+    native = _native_pixels(ds)
+    try:
+        pixels = native if native is not None else np.asarray(ds.pixel_array)
+    except (AttributeError, ValueError, TypeError, RuntimeError) as exc:
+        raise ValidationError(f"cannot read the pixels of a DICOM slice: {exc}") from exc
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    if slope != 1 or intercept != 0:
+        return pixels * slope + intercept
+    return pixels
+
+
+def stack_planes(
+    planes: Sequence[np.ndarray],
+    positions: Sequence[np.ndarray],
+    iop: np.ndarray,
+    spacing: tuple[float, float],
+    thickness: float,
+) -> nib.Nifti1Image:
+    """A 3-D image of 2-D planes at their positions, stacked along the slice normal (as
+    dcm2niix stacks them), in dcm2niix's voxel order with a RAS affine."""
+    row_dir, col_dir = iop[:3], iop[3:]
+    normal = np.cross(row_dir, col_dir)
+    order = sorted(range(len(planes)), key=lambda i: float(np.dot(normal, positions[i])))
+    shapes = {planes[i].shape for i in order}
+    if len(shapes) != 1:
+        raise ValidationError(f"the slices of a volume differ in size: {sorted(shapes)}")
+    data = np.stack([planes[i] for i in order], axis=-1)
+    first, last = positions[order[0]], positions[order[-1]]
+    step = (last - first) / (len(order) - 1) if len(order) > 1 else normal * thickness
+    # LPS affine of (row index, column index, slice): down the rows is the column direction
+    lps = np.eye(4)
+    lps[:3, 0] = col_dir * spacing[0]
+    lps[:3, 1] = row_dir * spacing[1]
+    lps[:3, 2] = step
+    lps[:3, 3] = first
+    data, affine = dcm2niix_order(data, lps)
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    return image
+
+
+def _vector(values: Any, what: str) -> np.ndarray:
+    try:
+        return np.array([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"a slice has no valid {what}: {exc}") from exc
+
+
+def _thickness(ds: Dataset) -> float:
+    return float(ds.get("SpacingBetweenSlices") or 0) or float(ds.get("SliceThickness") or 1)
+
+
+def slices_to_nifti(datasets: Sequence[Dataset]) -> nib.Nifti1Image:
+    """The 3-D NIfTI image of the single-slice images of one volume, as dcm2niix makes it.
+
+    The slices are stacked in order of their position along the slice normal (the cross
+    product of the row and column directions); the affine comes from the first slice's
+    position, the orientation, the pixel spacing and the step between slice positions.
+    """
+    if not datasets:
+        raise ValidationError("slices_to_nifti: no slices")
+    first = datasets[0]
+    missing = [
+        k
+        for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+        if k not in first
+    ]
+    if missing:
+        raise ValidationError(f"slices_to_nifti: the slices lack {', '.join(missing)}")
+    spacing = _vector(first.PixelSpacing, "PixelSpacing")
+    return stack_planes(
+        [slice_pixels(ds) for ds in datasets],
+        [_vector(ds.ImagePositionPatient, "ImagePositionPatient") for ds in datasets],
+        _vector(first.ImageOrientationPatient, "ImageOrientationPatient"),
+        (float(spacing[0]), float(spacing[1])),
+        _thickness(first),
+    )
+
+
+def _group_value(ds: Dataset, frame: Dataset | None, sequence: str, keyword: str) -> Any:
+    """A functional group value of one frame: its own, else the shared one."""
+    for groups in (frame, (ds.get("SharedFunctionalGroupsSequence") or [None])[0]):
+        if groups is None:
+            continue
+        for item in groups.get(sequence) or []:
+            value = item.get(keyword)
+            if value is not None:
+                return value
+    return None
+
+
+def frames_to_nifti(ds: Dataset) -> nib.Nifti1Image | None:
+    """The 3-D image of an enhanced multi-frame object holding one volume (a frame per
+    slice), stacked as dcm2niix stacks them; None when the frames are not one volume (more
+    than one temporal position, or frames at one position)."""
+    frames = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    if len(frames) < 2:
+        return None
+    temporal = {
+        _group_value(ds, f, "FrameContentSequence", "TemporalPositionIndex") for f in frames
+    }
+    if len(temporal) > 1:
+        return None
+    positions = []
+    for frame in frames:
+        ipp = _group_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
+        if ipp is None:
+            return None
+        positions.append(_vector(ipp, "ImagePositionPatient"))
+    if len({tuple(np.round(p, 4)) for p in positions}) != len(positions):
+        return None
+    iop = _group_value(ds, frames[0], "PlaneOrientationSequence", "ImageOrientationPatient")
+    spacing = _group_value(ds, frames[0], "PixelMeasuresSequence", "PixelSpacing")
+    if iop is None or spacing is None:
+        return None
+    try:
+        pixels = np.asarray(ds.pixel_array)
+    except (AttributeError, ValueError, TypeError, RuntimeError) as exc:
+        raise ValidationError(f"cannot read the pixels of a multi-frame image: {exc}") from exc
+    planes = []
+    for index, frame in enumerate(frames):
+        plane = pixels[index]
+        slope = _group_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _group_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
+        slope = float(slope) if slope not in (None, "") else 1.0
+        intercept = float(intercept) if intercept not in (None, "") else 0.0
+        planes.append(plane * slope + intercept if (slope, intercept) != (1.0, 0.0) else plane)
+    thickness = _group_value(ds, frames[0], "PixelMeasuresSequence", "SpacingBetweenSlices")
+    thickness = thickness or _group_value(ds, frames[0], "PixelMeasuresSequence", "SliceThickness")
+    spacing_mm = _vector(spacing, "PixelSpacing")
+    return stack_planes(
+        planes,
+        positions,
+        _vector(iop, "ImageOrientationPatient"),
+        (float(spacing_mm[0]), float(spacing_mm[1])),
+        float(thickness or 1),
+    )
 
 
 def convertDicomImgToNifti(dicomImg: Dataset, dicomFilename: str | None = None) -> nib.Nifti1Image:

@@ -22,7 +22,13 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-__all__ = ["bids_sidecar", "siemens_csa_image_header"]
+__all__ = [
+    "add_slice_timing",
+    "bids_sidecar",
+    "seconds_of_day",
+    "siemens_csa_image_header",
+    "volume_sidecar",
+]
 
 #: DICOM keyword -> sidecar key, for values copied as they are (numbers made plain numbers).
 _COPIED = {
@@ -138,6 +144,7 @@ def _value(ds: Dataset, keyword: str) -> Any:
 def _in_plane_phase_direction(ds: Dataset) -> str | None:
     """InPlanePhaseEncodingDirection: ROW or COL, or None when not recorded."""
     text = str(_value(ds, "InPlanePhaseEncodingDirection") or "").strip().upper()
+    text = "COL" if text == "COLUMN" else text  # enhanced objects spell it out
     return text if text in ("ROW", "COL") else None
 
 
@@ -186,3 +193,111 @@ def bids_sidecar(ds: Dataset, shape: Sequence[int] | None = None) -> dict[str, A
     if times:
         sidecar["SliceTiming"] = [round(float(t) / 1000.0, 6) for t in times]
     return sidecar
+
+
+def seconds_of_day(value: Any) -> float | None:
+    """DICOM TM (``HHMMSS.ffffff``) or the time part of a DT, in seconds since midnight."""
+    text = str(value or "").strip()
+    if len(text) >= 14 and text[:8].isdigit():  # DT: YYYYMMDDHHMMSS.ffffff
+        text = text[8:]
+    if len(text) < 6 or not text[:6].isdigit():
+        return None
+    try:
+        fraction = float("0" + text[6:].split("+")[0].split("-")[0]) if text[6:7] == "." else 0.0
+    except ValueError:
+        fraction = 0.0
+    return int(text[0:2]) * 3600 + int(text[2:4]) * 60 + int(text[4:6]) + fraction
+
+
+def _slice_times(times: list[float | None], positions: list[float]) -> list[float] | None:
+    """Acquisition times relative to the earliest, in the order of the slice positions."""
+    if len(times) < 2 or any(t is None for t in times):
+        return None
+    known = [float(t) for t in times if t is not None]
+    start = min(known)
+    order = sorted(range(len(known)), key=lambda i: positions[i])
+    relative = [round(known[i] - start, 6) for i in order]
+    return relative if any(relative) else None
+
+
+def _position(ds: Dataset, normal: Sequence[float]) -> float:
+    position = [float(v) for v in ds.ImagePositionPatient]
+    return float(sum(a * b for a, b in zip(normal, position, strict=True)))
+
+
+def _normal(iop: Sequence[Any]) -> list[float]:
+    r = [float(v) for v in iop[:3]]
+    c = [float(v) for v in iop[3:6]]
+    return [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]]
+
+
+def _frame_slice_timing(ds: Dataset) -> list[float] | None:
+    """SliceTiming of an enhanced multi-frame image, from each frame's acquisition time."""
+    frames = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+    times: list[float | None] = []
+    positions: list[float] = []
+    for frame in frames:
+        content = (frame.get("FrameContentSequence") or [None])[0]
+        times.append(seconds_of_day(content.get("FrameAcquisitionDateTime")) if content else None)
+        plane = (frame.get("PlanePositionSequence") or [None])[0]
+        orient = (frame.get("PlaneOrientationSequence") or [None])[0]
+        if orient is None and shared is not None:
+            orient = (shared.get("PlaneOrientationSequence") or [None])[0]
+        if plane is None or orient is None:
+            return None
+        normal = _normal(orient.ImageOrientationPatient)
+        positions.append(_position(plane, normal))
+    return _slice_times(times, positions)
+
+
+def volume_sidecar(
+    datasets: Sequence[Dataset], shape: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """The BIDS sidecar fields of one volume: its one object, or its slices.
+
+    As :func:`bids_sidecar` of the first object; SliceTiming also for per-slice volumes (from
+    each slice's AcquisitionTime) and multi-frame ones (from each frame's
+    FrameAcquisitionDateTime), relative to the earliest slice, in the NIfTI image's slice
+    order (along the slice normal).
+    """
+    if not datasets:
+        return {}
+    first = datasets[0]
+    sidecar = bids_sidecar(first, shape)
+    if "SliceTiming" in sidecar:
+        return sidecar
+    timing: list[float] | None = None
+    if len(datasets) > 1:
+        try:
+            normal = _normal(first.ImageOrientationPatient)
+            positions = [_position(ds, normal) for ds in datasets]
+        except (AttributeError, TypeError, ValueError):
+            positions = []
+        if positions:
+            times = [seconds_of_day(ds.get("AcquisitionTime")) for ds in datasets]
+            add_slice_timing(sidecar, times, positions)
+            return sidecar
+    elif "PerFrameFunctionalGroupsSequence" in first:
+        try:
+            timing = _frame_slice_timing(first)
+        except (AttributeError, TypeError, ValueError):
+            timing = None
+    if timing:
+        sidecar["SliceTiming"] = timing
+    return sidecar
+
+
+def add_slice_timing(
+    sidecar: dict[str, Any], times: Sequence[float | None], positions: Sequence[float]
+) -> None:
+    """Put SliceTiming (each slice's time of day relative to the earliest, in the order of
+    the positions) and the volume's AcquisitionTime (its earliest slice's) into ``sidecar``."""
+    timing = _slice_times(list(times), list(positions))
+    if not timing:
+        return
+    sidecar["SliceTiming"] = timing
+    start = min(t for t in times if t is not None)
+    hours, rest = divmod(start, 3600)
+    minutes, seconds = divmod(rest, 60)
+    sidecar["AcquisitionTime"] = f"{int(hours):02d}:{int(minutes):02d}:{seconds:09.6f}"

@@ -13,11 +13,11 @@ import os
 import sys
 from typing import Any, cast
 
-from rtcloud.alloc import tune_allocator
 from rtcloud.errors import ServiceUnavailableError, StateError
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
+from rtcloud.lifeline import watch_server
 
 __all__ = ["ClientInterface"]
 
@@ -60,9 +60,9 @@ class ClientInterface:
         self.rpcConn: Any = None
         self.bidsInterface: Any = None
         self.exampleInterface: Any = None
-        tune_allocator()  # volumes pass through this process too (see rtcloud.alloc)
         conn = _server_connection(self.rpyc_timeout)
         if conn is not None:
+            watch_server()  # a script the server started ends when the server dies
             self.rpcConn = conn
             # Proxies with the local classes' methods and docs; typed as those classes.
             self.dataInterface = cast(

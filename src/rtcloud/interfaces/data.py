@@ -7,10 +7,12 @@ directories, and every file must have an allowed type; otherwise it raises
 :class:`~rtcloud.errors.ValidationError` naming the path and what is allowed. ``'*'`` as the
 first allowed directory (or type) allows everything.
 
-Streams (``initScannerStream`` / ``getImageData``) hand over each volume as soon as its file
-is complete, with no settle delay, and anonymize it before it leaves this object when asked.
-The parse that found a volume's file complete is the one handed over: the file is read and
-parsed once per volume (again only if it changed after that parse).
+Streams (``initScannerStream`` / ``getImageData``) hand over each file as soon as it is
+complete, with no settle delay, and anonymize it before it leaves this object when asked.
+The watcher's completeness check hands each complete file it parsed to the stream's
+:class:`~rtcloud.imaging.volume.VolumeReader`, and ``getImageData`` takes that parse: a file
+is read and parsed once (again only if it changed after that parse). ``getVolume`` gives a
+volume as a NIfTI image whatever the layout (mosaic, enhanced multi-frame, one file per slice).
 Several streams and watches may be open at once; waiting on one does not block the others.
 """
 
@@ -35,10 +37,16 @@ from rtcloud.errors import (
 )
 from rtcloud.imaging.anonymize import anonymize_dicom
 from rtcloud.imaging.dicom import read_dicom_bytes
-from rtcloud.imaging.dicom_prepare import finish_volume, prepare_header
+from rtcloud.imaging.volume import (
+    DicomObject,
+    VolumeImage,
+    VolumeReader,
+    VolumeSlices,
+    volume_image,
+)
 from rtcloud.interfaces.expose import Interface, expose
-from rtcloud.rpc.codec import DicomBytes
 from rtcloud.utils import natural_sort_key
+from rtcloud.watcher.filters import file_key
 from rtcloud.watcher.watcher import FileWatcher
 
 __all__ = ["DataInterface"]
@@ -78,7 +86,9 @@ class _Stream:
     anonymize: bool
     demo_step: float
     watcher: FileWatcher
+    reader: _Reader
     next_index: int = 0
+    next_volume: int = 0
     last_delivery: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,7 +100,54 @@ class _Watch:
     min_file_size: int
     demo_step: float
     watcher: FileWatcher
+    reader: _Reader
     last_delivery: float | None = None
+
+
+class _Reader:
+    """A :class:`VolumeReader` shared by the threads of one stream (the watcher's hook and
+    the callers), and the file-reading side of taking a dataset from it."""
+
+    def __init__(self, slices_per_volume: int | None = None) -> None:
+        self.volumes = VolumeReader(slices_per_volume)
+        self.lock = threading.Lock()
+
+    def add(self, obj: DicomObject) -> None:
+        with self.lock:
+            self.volumes.add(obj)
+
+    def take(self, path: Path, deadline: float) -> DicomObject:
+        """The complete object of ``path``: the parse the watcher handed over, else a read."""
+        while True:
+            try:
+                key = file_key(os.stat(path))
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"{str(path)!r} disappeared after it was complete"
+                ) from None
+            with self.lock:
+                obj = self.volumes.take(str(path), key)
+            if obj is not None:
+                return obj
+            data = path.read_bytes()
+            try:
+                return DicomObject(str(path), key, data, read_dicom_bytes(data))
+            except InvalidDicomError:
+                # complete by size but not parseable yet (e.g. rewritten in place): retry
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
+
+    def peek(self, path: Path, deadline: float) -> DicomObject:
+        """Like :meth:`take`, but the object stays for a later taker (read it only)."""
+        key = file_key(os.stat(path))
+        with self.lock:
+            obj = self.volumes.get(str(path), key)
+        if obj is not None:
+            return obj
+        obj = self.take(path, deadline)
+        self.add(obj)
+        return obj
 
 
 class DataInterface(Interface):
@@ -103,11 +160,6 @@ class DataInterface(Interface):
         allowedDirs: folders whose files may be read or written (``['*']``: any).
         allowedFileTypes: file extensions that may be read or written (``['*']``: any).
         scannerClockSkew: seconds the scanner's clock is ahead of this computer's clock.
-        encode_volumes: for a data service or the project server, whose volumes only
-            leave as DICOM bytes: the header of an anonymized volume written in place is
-            anonymized and encoded while its pixel data is still being written, and the
-            volume returned as :class:`~rtcloud.rpc.codec.DicomBytes` (which arrives as a
-            dataset).
     """
 
     def __init__(
@@ -116,8 +168,6 @@ class DataInterface(Interface):
         allowedDirs: list[str] | None = None,
         allowedFileTypes: list[str] | None = None,
         scannerClockSkew: float = 0,
-        *,
-        encode_volumes: bool = False,
     ) -> None:
         if dataRemote:
             raise StateError(
@@ -137,7 +187,6 @@ class DataInterface(Interface):
         self._watch: _Watch | None = None
         self._streams: dict[int, _Stream] = {}
         self._next_stream_id = 1
-        self._encode_volumes = bool(encode_volumes)
 
     # ----------------------------------------------------------------- security checks
 
@@ -252,11 +301,19 @@ class DataInterface(Interface):
         pattern = _pattern_to_glob(os.path.basename(filePattern))
         if not pattern.endswith("*"):
             self._check_type(pattern)
-        watcher = FileWatcher(directory, pattern, int(minFileSize or 0), keep_parsed=True)
+        reader = _Reader()
+        watcher = FileWatcher(directory, pattern, int(minFileSize or 0), on_complete=reader.add)
         with self._lock:
             old, self._watch = (
                 self._watch,
-                _Watch(directory, pattern, int(minFileSize or 0), float(demoStep or 0), watcher),
+                _Watch(
+                    directory,
+                    pattern,
+                    int(minFileSize or 0),
+                    float(demoStep or 0),
+                    watcher,
+                    reader,
+                ),
             )
         if old is not None:
             old.watcher.close()
@@ -282,7 +339,9 @@ class DataInterface(Interface):
         else:
             path = self._check_file(watch.directory / name)
         found = watch.watcher.wait_for_file(path, float(timeout))
-        parsed = watch.watcher.take_parsed(found)  # the bytes the completeness check read
+        key = file_key(os.stat(found))
+        with watch.reader.lock:
+            parsed = watch.reader.volumes.take(str(found), key)  # what the check read
         data = parsed.data if parsed is not None else found.read_bytes()
         watch.last_delivery = _pace(watch.demo_step, watch.last_delivery)
         return data
@@ -297,13 +356,16 @@ class DataInterface(Interface):
         minFileSize: int,
         anonymize: bool = True,
         demoStep: float = 0,
+        slicesPerVolume: int | None = None,
     ) -> int:
-        """Open a stream of DICOM volumes from ``imgDir``; return its stream id.
+        """Open a stream of DICOM files from ``imgDir``; return its stream id.
 
-        ``filePattern`` is either a format pattern naming volume ``TR`` (e.g.
-        ``001_000013_{TR:06d}.dcm``: volume i is that file with TR=i) or a glob (e.g.
-        ``samp*.dcm``: volume i is the i-th matching file in natural name order).
-        With ``anonymize`` every volume is anonymized before it leaves this object.
+        ``filePattern`` is either a format pattern naming file ``TR`` (e.g.
+        ``001_000013_{TR:06d}.dcm``: image i is that file with TR=i) or a glob (e.g.
+        ``samp*.dcm``: image i is the i-th matching file in natural name order).
+        With ``anonymize`` every image is anonymized before it leaves this object.
+        ``slicesPerVolume`` tells :meth:`getVolume` how many files make a volume of a
+        series written one file per slice, when their headers do not say it.
         """
         directory = self._resolve(imgDir, "image directory")
         pattern = os.path.basename(os.fspath(filePattern))
@@ -334,14 +396,12 @@ class DataInterface(Interface):
             watch_glob = pattern
             if not pattern.endswith("*"):
                 self._check_type(pattern)
-        head_start = prepare_header if anonymize and self._encode_volumes else None
-        watcher = FileWatcher(
-            directory,
-            watch_glob,
-            int(minFileSize or 0),
-            keep_parsed=True,
-            prepare_header=head_start,
-        )
+        if slicesPerVolume is not None and int(slicesPerVolume) <= 0:
+            raise ValidationError(
+                f"initScannerStream: slicesPerVolume must be > 0, got {slicesPerVolume!r}"
+            )
+        reader = _Reader(int(slicesPerVolume) if slicesPerVolume else None)
+        watcher = FileWatcher(directory, watch_glob, int(minFileSize or 0), on_complete=reader.add)
         with self._lock:
             stream_id = self._next_stream_id
             self._next_stream_id += 1
@@ -354,6 +414,7 @@ class DataInterface(Interface):
                 bool(anonymize),
                 float(demoStep or 0),
                 watcher,
+                reader,
             )
         return stream_id
 
@@ -370,74 +431,125 @@ class DataInterface(Interface):
     def getImageData(
         self, streamId: int, imageIndex: int | None = None, timeout: float = 5
     ) -> Any:
-        """Wait for volume ``imageIndex`` of a stream (the next one when None); return it.
+        """Wait for image ``imageIndex`` of a stream (the next one when None); return it.
 
-        Returns a ``pydicom`` dataset, anonymized if the stream asked for it. The volume is
-        handed over as soon as its file is complete. Raises
+        Returns the ``pydicom`` dataset of that file (RT-Cloud's one dataset per file: a
+        volume for mosaic and enhanced series, a slice for per-slice series), anonymized if
+        the stream asked for it. It is handed over as soon as its file is complete. Raises
         :class:`~rtcloud.errors.FileWaitTimeout` (a ``TimeoutError`` and a ``RequestError``)
         naming the file when it is not complete within ``timeout`` seconds.
         """
         stream = self._stream(streamId)
-        if timeout is None or timeout <= 0:
-            raise ValidationError(f"getImageData: timeout must be > 0 seconds, got {timeout!r}")
-        index = stream.next_index if imageIndex is None else int(imageIndex)
-        if index < 0:
-            raise ValidationError(f"getImageData: imageIndex must be >= 0, got {index}")
+        index = _index(stream.next_index if imageIndex is None else imageIndex, "imageIndex")
         started = time.monotonic()
-        deadline = started + float(timeout)
-        complete = stream.watcher.dicom_completeness
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                if stream.by_name:
-                    path = stream.watcher.wait_for_file(
-                        stream.directory / stream.pattern.format(TR=index), max(remaining, 0.0)
-                    )
-                else:
-                    path = stream.watcher.wait_until(
-                        lambda: _nth_complete(stream.watcher, index, complete),
-                        max(remaining, 0.0),
-                        f"volume {index} (file #{index + 1} matching {stream.pattern!r} "
-                        f"in {str(stream.directory)!r})",
-                    )
-            except FileWaitTimeout as exc:
-                waited = time.monotonic() - started
-                raise FileWaitTimeout(
-                    f"getImageData: volume {index} of stream {streamId} was not complete "
-                    f"after {waited:.2f} s: {exc}",
-                    path=exc.path,
-                    waited=waited,
-                ) from None
-            # the completeness check parsed the file: take that parse rather than reading
-            # and parsing the file again (None when the file changed since)
-            parsed = stream.watcher.take_parsed(path)
-            prepared = stream.watcher.take_prepared(path)
-            if parsed is not None:
-                if prepared is not None:  # header anonymized and encoded while being written
-                    encoded = finish_volume(prepared, parsed.data)
-                    if encoded is not None:
-                        self._delivered(stream, index)
-                        return DicomBytes(encoded)
-                dataset = parsed.dataset
-                break
-            try:
-                dataset = read_dicom_bytes(path.read_bytes())
-                break
-            except InvalidDicomError:
-                # Complete by size but not parseable yet (e.g. rewritten in place): retry.
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.005)
-        self._delivered(stream, index)
+        deadline = started + _timeout(timeout, "getImageData")
+        path = self._wait_for_file(stream, index, deadline, "getImageData")
+        dataset = stream.reader.take(path, deadline).dataset
+        with stream.lock:
+            stream.next_index = index + 1
+        stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)
         if stream.anonymize:
             anonymize_dicom(dataset)
         return dataset
 
-    @staticmethod
-    def _delivered(stream: _Stream, index: int) -> None:
+    @expose
+    def getVolume(
+        self, streamId: int, volumeIndex: int | None = None, timeout: float = 5
+    ) -> VolumeImage:
+        """Wait for volume ``volumeIndex`` of a stream (the next one when None); return it
+        as a NIfTI image.
+
+        The image is a ``nibabel.Nifti1Image`` (a :class:`~rtcloud.imaging.nifti.VolumeImage`)
+        whose affine maps voxels to RAS millimetres, voxel for voxel as dcm2niix writes it,
+        whatever the layout: a Siemens mosaic or an enhanced multi-frame file (one file per
+        volume: volume i is the stream's file i), or one file per slice (the slices of
+        volume i are those of its i-th temporal position). Its ``sidecar`` attribute holds
+        the BIDS sidecar fields (RepetitionTime, EchoTime, SliceTiming, ...).
+
+        Raises :class:`~rtcloud.errors.FileWaitTimeout` after ``timeout`` seconds, naming the
+        volume and, for a per-slice series, the slices that arrived.
+        """
+        stream = self._stream(streamId)
+        index = _index(stream.next_volume if volumeIndex is None else volumeIndex, "volumeIndex")
+        started = time.monotonic()
+        deadline = started + _timeout(timeout, "getVolume")
+        layout = stream.reader.volumes.layout
+        if layout is None:  # the first file tells the layout
+            first = self._wait_for_file(stream, 0, deadline, "getVolume")
+            stream.reader.peek(first, deadline)
+            layout = stream.reader.volumes.layout
+        image: VolumeImage | None = None
+        if layout == "slices":
+            slices = self._wait_for_slices(stream, index, started, deadline)
+            with stream.reader.lock:
+                image = stream.reader.volumes.assemble(slices)  # made as slices arrived
+            if image is None:  # what the slices left is gone: read them again
+                paths = [Path(name) for name in slices.names]
+                image = volume_image([stream.reader.peek(p, deadline).dataset for p in paths])
+        else:
+            path = self._wait_for_file(stream, index, deadline, "getVolume")
+            image = volume_image([stream.reader.peek(path, deadline).dataset])
         with stream.lock:
-            stream.next_index = index + 1
+            stream.next_volume = index + 1
         stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)
+        return image
+
+    def _wait_for_file(self, stream: _Stream, index: int, deadline: float, what: str) -> Path:
+        """Wait until file ``index`` of a stream is complete; return its path."""
+        started = time.monotonic()
+        try:
+            if stream.by_name:
+                return stream.watcher.wait_for_file(
+                    stream.directory / stream.pattern.format(TR=index),
+                    max(deadline - started, 0.0),
+                )
+            complete = stream.watcher.dicom_completeness
+            return stream.watcher.wait_until(
+                lambda: _nth_complete(stream.watcher, index, complete),
+                max(deadline - started, 0.0),
+                f"file #{index + 1} matching {stream.pattern!r} in {str(stream.directory)!r}",
+            )
+        except FileWaitTimeout as exc:
+            waited = time.monotonic() - started
+            raise FileWaitTimeout(
+                f"{what}: volume {index} of stream {stream.stream_id} was not complete "
+                f"after {waited:.2f} s: {exc}",
+                path=exc.path,
+                waited=waited,
+            ) from None
+
+    def _wait_for_slices(
+        self, stream: _Stream, index: int, started: float, deadline: float
+    ) -> VolumeSlices:
+        """Wait until every slice of per-slice volume ``index`` is complete."""
+        watcher = stream.watcher
+        reader = stream.reader
+
+        def complete() -> VolumeSlices | None:
+            for name in watcher.unknown_files(reader.volumes.knows):
+                watcher.dicom_completeness(name)  # a complete file goes to the reader
+            with reader.lock:
+                slices = reader.volumes.slices(index)
+            return slices if slices.complete else None
+
+        try:
+            return watcher.wait_until(complete, max(deadline - time.monotonic(), 0.0), "")
+        except FileWaitTimeout:
+            with reader.lock:
+                slices = reader.volumes.slices(index)
+            waited = time.monotonic() - started
+            hint = ""
+            if slices.expected is None:
+                hint = (
+                    "; the headers do not say how many slices a volume has: pass "
+                    "slicesPerVolume to initScannerStream"
+                )
+            raise FileWaitTimeout(
+                f"getVolume: volume {index} of stream {stream.stream_id} was not complete "
+                f"after {waited:.2f} s: {slices.describe()}{hint}",
+                path=None,
+                waited=waited,
+            ) from None
 
     # ----------------------------------------------------------------- files
 
@@ -591,6 +703,19 @@ def _nth_complete(watcher: FileWatcher, index: int, complete: Any) -> Path | Non
         return None
     path = files[index]
     return path if complete(path) else None
+
+
+def _index(value: Any, name: str) -> int:
+    index = int(value)
+    if index < 0:
+        raise ValidationError(f"{name} must be >= 0, got {index}")
+    return index
+
+
+def _timeout(value: Any, what: str) -> float:
+    if value is None or value <= 0:
+        raise ValidationError(f"{what}: timeout must be > 0 seconds, got {value!r}")
+    return float(value)
 
 
 def _pace(demo_step: float, previous: float | None) -> float:

@@ -93,11 +93,21 @@ class SubjectInterface(Interface):
             self._on_result(result)
 
     @expose(quick=True)
-    def setResult(self, runId: int, trId: int, value: float, onsetTimeDelayMs: float = 0) -> None:
+    def setResult(
+        self,
+        runId: int,
+        trId: int,
+        value: float,
+        onsetTimeDelayMs: float = 0,
+        *,
+        late: bool = False,
+    ) -> None:
         """Send the result ``value`` of volume ``trId`` of run ``runId`` to the participant.
 
         ``onsetTimeDelayMs`` (>= 0) is how long after the result arrives the presentation
-        side should show it, e.g. to align feedback with the next TR.
+        side should show it, e.g. to align feedback with the next TR. ``late`` is set by
+        the server, not by scripts: on a result it kept while this presentation side was
+        away and delivers after it reconnected (the result then carries ``"late": True``).
         """
         delay = _check_delay(onsetTimeDelayMs)
         result = {
@@ -107,16 +117,24 @@ class SubjectInterface(Interface):
             "onsetTimeDelayMs": delay,
             "timestamp": time.time(),
         }
+        if late:
+            result["late"] = True
         logger.debug("setResult run %s tr %s value %s", runId, trId, value)
         self._queue(result)
 
     @expose(quick=True)
     def setResultDict(
-        self, values: Mapping[str, Any], onsetTimeDelayMs: float = 0, name: str = "defaultname"
+        self,
+        values: Mapping[str, Any],
+        onsetTimeDelayMs: float = 0,
+        name: str = "defaultname",
+        *,
+        late: bool = False,
     ) -> None:
         """Send a dict of values to the participant side, labelled ``name``.
 
-        The subject service writes each such result as ``<outDir>/<name>.json``.
+        The subject service writes each such result as ``<outDir>/<name>.json``. ``late``:
+        as for :meth:`setResult`.
         """
         delay = _check_delay(onsetTimeDelayMs)
         if not isinstance(values, Mapping):
@@ -127,6 +145,8 @@ class SubjectInterface(Interface):
             raise ValidationError(f"setResultDict: name must be a non-empty string, got {name!r}")
         result = {str(k): npToPy(v) for k, v in values.items()}
         result.update(name=name, onsetTimeDelayMs=delay, timestamp=time.time())
+        if late:
+            result["late"] = True
         logger.debug("setResultDict %s (%d values)", name, len(values))
         self._queue(result)
 

@@ -16,7 +16,8 @@ numpy scalars                               their Python value (``.item()``), as
 pydicom Dataset                             a Dataset read back with ``dcmread`` (DICOM
                                             bytes with their file meta travel); PersonName
                                             and MultiValue arrive as str and list
-:class:`DicomBytes` (a DICOM file's bytes)  the same: a Dataset read back from them
+nibabel.Nifti1Image                         a :class:`~rtcloud.imaging.nifti.VolumeImage`
+                                            (same data, affine, header fields; ``sidecar``)
 subclasses of int, float, str, list, dict   the base type (IntEnum -> int, DSfloat -> float)
 ==========================================  ==============================================
 
@@ -58,7 +59,6 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "OOB_THRESHOLD",
     "Buffer",
-    "DicomBytes",
     "Encoded",
     "Spooled",
     "decode",
@@ -94,6 +94,7 @@ EXT_TIMEDELTA = 11  # [days, seconds, microseconds]
 EXT_COMPLEX = 12  # [real, imag]
 EXT_BIGINT = 13  # two's complement, big endian
 EXT_OOB_BYTES = 14  # index of an out-of-band buffer holding a bytes value
+EXT_NIFTI = 15  # [348-byte header, affine as 16 floats, ndarray, sidecar dict or None]
 
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
@@ -187,9 +188,6 @@ class _Encoder:
         return ref if isinstance(ref, bytes) else msgpack.ExtType(EXT_OOB_BYTES, _pack(ref))
 
     def _other(self, v: Any, depth: int) -> Any:
-        if type(v) is DicomBytes:  # large ones go out of band as they are (no copy)
-            data = v if len(v) >= self.oob_threshold else bytes(v)
-            return msgpack.ExtType(EXT_DICOM, _pack(self._blob(data)))
         structdict = sys.modules.get("rtcloud.structdict")
         if structdict is not None and isinstance(v, structdict.StructDict):
             self._enter(depth)
@@ -233,6 +231,9 @@ class _Encoder:
             converted = self._pydicom(v, depth)
             if converted is not None:
                 return converted
+        nibabel = sys.modules.get("nibabel")
+        if nibabel is not None and isinstance(v, nibabel.Nifti1Image):
+            return self._nifti(v, depth)
         raise SerializationError(
             f"a value of type {_type_name(v)} cannot be sent to another process; "
             f"supported are {_SUPPORTED}"
@@ -255,6 +256,17 @@ class _Encoder:
             )
         ref = self._blob(array.tobytes(order="C"))
         return msgpack.ExtType(EXT_NDARRAY, _pack([dtype.str, list(array.shape), ref]))
+
+    def _nifti(self, image: Any, depth: int) -> msgpack.ExtType:
+        import numpy as np
+
+        self._enter(depth)
+        header = bytes(image.header.binaryblock)
+        affine = [float(x) for x in np.asarray(image.affine, dtype=np.float64).ravel()]
+        data = self._ndarray(np.asanyarray(image.dataobj))
+        sidecar = getattr(image, "sidecar", None)
+        sidecar = self._dict(dict(sidecar), depth + 1) if isinstance(sidecar, dict) else None
+        return msgpack.ExtType(EXT_NIFTI, _pack([header, affine, data, sidecar]))
 
     def _pydicom(self, v: Any, depth: int) -> Any:
         from pydicom.dataset import Dataset
@@ -306,14 +318,6 @@ def _has_encoding(ds: Any) -> bool:
 def _type_name(v: Any) -> str:
     t = type(v)
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-
-
-class DicomBytes(bytes):
-    """The bytes of a DICOM file, sent as the dataset they hold: the receiver gets what
-    ``dcmread`` makes of them, exactly as if the dataset itself had been sent. For a sender
-    that already has the bytes it would write (a data service that prepared a volume)."""
-
-    __slots__ = ()
 
 
 class Encoded:
@@ -557,6 +561,32 @@ def _dicom(d: _Decoder, data: bytes) -> Any:
         raise ProtocolError(f"a DICOM value could not be read: {exc}") from exc
 
 
+def _nifti(d: _Decoder, data: bytes) -> Any:
+    import nibabel as nib
+    import numpy as np
+
+    from rtcloud.imaging.nifti import VolumeImage
+
+    parts = d.items(data)
+    if (
+        len(parts) != 4
+        or type(parts[0]) is not bytes
+        or len(parts[0]) != 348
+        or type(parts[1]) is not list
+        or len(parts[1]) != 16
+        or any(type(x) is not float for x in parts[1])
+        or not isinstance(parts[2], np.ndarray)
+        or not (parts[3] is None or isinstance(parts[3], dict))
+    ):
+        raise ProtocolError("malformed NIfTI value")
+    try:
+        header = nib.Nifti1Header(binaryblock=parts[0], check=False)  # type: ignore[no-untyped-call]
+        affine = np.array(parts[1], dtype=np.float64).reshape(4, 4)
+        return VolumeImage(parts[2], affine, header, sidecar=parts[3])
+    except Exception as exc:
+        raise ProtocolError(f"a NIfTI value could not be read: {exc}") from exc
+
+
 def _datetime(d: _Decoder, data: bytes) -> Any:
     return dt.datetime.fromisoformat(d.text(data))
 
@@ -606,6 +636,7 @@ _EXT_HANDLERS: dict[int, Any] = {
     EXT_STRUCTDICT: _structdict,
     EXT_NDARRAY: _ndarray,
     EXT_DICOM: _dicom,
+    EXT_NIFTI: _nifti,
     EXT_DATETIME: _datetime,
     EXT_DATE: _date,
     EXT_TIME: _time,

@@ -12,6 +12,9 @@ server -> page::
     {"type": "resultDict", "id": 8, "name": "n", "values": {...}, "onsetTimeDelayMs": 0}
     {"type": "message", "id": 9, "text": "Get ready"}
 
+A result the server kept while the page was away (closed, reloading, its link down) comes
+after the page connects again with ``"late": true``.
+
 page -> server::
 
     {"type": "ack", "id": 7}                      (the result arrived; shown at its onset)
@@ -25,7 +28,9 @@ Whatever a page sends is checked (types, sizes, depth) before the script can rea
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import inspect
 import itertools
 import json
@@ -34,7 +39,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from rtcloud.errors import CallTimeout, RemoteCallError, ServiceUnavailableError, ValidationError
+from rtcloud.errors import RemoteCallError, ServiceUnavailableError, ValidationError
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.server.subject_relay import DELIVERED, SubjectRelay
 from rtcloud.utils import json_plain
@@ -59,6 +64,8 @@ def _page_message(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     if method == "setMessage":
         return {"type": "message", "text": str(given["message"])}
     message: dict[str, Any] = {"onsetTimeDelayMs": json_plain(given["onsetTimeDelayMs"])}
+    if given.get("late"):
+        message["late"] = True
     if method == "setResult":
         message.update(type="result", runId=given["runId"], trId=given["trId"])
         message["value"] = given["value"]
@@ -68,19 +75,31 @@ def _page_message(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 
 
 class BrowserPeer:
-    """One connected feedback page, as a peer of the relay."""
+    """One connected feedback page, as a peer of the relay.
 
-    def __init__(self, ws: WebSocket, loop: asyncio.AbstractEventLoop, name: str) -> None:
+    Messages leave in the order :meth:`deliver` was called, through one sender task.
+    """
+
+    def __init__(
+        self, ws: WebSocket, loop: asyncio.AbstractEventLoop, name: str, key: str
+    ) -> None:
         self._ws = ws
         self._loop = loop
         self._name = name
+        self._key = key
         self._ids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[Any]] = {}
+        self._outbox: collections.deque[tuple[int, str]] = collections.deque()
+        self._wake = asyncio.Event()
         self._closed = False
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def key(self) -> str:
+        return self._key
 
     def deliver(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
@@ -91,38 +110,34 @@ class BrowserPeer:
         message["id"] = next(self._ids)
         text = json.dumps(message, allow_nan=False)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(self._send, message["id"], text, future)
+        self._loop.call_soon_threadsafe(self._queue, message["id"], text, future)
         return future
 
-    def _send(self, call_id: int, text: str, future: concurrent.futures.Future[Any]) -> None:
+    def _queue(self, call_id: int, text: str, future: concurrent.futures.Future[Any]) -> None:
         if self._closed:
             future.set_exception(ServiceUnavailableError(f"the {self._name} disconnected"))
             return
         self._pending[call_id] = future
+        self._outbox.append((call_id, text))
+        self._wake.set()
 
-        async def send() -> None:
-            try:
-                await self._ws.send_text(text)
-            except Exception as exc:  # the socket is gone: fail this delivery now
-                self._fail(call_id, ServiceUnavailableError(f"the {self._name} is gone: {exc}"))
-
-        asyncio.ensure_future(send())
+    async def sender(self) -> None:
+        """Send queued messages in order until the page is gone."""
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                call_id, text = self._outbox.popleft()
+                try:
+                    await self._ws.send_text(text)
+                except Exception as exc:  # the socket is gone: fail this delivery now
+                    gone = ServiceUnavailableError(f"the {self._name} is gone: {exc}")
+                    self._fail(call_id, gone)
 
     def _fail(self, call_id: int, exc: Exception) -> None:
         future = self._pending.pop(call_id, None)
         if future is not None and not future.done():
             future.set_exception(exc)
-
-    def result(self, future: concurrent.futures.Future[Any], timeout: float, what: str) -> Any:
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            if future.done():
-                raise
-            raise CallTimeout(
-                f"{what}: the {self._name} did not confirm within {timeout:.3g} s (is the page "
-                "open and in front? browsers slow down hidden tabs)"
-            ) from None
 
     def on_reply(self, message: dict[str, Any]) -> None:
         call_id = message.get("id")
@@ -137,6 +152,8 @@ class BrowserPeer:
 
     def close(self) -> None:
         self._closed = True
+        self._outbox.clear()
+        self._wake.set()
         for call_id in list(self._pending):
             self._fail(call_id, ServiceUnavailableError(f"the {self._name} disconnected"))
 
@@ -155,8 +172,10 @@ async def serve_feedback_page(ws: WebSocket, relay: SubjectRelay, user: str) -> 
     """Serve one feedback page until it closes."""
     await ws.accept()
     client = ws.client.host if ws.client else "?"
-    peer = BrowserPeer(ws, asyncio.get_running_loop(), f"feedback page ({user}@{client})")
+    name = f"feedback page ({user}@{client})"
+    peer = BrowserPeer(ws, asyncio.get_running_loop(), name, name)
     await ws.send_text(json.dumps({"type": "hello", "message": relay.local.message}))
+    sender = asyncio.create_task(peer.sender())
     relay.add_peer(peer)
     try:
         while True:
@@ -187,3 +206,6 @@ async def serve_feedback_page(ws: WebSocket, relay: SubjectRelay, user: str) -> 
     finally:
         peer.close()
         relay.remove_peer(peer)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender

@@ -3,8 +3,9 @@
 Each interface name (``DataInterface``, ``SubjectInterface``, ``WebDisplayInterface``) maps
 to a *target*: an object inside the server (local mode) or a channel to a remote service
 (``--dataRemote`` / ``--subjectRemote``). Only methods marked with ``@expose`` can be called;
-a ``timeout`` argument of the method (how long it may wait for a file) stretches the call's
-deadline so that long waits need no ``rpc_timeout``.
+a ``timeout`` argument of the method (how long it may wait for a file) sets the call's
+deadline (that wait plus a margin), so long waits need no ``rpc_timeout`` and short ones
+end in time even when a service hangs.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ __all__ = ["Hub", "InterfaceInfo", "RemoteTarget", "timeout_parameter"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds added to a method's own wait so the transport does not time out first.
-DEADLINE_MARGIN = 5.0
+#: Seconds added to a method's own wait (its ``timeout`` argument) for the answer to travel:
+#: ``getImageData(s, i, timeout=5)`` ends within 7 s even when its service hangs.
+DEADLINE_MARGIN = 2.0
 
 
 class RemoteTarget(Protocol):
@@ -144,8 +146,9 @@ class Hub:
     ) -> Any:
         """Call ``interface.method(*args, **kwargs)`` where it is served; return its result.
 
-        ``timeout`` (seconds) bounds the remote hop; None uses the default, stretched to
-        cover the method's own ``timeout`` argument. With ``raw``, a remote service's
+        ``timeout`` (seconds) bounds the remote hop; None means the method's own wait (its
+        ``timeout`` argument) plus :data:`DEADLINE_MARGIN`, or for a method that does not
+        wait the default. With ``raw``, a remote service's
         result may come back still encoded (:class:`~rtcloud.rpc.codec.Encoded`), for a
         caller that only passes it on.
         """
@@ -167,10 +170,8 @@ class Hub:
                 f"start it, e.g. rtcloud {_service_command(interface)} -s HOST:PORT"
             )
         if timeout is None:
-            timeout = max(
-                self.default_remote_timeout,
-                method_wait(info, method, args, kwargs) + DEADLINE_MARGIN,
-            )
+            wait = method_wait(info, method, args, kwargs)
+            timeout = wait + DEADLINE_MARGIN if wait > 0 else self.default_remote_timeout
         return target.call(interface, method, args, kwargs, timeout, raw=raw)
 
 

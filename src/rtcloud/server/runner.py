@@ -1,9 +1,11 @@
 """Running the experiment's scripts (main, initialize, finalize) as child processes.
 
 One script runs at a time. Its stdout and stderr are read line by line as it writes them and
-handed to ``on_line``; every change of state goes to ``on_status``. Stop closes the script's
-stdin, asks the whole process group to end (SIGTERM, or CTRL_BREAK on Windows), and after a
-grace period kills what is left; the run then reports ``stopped`` (not ``failed``).
+handed to ``on_line``; every change of state goes to ``on_status``. Its stdin is a pipe
+nobody writes to: it closes when the server stops the script or dies, which ends the run
+(:mod:`rtcloud.lifeline`). Stop closes the script's stdin, asks the whole process group to
+end (SIGTERM, or CTRL_BREAK on Windows), and after a grace period kills what is left; the
+run then reports ``stopped`` (not ``failed``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtcloud.errors import StateError
+from rtcloud.lifeline import ENV_VAR as LIFELINE
 
 __all__ = ["RUN_STARTED_VAR", "RunState", "RunStatus", "ScriptRunner"]
 
@@ -114,6 +117,7 @@ class ScriptRunner:
         started = time.time()
         env = {**os.environ, **self._env, RUN_STARTED_VAR: f"{started:.3f}", **(env or {})}
         env["PYTHONUNBUFFERED"] = "1"
+        env[LIFELINE] = "stdin"  # its stdin pipe closes when this server stops or dies
         env.setdefault("PYTHONIOENCODING", "utf-8")
         kwargs: dict[str, object] = {}
         if IS_WINDOWS:

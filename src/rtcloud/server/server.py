@@ -48,6 +48,7 @@ from rtcloud.server.auth import (
     write_private_file,
 )
 from rtcloud.server.config import ServerConfig
+from rtcloud.server.data_streams import DataStreams
 from rtcloud.server.feedback_pages import serve_feedback_page
 from rtcloud.server.hub import Hub
 from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
@@ -134,16 +135,15 @@ class ProjectServer:
         if config.data_remote:
             self.channels["data"] = ServiceChannel("data", self._broadcast_conn_status)
             self.hub.register_remote(
-                "DataInterface", DataInterface, self.channels["data"], "data service"
+                "DataInterface", DataInterface, DataStreams(self.channels["data"]), "data service"
             )
         else:
-            # its results only ever leave through the RPyC bridge, as DICOM bytes
-            self.data = DataInterface(
-                allowedDirs=["*"], allowedFileTypes=["*"], encode_volumes=True
-            )
+            self.data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
             self.hub.register_local("DataInterface", self.data)
         #: Feedback to every connected presentation peer, responses back (both modes).
-        self.relay = SubjectRelay(config.subject_remote, self._broadcast_conn_status)
+        self.relay = SubjectRelay(
+            config.subject_remote, self._broadcast_conn_status, self._feedback_problem
+        )
         self.subject: SubjectInterface = self.relay.local
         self.hub.register_remote(
             "SubjectInterface",
@@ -284,6 +284,13 @@ class ProjectServer:
     def _broadcast_conn_status(self) -> None:
         self.ui.broadcast(self.conn_status())
 
+    def _feedback_problem(self, text: str, failure: bool) -> None:
+        """A feedback peer failed, is slow, left or came back: tell the experimenter."""
+        if failure:
+            self.ui.broadcast({"cmd": "userError", "error": text})
+        else:
+            self.ui.broadcast({"cmd": "userLog", "value": f"rtcloud: {text}"})
+
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self._loop = asyncio.get_running_loop()
@@ -403,6 +410,7 @@ class ProjectServer:
                 "remote": self.config.subject_remote,
                 "connected": self.service_connected("subject"),
                 "peers": self.relay.peer_names(),
+                "waiting": self.relay.waiting(),
             },
         }
 

@@ -29,7 +29,6 @@ def build_interfaces(dirs: str, types: str, clock_skew: float = 0.0) -> dict[str
             allowedDirs=allowed_dirs,
             allowedFileTypes=allowed_types,
             scannerClockSkew=clock_skew,
-            encode_volumes=True,  # volumes leave this process only as DICOM bytes
         )
     }
 

@@ -34,7 +34,13 @@ from rtcloud.errors import ValidationError
 from rtcloud.rpc.dispatch import after_reply
 from rtcloud.utils import json_plain
 
-__all__ = ["BackgroundWriter", "ResultFileWriter", "atomic_write_bytes", "safe_name"]
+__all__ = [
+    "BackgroundWriter",
+    "ResultFileWriter",
+    "atomic_write_bytes",
+    "result_names",
+    "safe_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +62,22 @@ def _run_part(value: Any, what: str) -> str:
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", text):
         raise ValidationError(f"{what} {value!r} cannot be used in a file name")
     return text
+
+
+def result_names(result: dict[str, Any]) -> tuple[str | None, str]:
+    """(run, base name) of a result's files; run is None for a named ``setResultDict``.
+
+    ValidationError for names that cannot be file names (the server checks results with
+    this before it sends them on, so a script hears of a bad name on the call itself).
+    """
+    if "name" in result and "runId" not in result:
+        return None, safe_name(str(result["name"]))
+    missing = [k for k in ("runId", "trId", "value") if k not in result]
+    if missing:
+        raise ValidationError(f"a result needs runId, trId and value; missing {missing}")
+    run = _run_part(result["runId"], "runId")
+    tr = _run_part(result["trId"], "trId")
+    return run, f"vol-{run}-{tr}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -92,13 +114,9 @@ class ResultFileWriter:
         For a ``setResult`` result the folder is the run's folder and the base name
         ``vol-R-T``; for a named ``setResultDict`` result, the output folder and the name.
         """
-        if "name" in result and "runId" not in result:
-            return self.out_dir, safe_name(str(result["name"]))
-        missing = [k for k in ("runId", "trId", "value") if k not in result]
-        if missing:
-            raise ValidationError(f"a result needs runId, trId and value; missing {missing}")
-        run = _run_part(result["runId"], "runId")
-        tr = _run_part(result["trId"], "trId")
+        run, name = result_names(result)
+        if run is None:
+            return self.out_dir, name
         base = self._run_folders.get(run)
         if base is None:
             base = self.out_dir / f"run{run}"
@@ -106,7 +124,7 @@ class ResultFileWriter:
             self._folder_inside(base / "classoutput")
             if len(self._run_folders) < 4096:
                 self._run_folders[run] = base
-        return base, f"vol-{run}-{tr}"
+        return base, name
 
     def plan(self, result: dict[str, Any]) -> list[tuple[Path, bytes]]:
         """The files one result becomes, as (path, bytes); ValidationError for bad names."""
@@ -149,13 +167,13 @@ class BackgroundWriter:
         self._thread.start()
 
     def submit(self, result: dict[str, Any]) -> None:
-        with self._lock:
-            failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
         self.writer.check(result)  # a bad name fails this call
         kept = dict(result)
         after_reply(lambda: self._queue.put(kept))  # the files do not hold up the reply
+        with self._lock:
+            failure, self._failure = self._failure, None
+        if failure is not None:  # this result is queued all the same: nothing more is lost
+            raise failure
 
     def _run(self) -> None:
         while True:

@@ -23,16 +23,24 @@ def _generate(args: argparse.Namespace) -> int:
         pattern=args.pattern,
         scan=args.scan,
         seed=args.seed,
+        layout=args.layout,
     )
-    print(f"wrote {len(paths)} volumes to {args.out_dir} ({paths[0].stat().st_size} bytes each)")
+    what = "slice files" if args.layout == "slices" else f"{args.layout} volumes"
+    print(f"wrote {len(paths)} {what} to {args.out_dir} ({paths[0].stat().st_size} bytes each)")
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from rtcloud.simulate.replay import replay_series
+    from rtcloud.simulate.replay import files_per_volume, replay_series, series_files
+
+    files = series_files(args.source)
+    per = args.files_per_volume or (files_per_volume(files[0]) if files else 1)
 
     def report(index: int, path: Path, finished: float) -> None:
-        print(f"volume {index}: {path.name}", flush=True)
+        if per == 1:
+            print(f"volume {index}: {path.name}", flush=True)
+        elif index % per == per - 1:
+            print(f"volume {index // per}: {per} slices, last {path.name}", flush=True)
 
     count = replay_series(
         args.source,
@@ -41,18 +49,22 @@ def _replay(args: argparse.Namespace) -> int:
         mode=args.mode,
         start_delay=args.delay,
         on_volume=report,
+        files_per_volume=per,
     )
-    print(f"replayed {count} volumes into {args.dest}")
+    if per == 1:
+        print(f"replayed {count} volumes into {args.dest}")
+    else:
+        print(f"replayed {count} files ({count // per} volumes) into {args.dest}")
     return 0
 
 
 def add_generate_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "generate",
-        help="write a synthetic Siemens mosaic series",
-        description="Write a synthetic fMRI series as Siemens mosaic DICOM files (a block "
-        "design with an active region), to try a project without a scanner. Replay it into "
-        "the folder a project watches with 'rtcloud replay'.",
+        help="write a synthetic scanner series",
+        description="Write a synthetic fMRI series as DICOM files (a block design with an "
+        "active region) in the layout a scanner writes (--layout), to try a project without "
+        "a scanner. Replay it into the folder a project watches with 'rtcloud replay'.",
     )
     parser.add_argument("out_dir", type=Path, help="folder to write the series into")
     parser.add_argument("--volumes", type=int, default=20, help="number of volumes")
@@ -67,6 +79,14 @@ def add_generate_parser(sub: Any) -> None:
     )
     parser.add_argument("--scan", type=int, default=1, help="scan number in the file names")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
+    parser.add_argument(
+        "--layout",
+        choices=["mosaic", "enhanced", "slices"],
+        default="mosaic",
+        help="mosaic: one Siemens mosaic file per volume (VB/VE); enhanced: one Enhanced MR "
+        "multi-frame file per volume (Siemens XA, Philips); slices: one file per slice "
+        "(Siemens XA interoperability, GE, Philips)",
+    )
     parser.set_defaults(func=_generate)
 
 
@@ -88,4 +108,11 @@ def add_replay_parser(sub: Any) -> None:
         "share); rename: written under a temporary name, then renamed; copy: in one go",
     )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before the first volume")
+    parser.add_argument(
+        "--files-per-volume",
+        type=int,
+        default=0,
+        help="files that make one volume (default: from the first file's header: its "
+        "ImagesInAcquisition for a series written one file per slice, else 1)",
+    )
     parser.set_defaults(func=_replay)

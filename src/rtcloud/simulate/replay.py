@@ -1,7 +1,9 @@
 """Replaying a DICOM series into a folder at TR pace, the way a scanner writes it.
 
 Volume i is written at ``start + start_delay + i * tr`` (an absolute schedule, so there is no
-drift). Modes:
+drift). A series written one file per slice (``files_per_volume`` files make a volume) has
+its files spread evenly over each TR, as a scanner exports slices while it acquires them.
+Modes:
 
 - ``pieces``: the file is created under its final name and written in chunks with short
   pauses, as a scanner exporting to a share does (readers can see it half written);
@@ -22,7 +24,7 @@ from pathlib import Path
 from rtcloud.errors import ValidationError
 from rtcloud.utils import natural_sort_key
 
-__all__ = ["MODES", "replay_series", "series_files"]
+__all__ = ["MODES", "due_offset", "files_per_volume", "replay_series", "series_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,28 @@ def series_files(source: str | Path | Sequence[str | Path], pattern: str = "*.dc
         files = [p for p in folder.glob(pattern) if p.is_file()]
         return sorted(files, key=lambda p: natural_sort_key(p.name))
     return [Path(p) for p in source]
+
+
+def due_offset(index: int, tr: float, files_per_volume: int = 1) -> float:
+    """Seconds after the start at which file ``index`` is written: volume by volume at TR
+    pace, the files of one volume spread evenly over its TR."""
+    volume, part = divmod(index, files_per_volume)
+    return volume * tr + part * tr / files_per_volume
+
+
+def files_per_volume(path: str | Path) -> int:
+    """How many files of this series make a volume: 1, or for a series written one file per
+    slice, the slices its first file declares (ImagesInAcquisition)."""
+    from rtcloud.imaging.dicom import read_dicom_file
+    from rtcloud.imaging.volume import layout_of
+
+    ds = read_dicom_file(path)
+    if layout_of(ds) != "slices":
+        return 1
+    try:
+        return max(1, int(ds.get("ImagesInAcquisition") or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def _write_pieces(data: bytes, target: Path, chunk_size: int, pause: float) -> float:
@@ -74,16 +98,19 @@ def replay_series(
     rename: Callable[[int, Path], str] | None = None,
     stop_event: threading.Event | None = None,
     on_volume: Callable[[int, Path, float], None] | None = None,
+    files_per_volume: int = 1,
 ) -> int:
     """Write the series into ``dest_dir`` at TR pace; return the number of files written.
 
     ``rename(i, source_path)`` may give each file another name. ``on_volume(i, path, t)`` is
-    called after volume i is complete, with ``t`` the ``time.time()`` taken just before its
+    called after file i is complete, with ``t`` the ``time.time()`` taken just before its
     last byte was written (or its rename): a reader can never have it earlier, so latencies
     measured from ``t`` are never negative (they include that last write).
     """
     if mode not in MODES:
         raise ValidationError(f"replay mode must be one of {MODES}, got {mode!r}")
+    if files_per_volume < 1:
+        raise ValidationError(f"files_per_volume must be >= 1, got {files_per_volume}")
     if tr < 0:
         raise ValidationError(f"replay TR must be >= 0 seconds, got {tr}")
     files = series_files(source)
@@ -95,7 +122,7 @@ def replay_series(
     begin = time.monotonic() + start_delay
     written = 0
     for index, path in enumerate(files):
-        due = begin + index * tr
+        due = begin + due_offset(index, tr, files_per_volume)
         if stop.wait(max(0.0, due - time.monotonic())):
             break
         data = path.read_bytes()

@@ -1,9 +1,20 @@
-"""A synthetic Siemens scanner series: realistic mosaic DICOMs with a visible block design.
+"""A synthetic scanner series with a visible block design, in each layout scanners write.
 
-Each volume is a classic MR Image Storage file (explicit VR little endian, 16-bit) holding
-the slices as tiles of one mosaic, with the Siemens CSA image header that analysis tools
-(nibabel) read for the slice count and slice direction, consistent geometry, acquisition
-times advancing by TR, and identifying-looking patient attributes for anonymization tests.
+- ``mosaic`` (Siemens VB/VE): each volume is a classic MR Image Storage file (explicit VR
+  little endian, 16-bit) holding the slices as tiles of one mosaic, with the Siemens CSA
+  image header that analysis tools (nibabel, dcm2niix) read for the slice count, slice
+  direction and slice times.
+- ``enhanced`` (Siemens XA "enhanced" export, Philips): each volume is one Enhanced MR Image
+  Storage file, a frame per slice, with the geometry and timing in the shared and per-frame
+  functional groups (PlanePositionSequence, FrameContentSequence with
+  FrameAcquisitionDateTime, DimensionIndexValues ...), and no CSA header.
+- ``slices`` (Siemens XA "interoperability" export, GE, Philips): one classic MR Image
+  Storage file per slice, with ImagePositionPatient, SliceLocation, InstanceNumber (running
+  through the series), AcquisitionNumber and TemporalPositionIdentifier (the volume),
+  ImagesInAcquisition (the slices of a volume) and each slice's AcquisitionTime.
+
+All have consistent geometry, acquisition times advancing by TR (slices ascending within
+it), and identifying-looking patient attributes for anonymization tests.
 
 The content is a smooth head-like ellipsoid with noise and, in a box-shaped region of
 interest, a block-design activation (``block`` volumes off, ``block`` on, ...) of a few
@@ -19,14 +30,33 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import (
+    UID,
+    EnhancedMRImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
 
 from rtcloud.imaging.dicom import write_dicom_bytes
 
-__all__ = ["SeriesSpec", "activation_roi", "encode_csa2", "generate_series", "make_volume_dataset"]
+__all__ = [
+    "LAYOUTS",
+    "SeriesSpec",
+    "activation_roi",
+    "encode_csa2",
+    "generate_series",
+    "make_volume_dataset",
+    "make_volume_datasets",
+]
+
+#: The layouts the simulator writes (see the module docstring).
+LAYOUTS = ("mosaic", "enhanced", "slices")
 
 #: Voxel ranges (x, y, z as fractions of the shape) of the activated region.
 ROI_FRACTIONS = ((0.5625, 0.75), (0.5625, 0.75), (0.4, 0.6))
@@ -113,47 +143,62 @@ def _mosaic(volume: np.ndarray) -> np.ndarray:
     return mosaic
 
 
-def make_volume_dataset(
-    index: int,
-    spec: SeriesSpec,
-    *,
-    base: np.ndarray,
-    rng: np.random.Generator,
-    series_uid: str,
-    study_uid: str,
-    frame_uid: str,
-    scan: int,
-    start: dt.datetime,
-) -> Dataset:
-    """The DICOM dataset of volume ``index`` of a series."""
-    nx, ny, nz = spec.shape
+def _volume_pixels(
+    index: int, spec: SeriesSpec, base: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Volume ``index`` as uint16, indexed as its NIfTI image (dcm2niix's voxel order)."""
     volume = base.copy()
     on = (index // spec.block) % 2 == 1
     if on:
         (x0, x1), (y0, y1), (z0, z1) = activation_roi(spec.shape)
         volume[x0:x1, y0:y1, z0:z1] *= 1.0 + spec.activation
     volume = volume * (1.0 + spec.noise * rng.standard_normal(volume.shape)) + 20.0
-    pixels = _mosaic(np.clip(volume, 0, 65535).astype(np.uint16))
-    rows, cols = pixels.shape
+    pixels: np.ndarray = np.clip(volume, 0, 65535).astype(np.uint16)
+    return pixels
+
+
+def _slice_plane(volume: np.ndarray, k: int) -> np.ndarray:
+    """Slice ``k`` as a DICOM image stores it (rows down, columns across); see _mosaic."""
+    return np.ascontiguousarray(volume[:, ::-1, k].T)
+
+
+#: Axial slices: rows along +x, columns along +y (patient LPS), slices along +z.
+_IOP = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def _first_slice_position(spec: SeriesSpec) -> np.ndarray:
+    nx, ny, nz = spec.shape
     dx, dy, dz = spec.voxel_mm
+    return np.array([-(nx - 1) * dx / 2, -(ny - 1) * dy / 2, -(nz - 1) * dz / 2])
 
-    # geometry: axial slices, rows along +y, columns along +x (patient LPS)
-    iop = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    slice0 = np.array([-(nx - 1) * dx / 2, -(ny - 1) * dy / 2, -(nz - 1) * dz / 2])
-    # Siemens stores the position of the whole mosaic; shift back from the first tile
-    row_dir, col_dir = np.array(iop[:3]), np.array(iop[3:])
-    shift = ((cols - nx) / 2) * dx * row_dir + ((rows - ny) / 2) * dy * col_dir
-    mosaic_pos = slice0 - shift
 
+def _slice_offsets_ms(spec: SeriesSpec) -> list[float]:
+    """When each slice is acquired within a TR (ascending, evenly spaced)."""
+    nz = spec.shape[2]
+    return [k * spec.tr_ms / nz for k in range(nz)]
+
+
+def _header(
+    sop_class: str,
+    index: int,
+    spec: SeriesSpec,
+    *,
+    series_uid: str,
+    study_uid: str,
+    frame_uid: str,
+    scan: int,
+    start: dt.datetime,
+) -> Dataset:
+    """What every layout's object shares: identity, patient, study, series and timing."""
     acquired = start + dt.timedelta(milliseconds=index * spec.tr_ms)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPClassUID = UID(sop_class)
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = generate_uid(prefix="1.2.826.0.1.3680043.10.1001.")
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
@@ -161,7 +206,6 @@ def make_volume_dataset(
     ds.Modality = "MR"
     ds.Manufacturer = "SIEMENS"
     ds.ManufacturerModelName = "Synthetic"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]
     # identifying-looking values: material for anonymization
     ds.PatientName = "Doe^Jane"
     ds.PatientID = "RTC-000123"
@@ -188,25 +232,70 @@ def make_volume_dataset(
     ds.SeriesNumber = scan
     ds.AcquisitionNumber = index + 1
     ds.InstanceNumber = index + 1
-    ds.RepetitionTime = str(spec.tr_ms)
-    ds.EchoTime = "30"
-    ds.FlipAngle = "70"
     ds.MagneticFieldStrength = "3"
     ds.MRAcquisitionType = "2D"
-    ds.InPlanePhaseEncodingDirection = "COL"
-    ds.SliceThickness = str(dz)
-    ds.SpacingBetweenSlices = str(dz)
-    ds.PixelSpacing = [str(dy), str(dx)]
-    ds.ImageOrientationPatient = [str(v) for v in iop]
-    ds.ImagePositionPatient = [f"{v:.6f}" for v in mosaic_pos]
-    ds.AcquisitionMatrix = [0, nx, ny, 0]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = rows, cols
     ds.BitsAllocated = 16
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 0
+    return ds
+
+
+def _classic_mr(ds: Dataset, spec: SeriesSpec) -> None:
+    """The MR Image module's acquisition values, at the top level (classic objects)."""
+    nx, ny, nz = spec.shape
+    dx, dy, dz = spec.voxel_mm
+    ds.ScanningSequence = "EP"
+    ds.SequenceVariant = "SK"
+    ds.RepetitionTime = str(spec.tr_ms)
+    ds.EchoTime = "30"
+    ds.FlipAngle = "70"
+    ds.InPlanePhaseEncodingDirection = "COL"
+    ds.SliceThickness = str(dz)
+    ds.SpacingBetweenSlices = str(dz)
+    ds.PixelSpacing = [str(dy), str(dx)]
+    ds.ImageOrientationPatient = [str(v) for v in _IOP]
+    ds.AcquisitionMatrix = [0, nx, ny, 0]
+
+
+def make_volume_dataset(
+    index: int,
+    spec: SeriesSpec,
+    *,
+    base: np.ndarray,
+    rng: np.random.Generator,
+    series_uid: str,
+    study_uid: str,
+    frame_uid: str,
+    scan: int,
+    start: dt.datetime,
+) -> Dataset:
+    """The mosaic DICOM dataset of volume ``index`` of a series."""
+    nx, ny, nz = spec.shape
+    pixels = _mosaic(_volume_pixels(index, spec, base, rng))
+    rows, cols = pixels.shape
+    dx, dy, dz = spec.voxel_mm
+    slice0 = _first_slice_position(spec)
+    # Siemens stores the position of the whole mosaic; shift back from the first tile
+    row_dir, col_dir = np.array(_IOP[:3]), np.array(_IOP[3:])
+    shift = ((cols - nx) / 2) * dx * row_dir + ((rows - ny) / 2) * dy * col_dir
+    mosaic_pos = slice0 - shift
+    ds = _header(
+        MRImageStorage,
+        index,
+        spec,
+        series_uid=series_uid,
+        study_uid=study_uid,
+        frame_uid=frame_uid,
+        scan=scan,
+        start=start,
+    )
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]
+    _classic_mr(ds, spec)
+    ds.ImagePositionPatient = [f"{v:.6f}" for v in mosaic_pos]
+    ds.Rows, ds.Columns = rows, cols
     # Siemens private data: mosaic slice count, and the CSA image header
     block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
     block.add_new(0x0A, "US", nz)
@@ -217,7 +306,7 @@ def make_volume_dataset(
             "SliceNormalVector": ("FD", ["0.0", "0.0", "1.0"]),
             "PhaseEncodingDirectionPositive": ("IS", ["1"]),
             "BandwidthPerPixelPhaseEncode": ("FD", ["40.0"]),
-            "MosaicRefAcqTimes": ("FD", [f"{k * spec.tr_ms / nz:.4f}" for k in range(nz)]),
+            "MosaicRefAcqTimes": ("FD", [f"{t:.4f}" for t in _slice_offsets_ms(spec)]),
         }
     )
     csa_block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
@@ -225,6 +314,186 @@ def make_volume_dataset(
     csa_block.add_new(0x10, "OB", csa)
     ds.PixelData = pixels.tobytes()
     return ds
+
+
+def _item(**values: object) -> Dataset:
+    item = Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def _enhanced_dataset(
+    index: int,
+    spec: SeriesSpec,
+    volume: np.ndarray,
+    header: Dataset,
+    dimension_uid: str,
+    start: dt.datetime,
+) -> Dataset:
+    """Volume ``index`` as one Enhanced MR Image Storage object, a frame per slice."""
+    nx, ny, nz = spec.shape
+    dx, dy, dz = spec.voxel_mm
+    ds = header
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.SoftwareVersions = "syngo MR XA30"
+    ds.ContentQualification = "PRODUCT"
+    ds.ResonantNucleus = "1H"
+    ds.ImagingFrequency = "123.2"
+    ds.PulseSequenceName = "epfid2d1"
+    ds.EchoPulseSequence = "GRADIENT"
+    ds.AcquisitionContrast = "T2_STAR"
+    ds.ComplexImageComponent = "MAGNITUDE"
+    ds.VolumetricProperties = "VOLUME"
+    ds.NumberOfFrames = nz
+    ds.Rows, ds.Columns = ny, nx
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.DimensionOrganizationSequence = DicomSequence(
+        [_item(DimensionOrganizationUID=dimension_uid)]
+    )
+    ds.DimensionIndexSequence = DicomSequence(
+        [
+            _item(
+                DimensionOrganizationUID=dimension_uid,
+                DimensionIndexPointer=0x00209056,  # StackID
+                FunctionalGroupPointer=0x00209111,  # FrameContentSequence
+            ),
+            _item(
+                DimensionOrganizationUID=dimension_uid,
+                DimensionIndexPointer=0x00209057,  # InStackPositionNumber
+                FunctionalGroupPointer=0x00209111,
+            ),
+        ]
+    )
+    shared = _item(
+        PixelMeasuresSequence=DicomSequence(
+            [
+                _item(
+                    PixelSpacing=[str(dy), str(dx)],
+                    SliceThickness=str(dz),
+                    SpacingBetweenSlices=str(dz),
+                )
+            ]
+        ),
+        PlaneOrientationSequence=DicomSequence(
+            [_item(ImageOrientationPatient=[str(v) for v in _IOP])]
+        ),
+        MRTimingAndRelatedParametersSequence=DicomSequence(
+            [_item(RepetitionTime=str(spec.tr_ms), FlipAngle="70", EchoTrainLength=1)]
+        ),
+        MREchoSequence=DicomSequence([_item(EffectiveEchoTime=30.0)]),
+        MRFOVGeometrySequence=DicomSequence(
+            [_item(InPlanePhaseEncodingDirection="COLUMN", MRAcquisitionFrequencyEncodingSteps=nx)]
+        ),
+        PixelValueTransformationSequence=DicomSequence(
+            [_item(RescaleIntercept="0", RescaleSlope="1", RescaleType="US")]
+        ),
+    )
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    slice0 = _first_slice_position(spec)
+    frames = []
+    volume_start = start + dt.timedelta(milliseconds=index * spec.tr_ms)
+    for k, offset in enumerate(_slice_offsets_ms(spec)):
+        acquired = volume_start + dt.timedelta(milliseconds=offset)
+        stamp = acquired.strftime("%Y%m%d%H%M%S.%f")
+        position = slice0 + np.array([0.0, 0.0, k * dz])
+        frames.append(
+            _item(
+                FrameContentSequence=DicomSequence(
+                    [
+                        _item(
+                            FrameAcquisitionDateTime=stamp,
+                            FrameReferenceDateTime=stamp,
+                            FrameAcquisitionDuration=spec.tr_ms / nz,
+                            StackID="1",
+                            InStackPositionNumber=k + 1,
+                            TemporalPositionIndex=index + 1,
+                            DimensionIndexValues=[1, k + 1],
+                        )
+                    ]
+                ),
+                PlanePositionSequence=DicomSequence(
+                    [_item(ImagePositionPatient=[f"{v:.6f}" for v in position])]
+                ),
+            )
+        )
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
+    ds.PixelData = b"".join(_slice_plane(volume, k).tobytes() for k in range(nz))
+    return ds
+
+
+def _slice_datasets(
+    index: int, spec: SeriesSpec, volume: np.ndarray, make_header: Any, num_volumes: int
+) -> list[Dataset]:
+    """Volume ``index`` as classic MR Image Storage objects, one per slice."""
+    nx, ny, nz = spec.shape
+    dz = spec.voxel_mm[2]
+    slice0 = _first_slice_position(spec)
+    out = []
+    for k, offset in enumerate(_slice_offsets_ms(spec)):
+        ds = make_header()
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.SoftwareVersions = "syngo MR XA30"
+        _classic_mr(ds, spec)
+        acquired = dt.datetime.strptime(str(ds.AcquisitionTime), "%H%M%S.%f") + dt.timedelta(
+            milliseconds=offset
+        )
+        ds.AcquisitionTime = acquired.strftime("%H%M%S.%f")
+        ds.ContentTime = ds.AcquisitionTime
+        ds.InstanceNumber = index * nz + k + 1
+        ds.AcquisitionNumber = index + 1
+        ds.TemporalPositionIdentifier = index + 1
+        ds.NumberOfTemporalPositions = num_volumes
+        ds.ImagesInAcquisition = nz
+        position = slice0 + np.array([0.0, 0.0, k * dz])
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
+        ds.SliceLocation = f"{position[2]:.6f}"
+        ds.Rows, ds.Columns = ny, nx
+        ds.PixelData = _slice_plane(volume, k).tobytes()
+        out.append(ds)
+    return out
+
+
+def make_volume_datasets(
+    index: int,
+    spec: SeriesSpec,
+    *,
+    layout: str = "mosaic",
+    base: np.ndarray,
+    rng: np.random.Generator,
+    series_uid: str,
+    study_uid: str,
+    frame_uid: str,
+    scan: int,
+    start: dt.datetime,
+    num_volumes: int = 1,
+    dimension_uid: str = "",
+) -> list[Dataset]:
+    """The DICOM objects of volume ``index`` in a layout: one, or one per slice."""
+    ids = {
+        "series_uid": series_uid,
+        "study_uid": study_uid,
+        "frame_uid": frame_uid,
+        "scan": scan,
+        "start": start,
+    }
+    if layout == "mosaic":
+        return [make_volume_dataset(index, spec, base=base, rng=rng, **ids)]  # type: ignore[arg-type]
+    volume = _volume_pixels(index, spec, base, rng)
+    if layout == "enhanced":
+        header = _header(EnhancedMRImageStorage, index, spec, **ids)  # type: ignore[arg-type]
+        return [_enhanced_dataset(index, spec, volume, header, dimension_uid, start)]
+    if layout == "slices":
+        return _slice_datasets(
+            index,
+            spec,
+            volume,
+            lambda: _header(MRImageStorage, index, spec, **ids),  # type: ignore[arg-type]
+            num_volumes,
+        )
+    raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
 
 
 def generate_series(
@@ -238,23 +507,30 @@ def generate_series(
     seed: int = 0,
     block: int = 10,
     start: dt.datetime | None = None,
+    layout: str = "mosaic",
 ) -> list[Path]:
-    """Write ``num_volumes`` mosaic DICOM files into ``out_dir``; return their paths.
+    """Write ``num_volumes`` volumes into ``out_dir`` in a layout; return the file paths.
 
-    ``pattern`` names volume ``TR`` (0-based) of scan ``SCAN``.
+    ``pattern`` names file ``TR`` (0-based) of scan ``SCAN``: volume TR for the mosaic and
+    enhanced layouts, the TR-th slice file of the series (volume TR // slices, slice
+    TR % slices) for ``slices``.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
     spec = SeriesSpec(shape=shape, tr_ms=tr_ms, block=block, seed=seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     base = _phantom(spec)
     study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    dimension_uid = generate_uid()
     start = start or dt.datetime.now().replace(microsecond=0)
-    paths = []
+    paths: list[Path] = []
     for index in range(num_volumes):
-        ds = make_volume_dataset(
+        datasets = make_volume_datasets(
             index,
             spec,
+            layout=layout,
             base=base,
             rng=rng,
             series_uid=series_uid,
@@ -262,8 +538,11 @@ def generate_series(
             frame_uid=frame_uid,
             scan=scan,
             start=start,
+            num_volumes=num_volumes,
+            dimension_uid=dimension_uid,
         )
-        path = out / pattern.format(SCAN=scan, TR=index)
-        path.write_bytes(write_dicom_bytes(ds))
-        paths.append(path)
+        for ds in datasets:
+            path = out / pattern.format(SCAN=scan, TR=len(paths))
+            path.write_bytes(write_dicom_bytes(ds))
+            paths.append(path)
     return paths

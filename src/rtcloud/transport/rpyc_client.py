@@ -155,17 +155,21 @@ class ServerConnection:
     ) -> Any:
         """Call ``interface.method`` on the server and return its result (by value)."""
         request = Encoded.of([list(args), kwargs])
+        # The deadline: rpc_timeout; else the method's own wait plus a margin (or the
+        # interface's setRPCTimeout if longer); else setRPCTimeout, or the server's default.
+        # The server's own, more telling timeout error gets HOP1_GRACE to arrive first.
+        hop2: float | None
         if rpc_timeout is not None:
-            # The server's own, more telling timeout error gets a moment to arrive first.
-            wait = float(rpc_timeout) + HOP1_GRACE
-            hop2: float | None = float(rpc_timeout)
+            hop2 = float(rpc_timeout)
+            wait = hop2 + HOP1_GRACE
+        elif method_wait > 0:
+            hop2 = max(remote_timeout or 0.0, method_wait + DEADLINE_MARGIN)
+            wait = hop2 + HOP1_GRACE
+        elif remote_timeout is not None:
+            hop2 = float(remote_timeout)
+            wait = max(self.rpyc_timeout, hop2 + HOP1_GRACE)
         else:
-            wait = max(self.rpyc_timeout, method_wait + DEADLINE_MARGIN)
-            hop2 = (
-                None
-                if remote_timeout is None
-                else max(remote_timeout, method_wait + DEADLINE_MARGIN)
-            )
+            hop2, wait = None, self.rpyc_timeout
         link = self._link()
         try:
             ticket: bytes | None = None

@@ -71,6 +71,8 @@ class ServiceClient:
         fingerprint: SHA-256 fingerprint the server's certificate must have (pinning; checked
             in the TLS handshake, so another server gets no byte of the login).
         cafile: CA (or self-signed certificate) file to trust instead.
+        label: what kind of peer this is (e.g. ``feedback client``): the server names
+            and recognizes it by that, its user and its host.
     """
 
     def __init__(
@@ -86,9 +88,11 @@ class ServiceClient:
         cafile: str | None = None,
         workers: int = 8,
         on_status: Callable[[str], None] | None = None,
+        label: str = "",
     ) -> None:
         self.host, self.port = parse_server(server)
         self.role = role
+        self.label = label  # what kind of peer this is, for the server's log and page
         self.username, self._password = username, password
         self.tls = tls or bool(fingerprint) or bool(cafile)
         self.fingerprint = fingerprint
@@ -182,6 +186,8 @@ class ServiceClient:
     def _serve(self, cookie: str) -> None:
         scheme = "wss" if self.tls else "ws"
         url = f"{scheme}://{self.host}:{self.port}/ws/service/{self.role}"
+        if self.label:
+            url += "?" + urllib.parse.urlencode({"peer": self.label})
         ws = WsSocket.connect(
             url,
             headers={"Cookie": f"{COOKIE_NAME}={cookie}"},

@@ -5,9 +5,13 @@ connected service inside the server's event loop, and offers :meth:`ServiceChann
 other threads (the RPyC bridge): the call is queued in the loop, its frames are sent as the
 socket takes them (large ones in chunks that interleave), and the calling thread waits for
 the result up to its deadline. When the service disconnects every pending call fails at
-once with :class:`~rtcloud.errors.ServiceUnavailableError`; when a service connects again,
-the set-up calls recorded with :meth:`ServiceChannel.remember` (watches and streams) are
-replayed before any other call goes through, so a run continues.
+once with :class:`~rtcloud.errors.ServiceUnavailableError`.
+
+The channel carries calls and knows nothing of what they mean. It says when a service
+connects (``on_change``) and numbers its connections (:attr:`ServiceChannel.generation`):
+a caller that set something up on the service (a stream, say) passes the generation it set
+it up on, and a call for an older generation fails with :class:`Reconnected` instead of
+reaching a service that never heard of it (see :mod:`rtcloud.server.data_streams`).
 
 A channel can also answer calls *from* its service, when given a
 :class:`~rtcloud.rpc.dispatch.Dispatcher` of the few methods a service may call (a subject
@@ -20,7 +24,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,12 +38,26 @@ from rtcloud.rpc.protocol import (
     RpcConnection,
 )
 
-__all__ = ["ServiceChannel"]
+__all__ = ["Reconnected", "ServiceChannel"]
 
 logger = logging.getLogger(__name__)
 
-#: Calls whose effect a restarted service must be given again: (interface, method).
-SETUP_CALLS = {("DataInterface", "initWatch"), ("DataInterface", "initScannerStream")}
+
+class Reconnected(ServiceUnavailableError):
+    """The service connected anew since the generation a call was meant for."""
+
+
+class _Link:
+    """One accepted connection of a service: its socket, protocol state and pending calls."""
+
+    def __init__(self, ws: WebSocket, conn: RpcConnection, generation: int, peer: str) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.generation = generation
+        self.peer = peer
+        self.wake = asyncio.Event()
+        self.futures: dict[int, concurrent.futures.Future[Any]] = {}
+        self.open = True
 
 
 class ServiceChannel:
@@ -57,20 +74,26 @@ class ServiceChannel:
         self._on_change = on_change
         self._incoming = incoming
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: RpcConnection | None = None
-        self._ws: WebSocket | None = None
-        self._wake: asyncio.Event | None = None
-        self._futures: dict[int, concurrent.futures.Future[Any]] = {}
-        self._ready = threading.Event()
-        self._setup: list[tuple[str, str, tuple[Any, ...], dict[str, Any], int | None]] = []
-        self._stream_ids: dict[int, int] = {}  # stream id the script holds -> service's id
-        self._next_index: dict[int, int] = {}  # stream id the script holds -> next volume
-        self._lock = threading.Lock()
-        self.peer = ""
+        self._link: _Link | None = None
+        self._generations = 0
 
     @property
     def connected(self) -> bool:
-        return self._ready.is_set()
+        """True while a service is connected and can take calls."""
+        link = self._link
+        return link is not None and link.open
+
+    @property
+    def generation(self) -> int:
+        """The number of the current connection (1 for the first; 0 before any)."""
+        link = self._link
+        return link.generation if link is not None else 0
+
+    @property
+    def peer(self) -> str:
+        """Who the connected service is (``user@host``), or ""."""
+        link = self._link
+        return link.peer if link is not None else ""
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -85,23 +108,16 @@ class ServiceChannel:
         kwargs: dict[str, Any],
         timeout: float,
         raw: bool = False,
+        *,
+        generation: int | None = None,
     ) -> Any:
         """Call the service and wait (in this thread) for the result, up to ``timeout`` s.
 
-        With ``raw`` the result stays encoded (set-up calls, whose results the channel
-        needs, are always decoded).
+        With ``raw`` the result may stay encoded. With ``generation``, only that
+        connection may take the call (else :class:`Reconnected`).
         """
-        kwargs = dict(kwargs)
-        args, held = self._map_stream_args(interface, method, args, kwargs)
-        raw = raw and (interface, method) not in SETUP_CALLS
-        future = self.call_async(interface, method, args, kwargs, timeout, raw)
-        value = self.wait(future, timeout, f"{interface}.{method}")
-        if (interface, method) in SETUP_CALLS:
-            self.remember(interface, method, args, kwargs, value)
-        elif interface == "DataInterface" and method == "getImageData" and held is not None:
-            with self._lock:
-                self._next_index[held] = int(args[1]) + 1
-        return value
+        future = self.call_async(interface, method, args, kwargs, timeout, raw, generation)
+        return self.wait(future, timeout, f"{interface}.{method}")
 
     def call_async(
         self,
@@ -111,17 +127,21 @@ class ServiceChannel:
         kwargs: dict[str, Any],
         timeout: float,
         raw: bool = False,
+        generation: int | None = None,
     ) -> concurrent.futures.Future[Any]:
-        """Send a call now; its result (or error) arrives in the returned future.
+        """Send a call now, on the current connection; its outcome arrives in the future.
 
-        Wait for it with :meth:`wait`, which also tells the service when the time is up.
+        Calls made one after another from one thread reach the service in that order.
+        Wait for one with :meth:`wait`, which also tells the service when the time is up.
         """
-        loop = self._loop
-        if loop is None or not self.connected:
+        loop, link = self._loop, self._link
+        if loop is None or link is None or not link.open:
             raise ServiceUnavailableError(f"the {self.role} service is not connected")
+        if generation is not None and link.generation != generation:
+            raise Reconnected(f"the {self.role} service connected anew")
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         loop.call_soon_threadsafe(
-            self._start, future, interface, method, args, kwargs, timeout, raw
+            self._start, link, future, interface, method, args, kwargs, timeout, raw
         )
         return future
 
@@ -132,108 +152,57 @@ class ServiceChannel:
         except concurrent.futures.TimeoutError:
             if future.done():  # the service's own TimeoutError (e.g. a file wait), not ours
                 raise
-            call_id = getattr(future, "call_id", None)
-            if call_id is not None and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._expire, call_id, timeout)
+            sent = getattr(future, "sent", None)
+            if sent is not None and self._loop is not None:
+                link, call_id = sent
+                self._loop.call_soon_threadsafe(self._expire, link, call_id, timeout)
             raise CallTimeout(
                 f"{what}: the {self.role} service did not answer within {timeout:.3g} s "
                 "(pass rpc_timeout=SECONDS for longer calls)"
             ) from None
 
-    def remember(
-        self,
-        interface: str,
-        method: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        value: Any,
-    ) -> None:
-        """Record a set-up call so that a reconnecting service gets it again."""
-        with self._lock:
-            if method == "initWatch":
-                self._setup = [s for s in self._setup if s[1] != "initWatch"]
-            held = value if method == "initScannerStream" and isinstance(value, int) else None
-            self._setup.append((interface, method, args, kwargs, held))
-            if held is not None:
-                self._stream_ids[held] = held
-                self._next_index[held] = 0
-
-    def _map_stream_args(
-        self, interface: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], int | None]:
-        """getImageData: the service's current stream id, and an explicit volume index.
-
-        The server keeps each stream's next volume itself, so a restarted service (whose
-        new stream would start again at volume 0) continues where the script is.
-        """
-        if interface != "DataInterface" or method != "getImageData" or not args:
-            return args, None
-        held = args[0]
-        with self._lock:
-            current = self._stream_ids.get(held)
-            next_index = self._next_index.get(held, 0)
-        if current is None:
-            return args, None
-        rest = list(args[1:])
-        if "imageIndex" in kwargs:
-            if kwargs["imageIndex"] is None:
-                kwargs["imageIndex"] = next_index
-            index = kwargs.pop("imageIndex")
-            rest.insert(0, index)
-        elif not rest or rest[0] is None:
-            if rest:
-                rest[0] = next_index
-            else:
-                rest.append(next_index)
-        return (current, *rest), held
-
     # ------------------------------------------------------------ inside the loop
 
     def _start(
         self,
+        link: _Link,
         future: concurrent.futures.Future[Any],
         interface: str,
         method: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float,
-        raw: bool = False,
+        raw: bool,
     ) -> None:
-        conn = self._conn
-        if conn is None or not self.connected:
-            future.set_exception(
-                ServiceUnavailableError(f"the {self.role} service is not connected")
-            )
+        if not link.open:
+            future.set_exception(ServiceUnavailableError(f"the {self.role} service disconnected"))
             return
         try:
-            call_id = conn.call(
+            call_id = link.conn.call(
                 interface, method, args, kwargs, deadline_s=timeout, raw_result=raw
             )
         except Exception as exc:  # bad arguments: report to the caller
             future.set_exception(exc)
             return
-        future.call_id = call_id  # type: ignore[attr-defined]
-        self._futures[call_id] = future
-        self._wake_sender()
+        future.sent = (link, call_id)  # type: ignore[attr-defined]
+        link.futures[call_id] = future
+        link.wake.set()
 
-    def _expire(self, call_id: int, waited: float) -> None:
-        if self._conn is not None:
-            self._conn.expire(call_id, waited)
-            self._handle_events(self._conn)
-            self._wake_sender()
+    def _expire(self, link: _Link, call_id: int, waited: float) -> None:
+        if link.open:
+            link.conn.expire(call_id, waited)
+            self._handle_events(link)
+            link.wake.set()
 
-    def _wake_sender(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    def _handle_events(self, conn: RpcConnection) -> None:
+    def _handle_events(self, link: _Link) -> None:
+        conn = link.conn
         for event in conn.events_received():
             if isinstance(event, CallResult):
-                future = self._futures.pop(event.call_id, None)
+                future = link.futures.pop(event.call_id, None)
                 if future is not None and not future.done():
                     future.set_result(event.value)
             elif isinstance(event, CallFailed):
-                future = self._futures.pop(event.call_id, None)
+                future = link.futures.pop(event.call_id, None)
                 if future is not None and not future.done():
                     future.set_exception(event.exception)
             elif isinstance(event, IncomingCall):
@@ -245,83 +214,59 @@ class ServiceChannel:
                 else:  # only quick, non-blocking methods are registered here
                     conn.reply(self._incoming.invoke(event))
 
-    async def _sender(self, ws: WebSocket, conn: RpcConnection, wake: asyncio.Event) -> None:
-        while True:
-            await wake.wait()
-            wake.clear()
-            while True:
-                frame = conn.next_frame()
+    async def _sender(self, link: _Link) -> None:
+        while link.open:
+            await link.wake.wait()
+            link.wake.clear()
+            while link.open:
+                frame = link.conn.next_frame()
                 if frame is None:
                     break
-                await ws.send_bytes(frame)
-
-    async def _replay_setup(self, conn: RpcConnection) -> None:
-        """Give a (re)connected service the watches and streams the script set up."""
-        with self._lock:
-            setup = list(self._setup)
-        for interface, method, args, kwargs, held in setup:
-            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            call_id = conn.call(interface, method, args, kwargs, deadline_s=30.0)
-            self._futures[call_id] = future
-            self._wake_sender()
-            try:
-                value = await asyncio.wait_for(asyncio.wrap_future(future), 30.0)
-            except Exception as exc:  # the service refuses or fails: say so, keep going
-                logger.warning(
-                    "could not restore %s.%s on the %s service: %s",
-                    interface,
-                    method,
-                    self.role,
-                    exc,
-                )
-                continue
-            if held is not None and isinstance(value, int):
-                with self._lock:
-                    self._stream_ids[held] = value
-            logger.info(
-                "restored %s.%s on the reconnected %s service", interface, method, self.role
-            )
+                await link.ws.send_bytes(frame)
 
     async def serve(self, ws: WebSocket, peer: str) -> None:
         """Run one service connection until it closes (the newest connection wins)."""
         await ws.accept()
-        old = self._ws
+        old = self._link
+        self._generations += 1
+        link = _Link(ws, RpcConnection(f"server/{self.role}"), self._generations, peer)
+        self._link = link
         if old is not None:
             logger.warning("a new %s service connected; closing the previous one", self.role)
+            self._close_link(old)
             with contextlib.suppress(Exception):
-                await old.close(code=1012)
-        conn = RpcConnection(f"server/{self.role}")
-        wake = asyncio.Event()
-        self._conn, self._ws, self._wake, self.peer = conn, ws, wake, peer
-        sender = asyncio.create_task(self._sender(ws, conn, wake))
-        wake.set()
-        receiver = asyncio.create_task(self._receive(ws, conn))
+                await old.ws.close(code=1012)
+        sender = asyncio.create_task(self._sender(link))
+        link.wake.set()
+        logger.info("%s service connected (%s)", self.role, peer)
+        if self._on_change:
+            self._on_change()
         try:
-            await self._replay_setup(conn)
-            self._ready.set()
-            logger.info("%s service connected (%s)", self.role, peer)
-            if self._on_change:
-                self._on_change()
-            await receiver
+            await self._receive(link)
         finally:
-            receiver.cancel()
+            if self._link is link:
+                self._link = None
+            self._close_link(link)
             sender.cancel()
-            if self._conn is conn:
-                self._ready.clear()
-                self._conn = None
-                self._ws = None
-                self._wake = None
-            conn.fail_all(f"the {self.role} service disconnected")
-            self._handle_events(conn)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
             logger.warning("%s service disconnected (%s)", self.role, peer)
             if self._on_change:
                 self._on_change()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
 
-    async def _receive(self, ws: WebSocket, conn: RpcConnection) -> None:
+    def _close_link(self, link: _Link) -> None:
+        """Fail every call pending on a link that is gone (or pushed out)."""
+        if not link.open:
+            return
+        link.open = False
+        link.wake.set()
+        link.conn.fail_all(f"the {self.role} service disconnected")
+        self._handle_events(link)
+
+    async def _receive(self, link: _Link) -> None:
+        ws, conn = link.ws, link.conn
         try:
-            while True:
+            while link.open:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return
@@ -329,11 +274,13 @@ class ServiceChannel:
                 if data is None:
                     raise ProtocolError("the service sent a text frame; frames must be binary")
                 conn.receive_frame(data)
-                self._handle_events(conn)
-                self._wake_sender()
+                self._handle_events(link)
+                link.wake.set()
         except WebSocketDisconnect:
             return
         except ProtocolError as exc:
             logger.warning("%s service broke the protocol: %s", self.role, exc)
             with contextlib.suppress(Exception):
                 await ws.close(code=1002)
+        except RuntimeError as exc:  # the socket was closed under us (pushed out)
+            logger.debug("%s service socket closed: %s", self.role, exc)

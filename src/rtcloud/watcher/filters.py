@@ -9,10 +9,10 @@ fact as ``still_open``.
 Deciding that a DICOM file is complete takes a full parse of its bytes. Three things keep
 that to one full parse per delivered file:
 
-- The parse that finds a file complete is handed to ``on_parsed`` (as a :class:`ParsedDicom`,
-  with the file's identity, size and modification time when it was read), so that whoever
-  waited for the file can take the bytes and the dataset instead of reading and parsing the
-  file again; :func:`file_key` tells whether the file is still the one that was parsed.
+- The parse that finds a file complete is handed to ``on_complete`` (as a
+  :class:`~rtcloud.imaging.volume.DicomObject` whose key is :func:`file_key` of the file
+  when it was read), so that whoever waited for the file can take the dataset instead of
+  reading and parsing the file again.
 - A file whose bytes do not yet hold the tag of its pixel data (see
   :func:`~rtcloud.imaging.completeness.may_hold_pixel_data`) is not parsed again until they do;
   each check searches only the bytes added since the last one. Any other incomplete file is
@@ -37,15 +37,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom.dataset import Dataset
-
 from rtcloud.imaging.completeness import may_hold_pixel_data, probe_dicom_bytes
+from rtcloud.imaging.volume import DicomObject
 from rtcloud.utils import natural_sort_key
 
 __all__ = [
     "CompletenessCheck",
     "FileKey",
-    "ParsedDicom",
+    "OnComplete",
     "file_key",
     "is_dicom_name",
     "make_completeness_check",
@@ -55,6 +54,9 @@ __all__ = [
 
 CompletenessCheck = Callable[[Path], bool]
 
+#: Receives each DICOM object a check found complete (the file unchanged while read).
+OnComplete = Callable[[DicomObject], None]
+
 #: Identity and state of a file: (device, inode, size, modification time in ns).
 FileKey = tuple[int, int, int, int]
 
@@ -62,20 +64,6 @@ DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 
 #: Incomplete files a check remembers (a few are written at a time).
 MAX_PARTIAL_HINTS = 16
-
-
-@dataclass(frozen=True)
-class ParsedDicom:
-    """A complete DICOM file as a completeness check read and parsed it.
-
-    ``key`` is :func:`file_key` of the file when it was read: if the file's key is still the
-    same, ``data`` is its content and ``dataset`` its parse (a fresh object: hand it out once).
-    """
-
-    path: Path
-    key: FileKey
-    data: bytes
-    dataset: Dataset
 
 
 def file_key(st: os.stat_result) -> FileKey:
@@ -137,10 +125,7 @@ def _read_prefix(path: Path, size: int) -> bytes | None:
         return None
 
 
-def _dicom_check(
-    on_parsed: Callable[[ParsedDicom], None] | None,
-    on_header: Callable[[Path, bytes], None] | None = None,
-) -> Callable[[Path, os.stat_result], bool]:
+def _dicom_check(on_complete: OnComplete | None) -> Callable[[Path, os.stat_result], bool]:
     """Completeness of a DICOM file (one parse; see the module docstring)."""
     # path -> what the last parse of a cut-short file found. Plain dict operations only, so
     # several threads may share the check: a race costs at most one extra parse.
@@ -192,8 +177,6 @@ def _dicom_check(
         if probe.dataset is None:
             if probe.needed_size is not None and probe.prefix_size is not None:
                 prefix = data[: probe.prefix_size]
-                if on_header is not None and (known is None or known.prefix != prefix):
-                    on_header(path, prefix)  # the header is all there: a head start
                 _remember(name, _Partial(identity, prefix, probe.needed_size))
             elif len(data) <= MAX_REMEMBERED_BYTES:
                 _remember(name, _Partial(identity, data, None, not may_hold_pixel_data(data)))
@@ -202,8 +185,8 @@ def _dicom_check(
             return False
         partial.pop(name, None)
         key = file_key(after)
-        if on_parsed is not None and file_key(before) == key and len(data) == after.st_size:
-            on_parsed(ParsedDicom(path, key, data, probe.dataset))
+        if on_complete is not None and file_key(before) == key and len(data) == after.st_size:
+            on_complete(DicomObject(name, key, data, probe.dataset))
         return True
 
     return check
@@ -213,19 +196,16 @@ def make_completeness_check(
     min_file_size: int = 0,
     dicom: bool | None = None,
     still_open: Callable[[Path], bool] | None = None,
-    on_parsed: Callable[[ParsedDicom], None] | None = None,
-    on_header: Callable[[Path, bytes], None] | None = None,
+    on_complete: OnComplete | None = None,
 ) -> CompletenessCheck:
     """A predicate telling whether a file is complete (see the module docstring).
 
     ``dicom``: True/False to treat every file as DICOM or not, None to decide by name (and
-    content for names without extension). ``on_parsed`` receives the parse of each DICOM file
-    found complete, when the file did not change while it was read. ``on_header`` receives
-    the bytes of a DICOM file up to its pixel data value, once, when a check finds the file
-    cut short inside its pixel data (it is being written: its header is complete).
+    content for names without extension). ``on_complete`` receives each DICOM object found
+    complete, when the file did not change while it was read.
     """
     minimum = max(int(min_file_size or 0), 1)
-    dicom_complete = _dicom_check(on_parsed, on_header)
+    dicom_complete = _dicom_check(on_complete)
 
     def check(path: Path) -> bool:
         try:

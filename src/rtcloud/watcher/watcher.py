@@ -11,12 +11,9 @@ start) only the timer runs, at a shorter interval.
 Waiting never holds a lock that other waiters need: any number of threads may wait on one
 watcher, each for its own file.
 
-With ``keep_parsed=True`` the watcher keeps the parse of each DICOM file its completeness
-check found complete (a few, bounded in number and bytes) until :meth:`FileWatcher.take_parsed`
-takes it, so that the file need not be read and parsed a second time. With
-``prepare_header``, work on a DICOM file's header starts while its pixel data is still being
-written (see :mod:`rtcloud.imaging.dicom_prepare`); :meth:`FileWatcher.take_prepared` hands
-out the result.
+The watcher answers one question, "is this file complete?". The parse that answered it for
+a DICOM file goes to the ``on_complete`` hook (a stream's
+:class:`~rtcloud.imaging.volume.VolumeReader`), so that the file is not parsed again.
 """
 
 from __future__ import annotations
@@ -26,10 +23,9 @@ import os
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from watchdog.events import (
     FileClosedEvent,
@@ -46,8 +42,7 @@ from rtcloud.errors import FileWaitTimeout, ValidationError, WatchDirectoryError
 from rtcloud.watcher import inotify
 from rtcloud.watcher.filters import (
     CompletenessCheck,
-    ParsedDicom,
-    file_key,
+    OnComplete,
     make_completeness_check,
     matches,
     sort_paths,
@@ -62,48 +57,6 @@ T = TypeVar("T")
 #: Backstop re-check interval with native events, and with polling only (seconds).
 EVENT_BACKSTOP = 0.25
 POLL_INTERVAL = 0.05
-
-#: Parsed files kept for :meth:`FileWatcher.take_parsed`: at most this many, and beyond the
-#: newest one at most this many bytes of file content (the datasets take about as much again).
-PARSED_MAX_FILES = 8
-PARSED_MAX_BYTES = 64 * 1024 * 1024
-
-
-class _KeptUntilTaken(Generic[T]):
-    """Values per file path until taken, at most PARSED_MAX_FILES of them and (counted by
-    ``size``) PARSED_MAX_BYTES; the oldest go first. Thread-safe."""
-
-    def __init__(self, size: Callable[[T], int]) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, T] = OrderedDict()
-        self._bytes = 0
-
-    def put(self, name: str, value: T) -> None:
-        with self._lock:
-            old = self._entries.pop(name, None)
-            if old is not None:
-                self._bytes -= self._size(old)
-            self._entries[name] = value
-            self._bytes += self._size(value)
-            while len(self._entries) > 1 and (
-                len(self._entries) > PARSED_MAX_FILES or self._bytes > PARSED_MAX_BYTES
-            ):
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= self._size(evicted)
-
-    def take(self, name: str) -> T | None:
-        with self._lock:
-            value = self._entries.pop(name, None)
-            if value is not None:
-                self._bytes -= self._size(value)
-            return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-
 
 #: The events that can change whether a file is complete. Opening a file, or closing one that
 #: was only read, cannot; those events are not asked for, so that the watcher's own reads of
@@ -153,11 +106,8 @@ class FileWatcher:
         use_watchdog: take events from watchdog's observer on Linux too, instead of
             rtcloud's own inotify reader (other systems always use watchdog).
         poll_interval: seconds between backstop checks.
-        keep_parsed: keep the parse of each DICOM file found complete (by the default
-            checks) for :meth:`take_parsed`.
-        prepare_header: called (in a waiting thread) with the bytes of a DICOM file up to
-            its pixel data value when the default checks find it being written; what it
-            returns (None: nothing) is kept for :meth:`take_prepared`.
+        on_complete: receives each DICOM object the default checks find complete (in the
+            thread that checked).
     """
 
     def __init__(
@@ -170,8 +120,7 @@ class FileWatcher:
         polling: bool | None = None,
         use_watchdog: bool = False,
         poll_interval: float | None = None,
-        keep_parsed: bool = False,
-        prepare_header: Callable[[bytes], Any] | None = None,
+        on_complete: OnComplete | None = None,
     ) -> None:
         path = Path(directory)
         if not path.is_dir():
@@ -185,26 +134,12 @@ class FileWatcher:
         self._open_writes: set[str] = set()
         self._writes_lock = threading.Lock()
         self._close_events = sys.platform.startswith("linux")
-        self._parsed: _KeptUntilTaken[ParsedDicom] | None = None
-        on_parsed: Callable[[ParsedDicom], None] | None = None
-        if keep_parsed:
-            kept = self._parsed = _KeptUntilTaken(lambda parsed: len(parsed.data))
-
-            def on_parsed(parsed: ParsedDicom) -> None:
-                kept.put(str(parsed.path), parsed)
-
-        self._prepare_header = prepare_header
-        self._prepared: _KeptUntilTaken[Any] = _KeptUntilTaken(lambda prepared: 0)
-        on_header = self._on_header if prepare_header is not None else None
         self.completeness = completeness or make_completeness_check(
-            self.min_file_size,
-            still_open=self._still_open,
-            on_parsed=on_parsed,
-            on_header=on_header,
+            self.min_file_size, still_open=self._still_open, on_complete=on_complete
         )
         #: Like ``completeness``, but every file counts as DICOM (for image streams).
         self.dicom_completeness = make_completeness_check(
-            self.min_file_size, dicom=True, on_parsed=on_parsed, on_header=on_header
+            self.min_file_size, dicom=True, on_complete=on_complete
         )
         self._cond = threading.Condition()
         self._generation = 0
@@ -268,16 +203,6 @@ class FileWatcher:
                     else:
                         self._open_writes.discard(key)
         self._notify()
-
-    def _on_header(self, path: Path, prefix: bytes) -> None:
-        assert self._prepare_header is not None
-        try:
-            result = self._prepare_header(prefix)
-        except Exception:  # only a head start: the file is handled as usual once complete
-            logger.debug("preparing the header of %s failed", path, exc_info=True)
-            return
-        if result is not None:
-            self._prepared.put(str(path), result)
 
     def _notify(self) -> None:
         with self._cond:
@@ -343,30 +268,6 @@ class FileWatcher:
                 waited=exc.waited,
             ) from None
 
-    def take_parsed(self, path: str | os.PathLike[str]) -> ParsedDicom | None:
-        """The bytes and dataset of a DICOM file the completeness check found complete.
-
-        Only with ``keep_parsed=True``. Returns None when there is none, or when the file
-        has changed since it was parsed (then read it again). Each parse is handed out
-        once: the dataset is the caller's to change.
-        """
-        if self._parsed is None:
-            return None
-        parsed = self._parsed.take(str(path))
-        if parsed is None:
-            return None
-        try:
-            current = file_key(os.stat(path))
-        except OSError:
-            return None
-        return parsed if current == parsed.key else None
-
-    def take_prepared(self, path: str | os.PathLike[str]) -> Any:
-        """What ``prepare_header`` returned for this file's header, once (None: nothing).
-
-        The caller checks that the file still begins with the bytes it was given."""
-        return self._prepared.take(os.fspath(path))
-
     def _diagnose(self, path: Path) -> str:
         try:
             size = path.stat().st_size
@@ -380,6 +281,24 @@ class FileWatcher:
                 "minFileSize too high?)"
             )
         return f" (it has {size} bytes but is not a complete image yet)"
+
+    def unknown_files(self, known: Callable[[str], bool]) -> list[Path]:
+        """Files in the folder whose names match the pattern and whose paths ``known`` does
+        not know (cheaper than :meth:`list_matching` for a folder of many files)."""
+        found: list[Path] = []
+        folder = str(self.directory)
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(".") or not matches(name, self.pattern):
+                        continue
+                    path = os.path.join(folder, name)
+                    if not known(path):
+                        found.append(Path(path))
+        except FileNotFoundError:
+            return []
+        return found
 
     def list_matching(self) -> list[Path]:
         """Files in the folder whose names match the pattern, in natural name order."""
@@ -405,9 +324,6 @@ class FileWatcher:
             return
         self._closed.set()
         self._notify()
-        if self._parsed is not None:
-            self._parsed.clear()
-        self._prepared.clear()
         if self._events is not None:
             self._events.close()
         if self._observer is not None:

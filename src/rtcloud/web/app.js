@@ -114,7 +114,7 @@ function send(message) {
 
 function setIndicator(id, cls, title) {
   const el = $(id);
-  el.classList.remove("on", "local");
+  el.classList.remove("on", "local", "warn");
   if (cls) el.classList.add(cls);
   el.title = title;
   el.dataset.state = cls || "off";
@@ -199,9 +199,11 @@ const handlers = {
     const s = msg.subject;
     const peers = s.peers || [];
     const label = $("ind-subject-label");
-    if (label) label.textContent = peers.length ? `subject (${peers.length})` : "subject";
+    if (label) label.textContent = (peers.length ? `subject (${peers.length})` : "subject") + (s.waiting ? ` ${s.waiting} waiting` : "");
     const who = peers.length ? `: ${peers.join(", ")}` : "";
-    if (peers.length) setIndicator("ind-subject", "on", `subject: ${peers.length} feedback peer(s) connected${who}`);
+    const kept = s.waiting ? `; ${s.waiting} result(s) kept for absent peers, delivered late when they reconnect` : "";
+    if (s.waiting) setIndicator("ind-subject", "warn", `subject: ${peers.length} feedback peer(s) connected${who}${kept}`);
+    else if (peers.length) setIndicator("ind-subject", "on", `subject: ${peers.length} feedback peer(s) connected${who}`);
     else if (!s.remote) setIndicator("ind-subject", "local", "subject: kept in the server (no feedback peer connected)");
     else setIndicator("ind-subject", "", "subject: no subject service or feedback page connected");
   },

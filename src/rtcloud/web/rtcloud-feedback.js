@@ -12,8 +12,11 @@
 // - connects to ws(s)://<this host>/ws/feedback (the page must come from the rtcloud server:
 //   the socket needs its login cookie), reconnects with backoff after a drop, and says so in
 //   the console and through "status" events; when the login is missing it says so too;
-// - acknowledges every delivery the moment it arrives (the script's setResult returns once
-//   every page has acknowledged), then shows each result onsetTimeDelayMs after its arrival;
+// - acknowledges every delivery the moment it arrives (the server counts a result as
+//   delivered then), then shows each result onsetTimeDelayMs after its arrival;
+// - does not show a result marked late (kept by the server while this page was away): it is
+//   acknowledged and handed to "late" listeners only, so the participant never sees stale
+//   feedback;
 //   results are queued in arrival order, so one arriving during another's delay never makes
 //   the earlier one vanish unseen (each is shown for at least minShowMs before the next);
 // - records the timing of every result shown: arrival and display as Date.now() ms and as
@@ -298,6 +301,11 @@
         queuedBehind: this._queue.length,   // results still waiting when it arrived
         framePerf: null,        // performance.now() in the first animation frame after display
       };
+      if (msg.late === true) {   // kept while this page was away: never shown as live
+        result.late = true;
+        this.emit("late", result);
+        return;
+      }
       this._queue.push(result);
       this.emit("arrive", result);
       this._service();
@@ -316,6 +324,11 @@
         displayPerf: null,
         delayMs: null,
       };
+      if (msg.late === true) {
+        record.late = true;
+        this.emit("late", record);
+        return;
+      }
       this.emit("arriveDict", record);
       setTimeout(() => {
         record.displayPerf = now();

@@ -1,0 +1,216 @@
+"""DataStreams: the server side of a remote DataInterface, so a run survives a service restart.
+
+A data service keeps its streams and its watch in memory: when it restarts (or its link
+drops and it reconnects) they are gone, and its stream ids start again at 1. The script
+must not notice. So the server, not the transport, keeps what a stream needs:
+
+- ``initScannerStream`` opens the stream on the service and hands the script an id of the
+  server's own, mapped to the service's id on that connection (its *generation*, numbered
+  by :class:`~rtcloud.transport.ws_server.ServiceChannel`); the server keeps the call's
+  arguments and the stream's next volume;
+- ``getImageData`` on a stream opened on an earlier connection first opens it again on the
+  current one (with the same arguments), then asks for the volume the script is at: the
+  restarted service goes on where the script was, not at volume 0;
+- ``getVolume`` likewise, with the stream's next volume;
+- ``initWatch`` / ``watchFile`` likewise for the one watch.
+
+Set-ups are restored when they are used, never all at once on connect: streams of earlier
+runs that the script no longer reads are not opened again, so nothing piles up on the
+service run after run, and a service that connects is ready at once. The server remembers
+the latest :data:`KEEP_STREAMS` streams. Every other call passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtcloud.errors import CallTimeout, ValidationError
+from rtcloud.interfaces.data import DataInterface
+from rtcloud.transport.ws_server import Reconnected, ServiceChannel
+
+__all__ = ["KEEP_STREAMS", "DataStreams"]
+
+logger = logging.getLogger(__name__)
+
+#: Streams whose set-up the server keeps (the oldest are forgotten first).
+KEEP_STREAMS = 256
+
+_GET_IMAGE = inspect.signature(DataInterface.getImageData)
+_GET_VOLUME = inspect.signature(DataInterface.getVolume)
+_WATCH_FILE = inspect.signature(DataInterface.watchFile)
+
+
+@dataclass(eq=False)
+class _SetUp:
+    """A set-up call (a stream or the watch) and where it currently lives."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    generation: int = 0  # the connection it was made on
+    service_id: Any = None  # the service's stream id on that connection
+    next_index: int = 0
+    next_volume: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class DataStreams:
+    """The ``DataInterface`` target of the hub with ``--dataRemote`` (see the module docstring)."""
+
+    def __init__(self, channel: ServiceChannel) -> None:
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._streams: OrderedDict[int, _SetUp] = OrderedDict()
+        self._next_id = 1
+        self._watch: _SetUp | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.channel.connected
+
+    def call(
+        self,
+        interface: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+        raw: bool = False,
+    ) -> Any:
+        """Run a DataInterface call on the service, keeping and restoring set-ups."""
+        deadline = time.monotonic() + timeout
+        if method == "initScannerStream":
+            return self._open_stream(_SetUp(method, args, kwargs), deadline)
+        if method == "initWatch":
+            watch = _SetUp(method, args, kwargs)
+            self._restore(watch, deadline)
+            self._watch = watch
+            return None
+        if method in ("getImageData", "getVolume"):
+            return self._get_image(method, args, kwargs, deadline, raw)
+        if method == "watchFile" and self._watch is not None:
+            _bind(_WATCH_FILE, args, kwargs)  # a bad call fails here, not after a restore
+            return self._on(self._watch, deadline, raw, method, lambda _sid: (args, kwargs))
+        return self.channel.call(interface, method, args, kwargs, timeout, raw)
+
+    # ------------------------------------------------------------ streams
+
+    def _open_stream(self, stream: _SetUp, deadline: float) -> int:
+        self._restore(stream, deadline)
+        with self._lock:
+            held = self._next_id
+            self._next_id += 1
+            self._streams[held] = stream
+            while len(self._streams) > KEEP_STREAMS:
+                self._streams.popitem(last=False)
+        return held
+
+    def _get_image(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deadline: float,
+        raw: bool,
+    ) -> Any:
+        """getImageData or getVolume: the stream's id on the service, an explicit index."""
+        volume = method == "getVolume"
+        given = _bind(_GET_VOLUME if volume else _GET_IMAGE, args, kwargs)
+        held = given["streamId"]
+        with self._lock:
+            stream = self._streams.get(held) if isinstance(held, int) else None
+        if stream is None:
+            raise ValidationError(
+                f"unknown stream id {held!r}; use the id returned by initScannerStream "
+                f"(the server keeps the latest {KEEP_STREAMS} streams)"
+            )
+        index = given["volumeIndex" if volume else "imageIndex"]
+        if index is None:
+            index = stream.next_volume if volume else stream.next_index
+        timeout = given["timeout"]
+
+        def for_service(service_id: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            return (service_id, index, timeout), {}
+
+        value = self._on(stream, deadline, raw, method, for_service)
+        if isinstance(index, int):
+            with stream.lock:
+                if volume:
+                    stream.next_volume = index + 1
+                else:
+                    stream.next_index = index + 1
+        return value
+
+    # ------------------------------------------------------------ the set-up's connection
+
+    def _on(
+        self,
+        setup: _SetUp,
+        deadline: float,
+        raw: bool,
+        method: str,
+        arguments: Any,
+    ) -> Any:
+        """Call ``method`` where ``setup`` lives, restoring it first on a new connection."""
+        while True:
+            generation, service_id = self._restore(setup, deadline)
+            args, kwargs = arguments(service_id)
+            try:
+                return self.channel.call(
+                    "DataInterface",
+                    method,
+                    args,
+                    kwargs,
+                    _remaining(deadline, method),
+                    raw,
+                    generation=generation,
+                )
+            except Reconnected:
+                continue  # restored on the new connection at the next turn
+
+    def _restore(self, setup: _SetUp, deadline: float) -> tuple[int, Any]:
+        """(generation, service id) of ``setup`` on the current connection, made there if new."""
+        with setup.lock:
+            while True:
+                generation = self.channel.generation
+                if generation and setup.generation == generation:
+                    return generation, setup.service_id
+                again = setup.generation != 0
+                try:
+                    value = self.channel.call(
+                        "DataInterface",
+                        setup.method,
+                        setup.args,
+                        setup.kwargs,
+                        _remaining(deadline, setup.method),
+                        generation=generation,
+                    )
+                except Reconnected:
+                    continue
+                setup.generation, setup.service_id = generation, value
+                if again:
+                    logger.info("restored %s on the reconnected data service", setup.method)
+                return generation, value
+
+
+def _bind(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The call's arguments by name, defaults applied; ValidationError if they do not fit."""
+    try:
+        bound = signature.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise ValidationError(f"DataInterface: {exc}") from None
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def _remaining(deadline: float, what: str) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise CallTimeout(f"DataInterface.{what}: no time left before the call's deadline")
+    return left

@@ -1,0 +1,84 @@
+"""getVolume over a real data service process, for each layout."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from test_remote import remote  # noqa: F401 (a fixture)
+
+from helpers import wait_for
+from rtcloud.imaging.dicom import read_dicom_file
+from rtcloud.imaging.nifti import VolumeImage
+from rtcloud.imaging.volume import volume_image
+from rtcloud.interfaces.client import ClientInterface
+from rtcloud.simulate.synthetic import generate_series
+
+SHAPE = (16, 12, 6)
+PATTERN = "001_000013_{TR:06d}.dcm"
+
+
+@pytest.mark.parametrize("layout", ["mosaic", "enhanced", "slices"])
+def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F811
+    """Remote mode: the data service assembles the volume; the script gets the image, voxel
+    for voxel, with its sidecar."""
+    server, start = remote
+    series = generate_series(
+        tmp_path / "series", num_volumes=3, shape=SHAPE, layout=layout, scan=13
+    )
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for path in series:
+        shutil.copyfile(path, scanner / path.name)
+    start("data-service", "-d", str(tmp_path), "-f", ".dcm")
+    start("subject-service", "-o", str(tmp_path / "out"))
+    wait_for(lambda: server.all_services_connected(), what="the services")
+    client = ClientInterface()
+    try:
+        data = client.dataInterface
+        stream = data.initScannerStream(str(scanner), PATTERN, 0)
+        image = data.getVolume(stream, 2, timeout=10)
+        per = SHAPE[2] if layout == "slices" else 1
+        expected = volume_image([read_dicom_file(p) for p in series[2 * per : 3 * per]])
+        assert isinstance(image, VolumeImage) and image.shape == SHAPE
+        np.testing.assert_array_equal(np.asarray(image.dataobj), expected.dataobj)
+        np.testing.assert_allclose(image.affine, expected.affine)
+        assert image.sidecar == expected.sidecar
+    finally:
+        client.close()
+
+
+def test_get_volume_goes_on_where_it_was_after_the_data_service_restarts(remote, tmp_path):  # noqa: F811
+    """The server keeps the stream and its next volume: a restarted data service (whose
+    own stream ids start again) is asked for the volume the script is at."""
+    server, start = remote
+    series = generate_series(
+        tmp_path / "series", num_volumes=3, shape=SHAPE, layout="slices", scan=13
+    )
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for path in series:
+        shutil.copyfile(path, scanner / path.name)
+    other = tmp_path / "other"
+    other.mkdir()
+    service = start("data-service", "-d", str(tmp_path), "-f", ".dcm")
+    start("subject-service", "-o", str(tmp_path / "out"))
+    wait_for(lambda: server.all_services_connected(), what="the services")
+    client = ClientInterface()
+    try:
+        data = client.dataInterface
+        data.initScannerStream(str(other), "*.dcm", 0)  # the service's stream 1
+        stream = data.initScannerStream(str(scanner), PATTERN, 0)
+        first = data.getVolume(stream, timeout=10)
+        service.kill()
+        service.communicate(timeout=10)
+        wait_for(lambda: not server.all_services_connected(), what="the service to go")
+        start("data-service", "-d", str(tmp_path), "-f", ".dcm")
+        wait_for(lambda: server.all_services_connected(), what="the service to come back")
+        second = data.getVolume(stream, timeout=10)  # volume 1, from the new service
+        expected = volume_image([read_dicom_file(p) for p in series[SHAPE[2] : 2 * SHAPE[2]]])
+        np.testing.assert_array_equal(np.asarray(second.dataobj), expected.dataobj)
+        assert not np.array_equal(np.asarray(first.dataobj), np.asarray(second.dataobj))
+    finally:
+        client.close()
