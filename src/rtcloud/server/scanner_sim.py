@@ -110,7 +110,7 @@ class ScannerSimulator:
         self._report = report or (lambda text: logger.info("%s", text))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="rtcloud-replay-"))
+        self._workdir: Path | None = None  # where synthetic series are made (on first use)
         if source is not None and not self._source_files():
             from rtcloud.errors import InvocationError
 
@@ -157,6 +157,8 @@ class ScannerSimulator:
             return self._source_files()[: plan.volumes]
         from rtcloud.simulate.synthetic import generate_series
 
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="rtcloud-replay-"))
         folder = self._workdir / f"scan{scan}"
         shutil.rmtree(folder, ignore_errors=True)
         return generate_series(
@@ -207,4 +209,5 @@ class ScannerSimulator:
 
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)

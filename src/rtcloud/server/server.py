@@ -117,6 +117,13 @@ class ProjectServer:
         self.config = config
         self.settings = SettingsFile(config.config_path)
         self.settings.load()  # a broken config stops the start with a clear message
+        #: The pretend scanner of ``--replay`` (None without it).
+        self.simulator: ScannerSimulator | None = None
+        if config.replay:
+            self.replay_plan()  # a config without what --replay needs stops the start
+            self.simulator = ScannerSimulator(
+                config.project_dir, config.replay_source, report=self._replay_report
+            )
         self._config_stamp = self.settings.stamp()
         self._config_problem: str | None = None
         #: Seconds between two looks at the config file's modification time.
@@ -174,13 +181,6 @@ class ProjectServer:
             lambda: self.service_connected("data"),
             report=lambda text: self.ui.broadcast({"cmd": "uploadStatus", "file": text}),
         )
-        #: The pretend scanner of ``--replay`` (None without it).
-        self.simulator: ScannerSimulator | None = None
-        if config.replay:
-            self.simulator = ScannerSimulator(
-                config.project_dir, config.replay_source, report=self._replay_report
-            )
-            self.replay_plan()  # a config without what --replay needs stops the start
         self.started = threading.Event()
         #: Called with (script, stream, line) for every line a script prints.
         self.line_hooks: list[Callable[[str, str, str], None]] = []
