@@ -6,7 +6,8 @@
 Works with any Python >= 3.10 on Linux, macOS and Windows. The environment lives in
 ``.venv`` next to this repository's ``pyproject.toml`` and is reused on the next run. For the
 browser tests, ``test`` installs Debian's chromium when it runs as root on Debian/Ubuntu;
-elsewhere those tests are skipped with a message unless a chromium is found. When npm is
+elsewhere those tests are skipped with a message unless a chromium is found; likewise
+Debian's dcmtk (a DICOM sender and encoders we did not write). When npm is
 on the PATH, ``test`` also installs jsPsych 7 and 8 into ``.cache/`` (once) for the jsPsych
 plugin's browser test; without npm that test is skipped with a message.
 """
@@ -59,6 +60,21 @@ def ensure_chromium() -> None:
         print("note: no chromium found; the browser tests will be skipped", flush=True)
 
 
+def ensure_dcmtk() -> None:
+    """dcmtk's storescu (a DICOM sender we did not write) and its JPEG/JPEG-LS/RLE encoders,
+    for the C-STORE and compressed-image tests: Debian's package when running as root on
+    Debian/Ubuntu; elsewhere those tests are skipped with a message."""
+    if shutil.which("storescu") and shutil.which("dcmcjpls"):
+        return
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if is_root and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "dcmtk"], check=False, env=env)
+    if not shutil.which("storescu"):
+        print("note: no dcmtk found; the dcmtk storescu tests will be skipped", flush=True)
+
+
 #: jsPsych copies for the plugin's browser test (tests/web/test_feedback_page.py): 7.3.4 is
 #: also the version the page loads from the CDN (the test checks its integrity hash).
 JSPSYCH = {"jspsych7": "jspsych@7.3.4", "jspsych8": "jspsych@8"}
@@ -98,6 +114,7 @@ def main(argv: list[str]) -> int:
         return run(BIN / "rtcloud", "demo", *rest, check=False)
     ensure_venv("dev")
     ensure_chromium()
+    ensure_dcmtk()
     ensure_jspsych()
     code = [
         d for d in ("src", "tests", "benchmarks", "projects", "examples") if (ROOT / d).is_dir()

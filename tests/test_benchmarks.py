@@ -106,3 +106,25 @@ def test_quickest_benchmark_run_writes_sane_json(tmp_path):
         assert targets[tid]["status"] != "NOT RUN", targets[tid]
     assert targets["e_lost"]["status"] == "PASS"
     assert results["original"]["b_setResult_median_ms"] == 0.9
+
+
+@pytest.mark.slow
+def test_dicom_push_benchmark_runs_and_writes_sane_json(tmp_path, sample_dicom_dir):
+    out = tmp_path / "cstore.json"
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "bench_cstore.py"),
+        "--volumes=5",
+        "--warmup=1",
+        "--tr=0.05",
+        f"--sample-dicoms={sample_dicom_dir}",
+        f"--json={out}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["lost"] == 0 and results["errors"] == []
+    received, sent = results["latency"]["received_to_script"], results["latency"]["sent_to_script"]
+    assert received["n"] == sent["n"] == 4
+    assert 0 < received["median_ms"] <= sent["median_ms"]
+    assert isinstance(results["target"]["pass"], bool)

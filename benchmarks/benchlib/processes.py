@@ -224,6 +224,7 @@ class Session:
         rss_interval: float = 1.0,
         connect_timeout: float = 60.0,
         page: bool = True,
+        data_service_args: tuple[str, ...] = (),
     ) -> None:
         if mode not in ("local", "server", "remote"):
             raise ValueError(f"unknown mode {mode!r}")
@@ -232,6 +233,7 @@ class Session:
         self.data_dir = data_dir
         self.file_types = file_types
         self.connect_timeout = connect_timeout
+        self.data_service_args = list(data_service_args)
         self.sampler = RssSampler(rss_interval)
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.readers: dict[str, _LineReader] = {}
@@ -346,6 +348,7 @@ class Session:
                 str(self.data_dir),
                 "-f",
                 self.file_types,
+                *self.data_service_args,
             ],
             "subject_service": ["subject-service", *common, "-o", str(self.folder / "feedback")],
         }

@@ -14,6 +14,7 @@ SOP_UID = "1.2.826.0.1.3680043.8.498.22222222222222222222"
 REF_UID = "1.2.826.0.1.3680043.8.498.33333333333333333333"
 DEEP_UID = "1.2.826.0.1.3680043.8.498.44444444444444444444"
 DOOMED_UID = "1.2.826.0.1.3680043.8.498.55555555555555555555"
+PRIVATE_UID = "1.2.826.0.1.3680043.8.498.66666666666666666666"
 
 
 def walk(ds):
@@ -75,6 +76,9 @@ SECRETS = [
     REF_UID,
     DEEP_UID,
     DOOMED_UID,
+    PRIVATE_UID,
+    "20090304",
+    "20240306",
 ]
 
 
@@ -97,6 +101,8 @@ def identifying_dataset(name="Doe^Jane", charset="ISO_IR 100", implicit=False):
     ds.PatientBirthDate = "19750102"
     ds.PatientWeight = "71.5"
     ds.StudyDate = "20240305"
+    ds.DateOfLastCalibration = ["20090304", "20090304"]  # a date outside the list
+    ds.FrameReferenceDateTime = "20240306000001.5+0100"  # the next day: 1900-01-02
     ds.AcquisitionTime = "101500.250000"
     ds.InstitutionName = "Clinic of Testing"
     ds.OtherPatientIDs = ["ALT-1001", "ALT-1002"]
@@ -104,6 +110,7 @@ def identifying_dataset(name="Doe^Jane", charset="ISO_IR 100", implicit=False):
     deep.ReferencedSOPClassUID = MRImageStorage
     deep.ReferencedSOPInstanceUID = DEEP_UID
     deep.OperatorsName = "Smith^Operator"
+    deep.FrameAcquisitionDateTime = "20240305101500.25"
     other = Dataset()
     other.PatientID = "OTHER-777"
     other.IssuerOfPatientID = "Hospital Registry"
@@ -136,6 +143,7 @@ def identifying_dataset(name="Doe^Jane", charset="ISO_IR 100", implicit=False):
     other_block.add_new(0x05, "LO", ["first", "SUBJ-0042", "Smith^Operator"])
     other_block.add_new(0x06, "PN", name)
     other_block.add_new(0x07, "DS", "71.5")
+    other_block.add_new(0x08, "UI", PRIVATE_UID)  # seen nowhere else
     ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 4, 4, 16, 12, 11
     ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
     ds.PhotometricInterpretation = "MONOCHROME2"

@@ -5,6 +5,7 @@ sequences, implicit VR, non-ASCII names, private text, multi-valued and person-n
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import io
 import re
@@ -49,6 +50,16 @@ def replace_all(data, table):
     return pattern.sub(lambda m: table[m.group(0)], data)
 
 
+def moved_date(value, reference):
+    """A DT value with its date moved to 1900-01-01 plus its days after ``reference``."""
+    value = value.strip()
+    if re.fullmatch(r"\d{4}", value[:4]) and not re.fullmatch(r"\d{8}", value[:8]):
+        return "190001" + value[6:] if re.fullmatch(r"\d{6}", value[:6]) else "1900" + value[4:]
+    day = dt.datetime.strptime(value[:8], "%Y%m%d").date()
+    days = (day - reference).days if reference else 0
+    return (dt.date(1900, 1, 1) + dt.timedelta(days=days)).strftime("%Y%m%d") + value[8:]
+
+
 def reference_anonymize(ds):
     """What anonymize_dicom promises, done the plain way: pydicom's API for every element of
     every dataset (sequences at any depth, file meta), one regular expression per value."""
@@ -57,14 +68,39 @@ def reference_anonymize(ds):
     datasets = list(walk(ds)) + ([meta] if meta is not None else [])
     for item in datasets:
         for element in item:
+            public = not element.tag.is_private
             if element.VR == "UI" and element.value:
                 for value in string_values(element.value):
                     if len(value) > 8 and UID(value).name == value:  # not a registered UID
                         uids.setdefault(value, stand_in(value))
-            elif element.keyword in ATTRIBUTES_TO_ANONYMIZE and element.VR != "SQ":
+            elif (
+                element.keyword in ATTRIBUTES_TO_ANONYMIZE or (element.VR == "DA" and public)
+            ) and element.VR != "SQ":
                 for value in string_values(element.value):
                     if len(value.strip()) >= 4:
                         secrets.add(value.strip())
+            elif element.VR == "DT" and public:
+                for value in string_values(element.value):
+                    if re.match(r"\d{8}", value.strip()):
+                        secrets.add(value.strip()[:8])
+            elif not public and isinstance(element.value, bytes):
+                # a private value of unknown type that holds nothing but UIDs
+                parts = element.value.rstrip(b"\0 ").split(b"\\")
+                if 8 < len(element.value) <= 1024 and all(
+                    re.fullmatch(rb"[0-9]+(\.[0-9]+)+", part) for part in parts
+                ):
+                    for part in parts:
+                        value = part.decode()
+                        if len(value) > 8 and UID(value).name == value:
+                            uids.setdefault(value, stand_in(value))
+    reference = None
+    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        value = str(ds.get(keyword, "") or "").strip()
+        if reference is None and re.fullmatch(r"\d{8}", value):
+            try:
+                reference = dt.datetime.strptime(value, "%Y%m%d").date()
+            except ValueError:
+                pass
     text = {s: "X" * len(s) for s in secrets}
     text.update(uids)
     raw = {}
@@ -79,7 +115,8 @@ def reference_anonymize(ds):
         raw[old.encode("latin-1")] = new.encode("ascii")
     for item in datasets:
         for element in list(item):
-            if element.keyword in ATTRIBUTES_TO_ANONYMIZE:
+            public = not element.tag.is_private
+            if element.keyword in ATTRIBUTES_TO_ANONYMIZE or (element.VR == "DA" and public):
                 if element.VR == "SQ":
                     del item[element.tag]
                 elif element.VR in ("US", "SS", "UL", "SL", "FL", "FD", "AT", "OB", "OW"):
@@ -89,6 +126,9 @@ def reference_anonymize(ds):
             elif element.VR == "UI" and element.value:
                 mapped = [uids.get(v, v) for v in string_values(element.value)]
                 element.value = mapped if len(mapped) > 1 else mapped[0]
+            elif element.VR == "DT" and public and element.value:
+                moved = [moved_date(v, reference) for v in string_values(element.value)]
+                element.value = moved if len(moved) > 1 else moved[0]
             elif element.tag.is_private and element.tag.element >= 0x1000:
                 value = element.value
                 if isinstance(value, bytes):
@@ -220,3 +260,26 @@ def test_synthetic_datasets_equal_the_reference_and_leak_nothing(implicit, rerea
     assert anonymized[0x00291009].value == ""  # a private date is blanked
     assert anonymized[0x00291008].value == "IMAGE NUM 4"
     assert len(anonymized[0x00291010].value) == len(ds[0x00291010].value)
+
+
+@pytest.mark.filterwarnings("ignore:Expected explicit VR")  # pydicom's, reading the file
+def test_implicit_data_under_an_explicit_transfer_syntax_is_anonymized_and_sent():
+    """pydicom's SC_rgb_jpeg.dcm says JPEG Baseline (explicit VR) but holds implicit VR data:
+    the anonymized volume could not be written (TypeError at (0008,0008)); now it is written
+    as its transfer syntax says, and the script gets the same image."""
+    from pathlib import Path
+
+    from rtcloud.rpc import codec
+
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "SC_rgb_jpeg.dcm"
+    original = read_dicom_bytes(path.read_bytes())
+    sent = anonymize_dicom(read_dicom_bytes(path.read_bytes()))
+    received = codec.decode(codec.encode(sent))
+    assert received.ImageType == original.ImageType
+    assert received.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    assert (received.pixel_array == original.pixel_array).all()
+    assert pydicom.dcmread(io.BytesIO(write_dicom_bytes(sent))).ImageType == [
+        "DERIVED",
+        "SECONDARY",
+        "OTHER",
+    ]

@@ -29,6 +29,7 @@ from rtcloud.imaging.completeness import (
     may_hold_pixel_data,
     probe_dicom_bytes,
 )
+from rtcloud.imaging.dicom_write import settle_vrs_for_dcmwrite
 
 __all__ = [
     "ATTRIBUTES_TO_ANONYMIZE",
@@ -68,6 +69,7 @@ def read_dicom_file(path: str | os.PathLike[str]) -> Dataset:
 
 def write_dicom_bytes(ds: Dataset) -> bytes:
     """Serialize a dataset (with its file meta) to DICOM Part 10 bytes."""
+    settle_vrs_for_dcmwrite(ds)
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=bool(getattr(ds, "file_meta", None)))
     return buffer.getvalue()

@@ -51,7 +51,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-__all__ = ["write_dicom_bytes_fast"]
+__all__ = ["settle_vrs_for_dcmwrite", "write_dicom_bytes_fast"]
 
 _PYDICOM_3 = int(pydicom.__version__.split(".")[0]) >= 3
 
@@ -97,6 +97,22 @@ def write_dicom_bytes_fast(ds: Dataset) -> bytes | None:
     except Exception:  # refused, or pydicom failed: dcmwrite writes it, or says why it cannot
         return None
     return b"".join(pieces)
+
+
+def settle_vrs_for_dcmwrite(ds: Dataset) -> None:
+    """Give every element of ``ds`` its VR when its bytes were read without one (implicit VR)
+    but its transfer syntax has explicit VRs: ``dcmwrite`` writes by the transfer syntax and
+    fails on a raw element without a VR (TypeError). Some writers put implicit VR data under
+    an explicit transfer syntax (pydicom reads such files, warning); decoding each element
+    gives it its dictionary VR, and the dataset is then written as its transfer syntax says.
+    """
+    meta = getattr(ds, "file_meta", None)
+    transfer = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if transfer is None or not transfer.is_transfer_syntax or transfer.is_implicit_VR:
+        return
+    if any(type(elem) is RawDataElement and elem.VR is None for elem in ds._dict.values()):
+        for _ in ds.iterall():  # decoding an element sets its VR, at every depth
+            pass
 
 
 def _file_pieces(ds: Dataset) -> list[bytes]:

@@ -285,7 +285,7 @@ class _Encoder:
 def _dicom_bytes(ds: Any) -> bytes:
     import pydicom
 
-    from rtcloud.imaging.dicom_write import write_dicom_bytes_fast
+    from rtcloud.imaging.dicom_write import settle_vrs_for_dcmwrite, write_dicom_bytes_fast
 
     # a dataset parsed from a file (and anonymized) is written fast, to the very bytes that
     # dcmwrite would write; anything else goes through dcmwrite
@@ -297,6 +297,7 @@ def _dicom_bytes(ds: Any) -> bytes:
         if int(pydicom.__version__.split(".")[0]) < 3:  # pragma: no cover - pydicom 2.x
             pydicom.dcmwrite(buffer, ds, write_like_original=True)
         elif _has_encoding(ds):
+            settle_vrs_for_dcmwrite(ds)
             pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
         else:  # built in memory without file meta: explicit VR little endian, the default
             pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True)
