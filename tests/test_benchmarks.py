@@ -109,6 +109,36 @@ def test_quickest_benchmark_run_writes_sane_json(tmp_path):
 
 
 @pytest.mark.slow
+def test_bids_benchmark_runs_and_writes_json(tmp_path):
+    """benchmarks/bench_bids.py at its smallest (the stream part with real processes too)."""
+    out = tmp_path / "bids.json"
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "bench_bids.py"),
+        "--quick",
+        "--append-volumes=40",
+        "--stream-volumes=3",
+        "--tr=0.05",
+        "--write-volumes=5",
+        f"--json={out}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Targets" in proc.stdout
+    results = json.loads(out.read_text())
+    assert {row["id"] for row in results["verdicts"]} == {
+        "append_flat",
+        "append_memory",
+        "stream_p50",
+        "write_300",
+    }
+    assert len(results["append"]["append_s"]) == 40
+    assert results["append"]["memory_ratio"] > 0.9  # the run really holds the voxels
+    assert results["stream"]["received"] == 3 and len(results["stream"]["latency_s"]) == 3
+    assert all(t > 0 for t in results["stream"]["latency_s"])
+    assert results["write"]["volumes"] == 5 and results["meta"]["git_commit"]
+
+
 def test_dicom_push_benchmark_runs_and_writes_sane_json(tmp_path, sample_dicom_dir):
     out = tmp_path / "cstore.json"
     cmd = [

@@ -36,7 +36,7 @@ def test_every_command_and_option_is_described():
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["replay"], "--tr TR               seconds between volumes (default: 2.0)"),
+        (["replay"], "--tr TR               seconds between volumes (default 2; BIDS: its TR)"),
         (["generate"], "(default: 001_{SCAN:06d}_{TR:06d}.dcm)"),
         (["data-service"], "(default: localhost:8888)"),
         (["demo"], "(default: 20)"),

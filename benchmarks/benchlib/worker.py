@@ -12,7 +12,9 @@ Usage: ``python worker.py SPEC.json``, where the spec may hold
   script does;
 - ``calls``: ``{"n", "warmup"}``: ``n`` timed ``setResult`` then ``n`` timed ``plotDataPoint``;
 - ``files``: ``{"items": [{"mb", "bytes", "src", "dst"}], "repeats"}``: timed ``getFile`` of
-  ``src`` and ``putFile`` of those bytes to ``dst``.
+  ``src`` and ``putFile`` of those bytes to ``dst``;
+- ``bids_stream``: as ``stream``, through ``bidsInterface.initDicomBidsStream`` and
+  ``getIncremental`` (each volume arrives as a BidsIncremental; ``V`` gives its voxel bytes).
 
 It prints ``READY {...}`` once the stream is open, ``RESULT {...}`` at the end, and then waits
 for a line on stdin so that the benchmark can read its memory before it exits.
@@ -72,6 +74,25 @@ def run_stream(ci: Any, stream_id: int, spec: dict[str, Any]) -> dict[str, Any]:
     return {"received": received, "errors": errors, "setResult": set_result, "plot": plot}
 
 
+def run_bids_stream(ci: Any, stream_id: int, spec: dict[str, Any]) -> dict[str, Any]:
+    received = 0
+    errors: list[str] = []
+    for index in range(int(spec["volumes"])):
+        timeout = spec["first_timeout"] if index == 0 else spec["timeout"]
+        try:
+            incremental = ci.bidsInterface.getIncremental(stream_id, index, timeout=timeout)
+            now = time.time()
+        except Exception as exc:  # a lost volume: say which and why, go on with the next
+            message = f"{type(exc).__name__}: {exc}"
+            if len(errors) < 20:
+                errors.append(f"volume {index}: {message}")
+            emit("V", [index, None, message[:300], None])
+            continue
+        received += 1
+        emit("V", [index, now, None, int(incremental.getImageData().nbytes)])
+    return {"received": received, "errors": errors}
+
+
 def run_calls(ci: Any, spec: dict[str, Any]) -> dict[str, Any]:
     subj, web = ci.subjInterface, ci.webInterface
     n, warmup = int(spec["n"]), int(spec.get("warmup", 20))
@@ -128,10 +149,17 @@ def main() -> int:
         stream_id = ci.dataInterface.initScannerStream(
             stream_spec["dir"], stream_spec["pattern"], 0, anonymize=True
         )
+    bids_spec = spec.get("bids_stream")
+    if bids_spec:
+        stream_id = ci.bidsInterface.initDicomBidsStream(
+            bids_spec["dir"], bids_spec["pattern"], 0, subject="01", task="bench"
+        )
     emit("READY", info)
     result: dict[str, Any] = {"info": info}
     if stream_spec:
         result["stream"] = run_stream(ci, stream_id, stream_spec)
+    if bids_spec:
+        result["bids_stream"] = run_bids_stream(ci, stream_id, bids_spec)
     if spec.get("calls"):
         result["calls"] = run_calls(ci, spec["calls"])
     if spec.get("files"):

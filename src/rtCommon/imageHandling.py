@@ -1,5 +1,6 @@
 """RT-Cloud name for the DICOM and NIfTI helpers of :mod:`rtcloud.imaging`."""
 
+from rtcloud.bids.incremental import bidsIncrementalTimeToNextTr
 from rtcloud.imaging.anonymize import ATTRIBUTES_TO_ANONYMIZE, anonymize_dicom as anonymizeDicom
 from rtcloud.imaging.dicom import (
     read_dicom_bytes as readDicomFromBuffer,
@@ -14,6 +15,7 @@ from rtcloud.imaging.nifti import (
     parseDicomVolume,
     readNifti,
 )
+from rtcloud.imaging.orientation import getAxesForTransform, getTransform, saveAsNiftiImage
 from rtcloud.imaging.retry import readRetryDicomFromDataInterface
 from rtcloud.imaging.timing import (
     dicomTimeToNextTr,
@@ -32,19 +34,23 @@ def writeDicomFile(dicomImg, filename):  # type: ignore[no-untyped-def]
 
 __all__ = [
     "anonymizeDicom",
+    "bidsIncrementalTimeToNextTr",
     "attributesToAnonymize",
     "convertDicomFileToNifti",
     "convertDicomImgToNifti",
     "dicomTimeToNextTr",
+    "getAxesForTransform",
     "getDicomAcquisitionTime",
     "getDicomFileName",
     "getDicomRepetitionTime",
+    "getTransform",
     "niftiToMem",
     "parseDicomVolume",
     "readDicomFromBuffer",
     "readDicomFromFile",
     "readNifti",
     "readRetryDicomFromDataInterface",
+    "saveAsNiftiImage",
     "writeDicomFile",
     "writeDicomToBuffer",
 ]

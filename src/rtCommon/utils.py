@@ -2,6 +2,7 @@
 
 from rtcloud.config import loadConfigFile
 from rtcloud.imaging.timing import getTimeToNextTR
+from rtcloud.matlab import loadMatFile, loadMatFileFromBuffer, parseMatlabStruct
 from rtcloud.structdict import StructDict
 from rtcloud.utils import (
     DebugLevels,
@@ -40,8 +41,11 @@ __all__ = [
     "getTimeToNextTR",
     "installLoggers",
     "loadConfigFile",
+    "loadMatFile",
+    "loadMatFileFromBuffer",
     "md5SumFile",
     "npToPy",
+    "parseMatlabStruct",
     "readFile",
     "stringPartialFormat",
     "trimDictBytes",

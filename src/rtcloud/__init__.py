@@ -10,9 +10,11 @@ The names an experiment script needs, all importable from here::
     volume = rtcloud.convertDicomImgToNifti(dicom)
 
 - :class:`ClientInterface`: what a script creates first; its ``dataInterface``,
-  ``subjInterface`` and ``webInterface`` are a :class:`DataInterface`, a
-  :class:`SubjectInterface` and a :class:`WebDisplayInterface` (in this process, or served
-  through the project server with the same methods).
+  ``subjInterface``, ``webInterface`` and ``bidsInterface`` are a :class:`DataInterface`, a
+  :class:`SubjectInterface`, a :class:`WebDisplayInterface` and a :class:`BidsInterface` (in
+  this process, or served through the project server with the same methods).
+- :class:`BidsIncremental`, :class:`BidsRun`, :class:`BidsArchive` and
+  :class:`OpenNeuroCache`: volumes, runs and datasets in BIDS, and OpenNeuro downloads.
 - :func:`loadConfigFile` and :class:`StructDict`: the experiment's settings.
 - :func:`convertDicomImgToNifti` and :func:`dicomTimeToNextTr`: a volume's image and timing.
 - :class:`FeedbackClient`: the stimulus computer's side (PsychoPy or any Python).
@@ -43,12 +45,22 @@ _PUBLIC = {
     "convertDicomImgToNifti": "rtcloud.imaging.nifti",
     "dicomTimeToNextTr": "rtcloud.imaging.timing",
     "RTCloudError": "rtcloud.errors",
+    "BidsInterface": "rtcloud.interfaces.bids",
+    "BidsIncremental": "rtcloud.bids.incremental",
+    "BidsRun": "rtcloud.bids.run",
+    "BidsArchive": "rtcloud.bids.archive",
+    "OpenNeuroCache": "rtcloud.bids.openneuro",
 }
 
 __all__ = [
+    "BidsArchive",
+    "BidsIncremental",
+    "BidsInterface",
+    "BidsRun",
     "ClientInterface",
     "DataInterface",
     "FeedbackClient",
+    "OpenNeuroCache",
     "RTCloudError",
     "StructDict",
     "SubjectInterface",
@@ -62,11 +74,16 @@ __all__ = [
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time __getattr__ loads them
     from rtcloud import errors
+    from rtcloud.bids.archive import BidsArchive
+    from rtcloud.bids.incremental import BidsIncremental
+    from rtcloud.bids.openneuro import OpenNeuroCache
+    from rtcloud.bids.run import BidsRun
     from rtcloud.config import loadConfigFile
     from rtcloud.errors import RTCloudError
     from rtcloud.feedback import FeedbackClient
     from rtcloud.imaging.nifti import convertDicomImgToNifti
     from rtcloud.imaging.timing import dicomTimeToNextTr
+    from rtcloud.interfaces.bids import BidsInterface
     from rtcloud.interfaces.client import ClientInterface
     from rtcloud.interfaces.data import DataInterface
     from rtcloud.interfaces.subject import SubjectInterface

@@ -195,6 +195,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest file the page may upload, in MB",
     )
     parser.add_argument(
+        "--interface",
+        action="append",
+        metavar="MODULE:CLASS",
+        help="also serve a lab's own interface class (its @expose methods); with --dataRemote "
+        "it runs in the data service, started with the same option (docs/custom-interfaces.md)",
+    )
+    parser.add_argument(
         "--jspsych",
         type=Path,
         metavar="DIR",
@@ -237,6 +244,7 @@ def server_config_from_args(args: argparse.Namespace) -> object:
         upload_limit=int(args.upload_limit * 2**20),
         replay=args.replay is not None,
         replay_source=Path(args.replay).expanduser().resolve() if args.replay else None,
+        interfaces=tuple(args.interface or ()),
     )
 
 

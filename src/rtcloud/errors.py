@@ -9,7 +9,11 @@ The tree::
     │   ├── WatchDirectoryError (also NotADirectoryError)  a folder to watch does not exist
     │   ├── SerializationError (also TypeError)  a value that cannot be sent to another
     │   │                                    process (type not supported, too deep, too big)
-    │   └── InvalidDicomError                bytes that are not a (complete) DICOM image
+    │   ├── InvalidDicomError (also StateError)  bytes that are not a (complete) DICOM image
+    │   ├── InvalidRequestError (also RequestError)  a request that cannot work as asked (a
+    │   │                                    timeout <= 0, a relative path pattern)
+    │   └── NotInWatchedFolderError (also StateError, RequestError)  a file to wait for is
+    │                                        not in the watched folder
     ├── StateError                           a call made in the wrong state (watchFile before
     │                                        initWatch, unknown stream id, ...)
     ├── RequestError                         a request could not be carried out
@@ -27,11 +31,15 @@ The tree::
     │   └── AuthenticationError (also PermissionError)  a wrong secret or password
     └── RT-Cloud's remaining names, kept so that ``except`` clauses in existing scripts work:
         MessageError, VersionError, MissedDeadlineError, MissedMultipleDeadlines,
-        MissingMetadataError, MetadataMismatchError, DimensionError, QueryError
+        MissingMetadataError, MetadataMismatchError, DimensionError,
+        QueryError
+        └── NoMatchError (also LookupError)  a BIDS query matched nothing
 
 Errors that also derive from a builtin (``ValueError``, ``TimeoutError``, ...) are caught by
-generic handlers too. Unlike RT-Cloud we never shadow a builtin (there is no
-``rtcloud.errors.NotImplementedError``).
+generic handlers too. Where RT-Cloud raised ``StateError`` or ``RequestError`` for what we
+report as a ``ValidationError`` (a truncated DICOM, a file outside the watched folder, a
+timeout <= 0), our error derives from both, so ``except`` clauses written for either work.
+Unlike RT-Cloud we never shadow a builtin (there is no ``rtcloud.errors.NotImplementedError``).
 
 This module holds no logic and imports nothing from rtcloud.
 """
@@ -47,12 +55,15 @@ __all__ = [
     "FeedbackDeliveryError",
     "FileWaitTimeout",
     "InvalidDicomError",
+    "InvalidRequestError",
     "InvocationError",
     "MessageError",
     "MetadataMismatchError",
     "MissedDeadlineError",
     "MissedMultipleDeadlines",
     "MissingMetadataError",
+    "NoMatchError",
+    "NotInWatchedFolderError",
     "ProtocolError",
     "QueryError",
     "RTCloudError",
@@ -111,8 +122,34 @@ class ConfigError(ValidationError, InvocationError):
         self.column = column
 
 
-class InvalidDicomError(ValidationError):
-    """Bytes that are not a DICOM image, or one whose pixel data is not all there yet."""
+class StateError(RTCloudError):
+    """A call that is not valid in the current state."""
+
+
+class RequestError(RTCloudError):
+    """A request could not be carried out."""
+
+
+class InvalidDicomError(ValidationError, StateError):
+    """Bytes that are not a DICOM image, or one whose pixel data is not all there yet.
+
+    Also a ``StateError``: what RT-Cloud raised when converting a truncated DICOM.
+    """
+
+
+class InvalidRequestError(ValidationError, RequestError):
+    """A request whose arguments cannot work (a timeout <= 0, a relative path pattern).
+
+    Also a ``RequestError``: what RT-Cloud raised for these.
+    """
+
+
+class NotInWatchedFolderError(ValidationError, StateError, RequestError):
+    """A file to wait for is not in the watched folder.
+
+    Also a ``StateError`` and a ``RequestError``: what RT-Cloud's file watcher and its
+    ``watchFile`` raised.
+    """
 
 
 class WatchDirectoryError(ValidationError, NotADirectoryError):
@@ -123,14 +160,6 @@ class SerializationError(ValidationError, TypeError):
     """A value cannot be sent to another process: its type is not supported, it is nested too
     deeply, or it is larger than a message may be. It is a ``TypeError`` too, as with ``json``.
     """
-
-
-class StateError(RTCloudError):
-    """A call that is not valid in the current state."""
-
-
-class RequestError(RTCloudError):
-    """A request could not be carried out."""
 
 
 class FileWaitTimeout(RequestError, TimeoutError):
@@ -221,3 +250,7 @@ class DimensionError(RTCloudError):
 
 class QueryError(RTCloudError):
     """A query matched nothing or too much (RT-Cloud name, BIDS)."""
+
+
+class NoMatchError(QueryError, LookupError):
+    """A query (a BIDS run, say) matched nothing (RT-Cloud name)."""

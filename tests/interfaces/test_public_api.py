@@ -11,6 +11,7 @@ import typing
 import pytest
 
 import rtcloud
+from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.expose import exposed_methods
@@ -19,6 +20,7 @@ from rtcloud.interfaces.web import WebDisplayInterface
 from rtcloud.transport.discovery import ENV_VAR
 
 CONTRACTS = {
+    "bidsInterface": BidsInterface,
     "dataInterface": DataInterface,
     "subjInterface": SubjectInterface,
     "webInterface": WebDisplayInterface,

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from helpers import wait_for
+from helpers import start_service, wait_for
 from rtcloud.errors import ServiceUnavailableError, ValidationError
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.simulate.replay import replay_series
 from rtcloud.simulate.synthetic import generate_series
-
-
-def start_service(kind, server, *extra, password="test", user="test"):
-    env = dict(os.environ, RTCLOUD_PASSWORD=password, PYTHONUNBUFFERED="1")
-    host = server.url.split("//")[1].rstrip("/")
-    cmd = [sys.executable, "-m", "rtcloud", kind, "-s", host, "-u", user, *extra]
-    return subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
 
 
 @pytest.fixture

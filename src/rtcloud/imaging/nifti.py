@@ -38,7 +38,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # nibabel calls its DICOM readers experimental
     from nibabel.nicom import dicomwrappers
 
-from rtcloud.errors import ValidationError
+from rtcloud.errors import InvalidDicomError, ValidationError
 
 __all__ = [
     "VolumeImage",
@@ -100,7 +100,7 @@ def dicom_to_nifti(ds: Dataset) -> nib.Nifti1Image:
             data = wrapper.get_data()
             affine = wrapper.affine
     except (dicomwrappers.WrapperError, AttributeError, KeyError, ValueError, TypeError) as exc:
-        raise ValidationError(f"cannot convert this DICOM image to NIfTI: {exc}") from exc
+        raise InvalidDicomError(f"cannot convert this DICOM image to NIfTI: {exc}") from exc
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
     data, affine = dcm2niix_order(np.asarray(data), np.asarray(affine, dtype=np.float64))

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from rtcloud.errors import InvalidDicomError, ValidationError
+from rtcloud.errors import InvalidDicomError, InvalidRequestError
 from rtcloud.imaging.dicom import read_dicom_bytes
 
 __all__ = ["readRetryDicomFromDataInterface"]
@@ -29,7 +29,7 @@ def readRetryDicomFromDataInterface(
     ``filename`` may be a bare name in the folder given to ``dataInterface.initWatch``.
     """
     if timeout is None or timeout <= 0:
-        raise ValidationError(
+        raise InvalidRequestError(
             f"readRetryDicomFromDataInterface: timeout must be > 0, got {timeout!r}"
         )
     deadline = time.monotonic() + float(timeout)

@@ -14,6 +14,7 @@ import sys
 from typing import Any, cast
 
 from rtcloud.errors import ServiceUnavailableError, StateError
+from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
@@ -34,12 +35,14 @@ def _server_connection(rpyc_timeout: float) -> Any:
 
 
 class ClientInterface:
-    """Entry point of an experiment script: ``dataInterface``, ``subjInterface``, ``webInterface``.
+    """Entry point of an experiment script: ``dataInterface``, ``subjInterface``, ``webInterface``,
+    ``bidsInterface``.
 
     Each interface has the methods, signatures and docstrings of its class
     (:class:`~rtcloud.interfaces.data.DataInterface`,
     :class:`~rtcloud.interfaces.subject.SubjectInterface`,
-    :class:`~rtcloud.interfaces.web.WebDisplayInterface`) whether it runs in this process or
+    :class:`~rtcloud.interfaces.web.WebDisplayInterface`,
+    :class:`~rtcloud.interfaces.bids.BidsInterface`) whether it runs in this process or
     in the project server, so ``help(ci.dataInterface.getImageData)`` and an editor's
     completion work in every mode. Every method also takes ``rpc_timeout=SECONDS``.
 
@@ -54,11 +57,12 @@ class ClientInterface:
     subjInterface: SubjectInterface
     #: The experimenter's web page: logs, plots, status.
     webInterface: WebDisplayInterface
+    #: Streams of BIDS incrementals: from DICOMs, BIDS datasets and OpenNeuro.
+    bidsInterface: BidsInterface
 
     def __init__(self, rpyc_timeout: float = 120, yesToPrompts: bool = False) -> None:
         self.rpyc_timeout = float(rpyc_timeout)
         self.rpcConn: Any = None
-        self.bidsInterface: Any = None
         self.exampleInterface: Any = None
         conn = _server_connection(self.rpyc_timeout)
         if conn is not None:
@@ -74,6 +78,9 @@ class ClientInterface:
             self.webInterface = cast(
                 WebDisplayInterface, conn.interface("WebDisplayInterface", WebDisplayInterface)
             )
+            self.bidsInterface = cast(
+                BidsInterface, conn.interface("BidsInterface", BidsInterface)
+            )
             _say_where(f"connected to the rtcloud project server {_describe(conn)}")
             return
         if not yesToPrompts:
@@ -85,6 +92,20 @@ class ClientInterface:
         )
         self.subjInterface = SubjectInterface(subjectRemote=False)
         self.webInterface = WebDisplayInterface()
+        self.bidsInterface = BidsInterface(allowedDirs=["*"])
+
+    def interface(self, name: str) -> Any:
+        """A lab's own interface served by the project server (``--interface``), by class name.
+
+        Its exposed methods are called like the built-in interfaces' (see
+        ``docs/custom-interfaces.md``). Without a server, make the object yourself.
+        """
+        if self.rpcConn is None:
+            raise StateError(
+                f"no project server is running, so it serves no {name}: create it in this "
+                f"script instead (e.g. {name}())"
+            )
+        return self.rpcConn.interface(name)
 
     def isUsingProjectServer(self) -> bool:
         """True when the interfaces are the project server's, False for local ones."""
@@ -104,6 +125,8 @@ class ClientInterface:
             self.rpcConn.close()
         elif isinstance(self.dataInterface, DataInterface):
             self.dataInterface.close()
+            if isinstance(self.bidsInterface, BidsInterface):
+                self.bidsInterface.close()
 
 
 def _describe(conn: Any) -> str:
@@ -124,15 +147,24 @@ def _say_where(text: str) -> None:
 
 
 def _ask_to_continue_locally() -> None:
+    """Ask on the terminal, or read the answer piped in (``echo y | python script.py``)."""
     stdin = sys.stdin
-    if stdin is None or not stdin.isatty():
+    if stdin is None or stdin.closed:
+        reply = ""
+    elif stdin.isatty():
+        reply = input(_PROMPT)
+    else:
+        print(_PROMPT, end="", flush=True)
+        reply = stdin.readline()
+        print(reply.strip(), flush=True)
+    if not reply:
         raise StateError(
             "No rtcloud project server is running, and there is no terminal to ask whether "
-            "to continue with local files. Start the server (rtcloud serve -p PROJECT), or "
-            "pass yesToPrompts=True to ClientInterface (the sample's -y option) to use "
-            "local files."
+            "to continue with local files (and no answer was piped in). Start the server "
+            "(rtcloud serve -p PROJECT), answer with 'echo y | python SCRIPT', or pass "
+            "yesToPrompts=True to ClientInterface (the sample's -y option) to use local files."
         )
-    reply = input(_PROMPT).strip().lower()
+    reply = reply.strip().lower()
     if reply not in ("y", "yes"):
         raise ServiceUnavailableError(
             "No rtcloud project server is running and local files were declined; start "

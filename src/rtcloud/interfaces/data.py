@@ -32,6 +32,8 @@ from rtcloud.atomic_files import SpooledFile, write_atomically
 from rtcloud.errors import (
     FileWaitTimeout,
     InvalidDicomError,
+    InvalidRequestError,
+    NotInWatchedFolderError,
     StateError,
     ValidationError,
 )
@@ -278,7 +280,7 @@ class DataInterface(Interface):
         text = os.path.expanduser(os.fspath(pattern))
         if not os.path.isabs(text):
             if not self._allow_all_dirs:
-                raise ValidationError(
+                raise InvalidRequestError(
                     f"{what} {text!r} is relative; use a full (absolute) path pattern inside "
                     f"one of the allowed directories {self.allowedDirs}"
                 )
@@ -332,7 +334,7 @@ class DataInterface(Interface):
         if os.path.dirname(name):
             path = self._check_file(name)
             if os.path.normcase(str(path.parent)) != os.path.normcase(str(watch.directory)):
-                raise ValidationError(
+                raise NotInWatchedFolderError(
                     f"watchFile: {name!r} is not in the watched folder {str(watch.directory)!r}; "
                     "call initWatch on its folder first"
                 )
@@ -714,7 +716,7 @@ def _index(value: Any, name: str) -> int:
 
 def _timeout(value: Any, what: str) -> float:
     if value is None or value <= 0:
-        raise ValidationError(f"{what}: timeout must be > 0 seconds, got {value!r}")
+        raise InvalidRequestError(f"{what}: timeout must be > 0 seconds, got {value!r}")
     return float(value)
 
 

@@ -61,6 +61,8 @@ class Interface:
 
     #: Default timeout, in seconds, of calls that go to a remote service (hop 2).
     rpc_timeout: float = 60.0
+    #: RT-Cloud's attribute: False for an object that does the work in this process.
+    isRemote: bool = False
 
     def isRunningRemote(self) -> bool:
         """False: this object does the work itself, in this process."""

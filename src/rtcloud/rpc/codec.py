@@ -18,6 +18,8 @@ pydicom Dataset                             a Dataset read back with ``dcmread``
                                             and MultiValue arrive as str and list
 nibabel.Nifti1Image                         a :class:`~rtcloud.imaging.nifti.VolumeImage`
                                             (same data, affine, header fields; ``sidecar``)
+BidsIncremental (rtcloud.bids)              an equal BidsIncremental, rebuilt from its
+                                            NIfTI bytes and plain metadata (by value)
 subclasses of int, float, str, list, dict   the base type (IntEnum -> int, DSfloat -> float)
 ==========================================  ==============================================
 
@@ -95,6 +97,7 @@ EXT_COMPLEX = 12  # [real, imag]
 EXT_BIGINT = 13  # two's complement, big endian
 EXT_OOB_BYTES = 14  # index of an out-of-band buffer holding a bytes value
 EXT_NIFTI = 15  # [348-byte header, affine as 16 floats, ndarray, sidecar dict or None]
+EXT_BIDS_INCREMENTAL = 16  # BidsIncremental.to_wire(): NIfTI bytes + plain metadata
 
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
@@ -105,7 +108,7 @@ _MAX_BIGINT_BYTES = 64 * 1024
 _DTYPE_RE = re.compile(r"[<>|=][biufcmMSU][0-9]{1,5}(\[[0-9]{0,6}[a-zA-Z]{1,2}\])?")
 _SUPPORTED = (
     "None, bool, int, float, complex, str, bytes, list, tuple, dict, set, datetime values, "
-    "numpy arrays and scalars, pydicom datasets and StructDict"
+    "numpy arrays and scalars, pydicom datasets, StructDict and BidsIncremental"
 )
 
 
@@ -188,6 +191,10 @@ class _Encoder:
         return ref if isinstance(ref, bytes) else msgpack.ExtType(EXT_OOB_BYTES, _pack(ref))
 
     def _other(self, v: Any, depth: int) -> Any:
+        bids = sys.modules.get("rtcloud.bids.incremental")
+        if bids is not None and isinstance(v, bids.BidsIncremental):
+            inner = self._enter(depth)
+            return msgpack.ExtType(EXT_BIDS_INCREMENTAL, _pack(self._dict(v.to_wire(), inner)))
         structdict = sys.modules.get("rtcloud.structdict")
         if structdict is not None and isinstance(v, structdict.StructDict):
             self._enter(depth)
@@ -629,6 +636,15 @@ def _oob_bytes(d: _Decoder, data: bytes) -> Any:
     return _join(pieces)
 
 
+def _bids_incremental(d: _Decoder, data: bytes) -> Any:
+    from rtcloud.bids.incremental import BidsIncremental
+
+    form = d.unpack(data)
+    if not isinstance(form, dict):
+        raise ProtocolError("malformed BidsIncremental value")
+    return BidsIncremental.from_wire(form)
+
+
 _EXT_HANDLERS: dict[int, Any] = {
     EXT_TUPLE: _tuple,
     EXT_SET: _set,
@@ -645,6 +661,7 @@ _EXT_HANDLERS: dict[int, Any] = {
     EXT_COMPLEX: _complex,
     EXT_BIGINT: _bigint,
     EXT_OOB_BYTES: _oob_bytes,
+    EXT_BIDS_INCREMENTAL: _bids_incremental,
 }
 
 

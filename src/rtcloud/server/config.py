@@ -190,6 +190,8 @@ class ServerConfig:
     insecure: bool = False
     rpyc_port: int = 0
     grace_period: float = 3.0
+    #: A lab's own interface classes, as ``MODULE:CLASS`` (``--interface``).
+    interfaces: tuple[str, ...] = ()
     #: A local jsPsych to serve under /jspsych/ (``--jspsych``); None: the page uses a CDN.
     jspsych: Path | None = None
     #: ``--replay``: each Run replays a scan into the folder the project watches.

@@ -33,6 +33,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from rtcloud.errors import ConfigError, InvocationError, RTCloudError, StateError
+from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
@@ -138,15 +139,22 @@ class ProjectServer:
         self.hub = Hub()
         self.web = WebDisplayInterface(sink=self.ui.broadcast)
         self.data: DataInterface | None = None
+        self.bids: BidsInterface | None = None
         self.channels: dict[str, ServiceChannel] = {}
         if config.data_remote:
             self.channels["data"] = ServiceChannel("data", self._broadcast_conn_status)
             self.hub.register_remote(
                 "DataInterface", DataInterface, DataStreams(self.channels["data"]), "data service"
             )
+            # BIDS streams run where the scanner's files are: in the data service
+            self.hub.register_remote(
+                "BidsInterface", BidsInterface, self.channels["data"], "data service"
+            )
         else:
             self.data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
             self.hub.register_local("DataInterface", self.data)
+            self.bids = BidsInterface(allowedDirs=["*"], progress=self._script_log)
+            self.hub.register_local("BidsInterface", self.bids)
         #: Feedback to every connected presentation peer, responses back (both modes).
         self.relay = SubjectRelay(
             config.subject_remote, self._broadcast_conn_status, self._feedback_problem
@@ -160,6 +168,7 @@ class ProjectServer:
             remote=config.subject_remote,
         )
         self.hub.register_local("WebDisplayInterface", self.web)
+        self._register_custom_interfaces()
         self._secret = secrets.token_bytes(SECRET_BYTES)
         self.bridge = RpycBridge(self.hub, self._secret, port=config.rpyc_port)
         self.info_path = self._info_path()
@@ -189,6 +198,17 @@ class ProjectServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         # The link logs in the person who started the server: shown as their login name.
         self.login_token = self.tokens.issue(TEST_USER if config.test else _os_user())
+
+    def _register_custom_interfaces(self) -> None:
+        """A lab's own classes: in the data service with --dataRemote, else in here."""
+        from rtcloud.interfaces.custom import load_interface_class
+
+        for spec in self.config.interfaces:
+            cls = load_interface_class(spec)
+            if self.config.data_remote:
+                self.hub.register_remote(cls.__name__, cls, self.channels["data"], "data service")
+            else:
+                self.hub.register_local(cls.__name__, cls())
 
     # ------------------------------------------------------------ identity
 
@@ -429,6 +449,10 @@ class ProjectServer:
         channel = self.channels.get(kind)
         return True if channel is None else channel.connected
 
+    def _script_log(self, line: str) -> None:
+        """A line on the page's script log (a download's progress, say)."""
+        self.ui.broadcast({"cmd": "userLog", "value": line})
+
     def _on_script_line(self, script: str, stream: str, line: str) -> None:
         cmd = "userLog" if script == "mainScript" else "sessionLog"
         self.ui.broadcast({"cmd": cmd, "value": line})
@@ -602,6 +626,8 @@ class ProjectServer:
         self._remove_info()
         if self.data is not None:
             self.data.close()
+        if self.bids is not None:
+            self.bids.close()
         with contextlib.suppress(OSError):
             self._sock.close()
 

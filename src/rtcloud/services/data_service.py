@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcloud.errors import InvocationError, ValidationError
+from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.services.runner import add_connection_arguments, run_service
 from rtcloud.watcher.cstore import DEFAULT_AE_TITLE, DicomReceiver
@@ -40,7 +41,9 @@ def build_interfaces(dirs: str, types: str, clock_skew: float = 0.0) -> dict[str
             allowedDirs=allowed_dirs,
             allowedFileTypes=allowed_types,
             scannerClockSkew=clock_skew,
-        )
+        ),
+        # DICOMs become anonymized BIDS incrementals here, before they leave this computer
+        "BidsInterface": BidsInterface(allowedDirs=allowed_dirs, scannerClockSkew=clock_skew),
     }
 
 
@@ -99,7 +102,12 @@ def build_receiver(args: argparse.Namespace, data: DataInterface) -> DicomReceiv
 
 
 def _run(args: argparse.Namespace) -> int:
+    from rtcloud.interfaces.custom import load_interface_class
+
     objects = build_interfaces(args.dirs, args.filetypes, args.scannerClockSkew)
+    for spec in args.interface or ():
+        cls = load_interface_class(spec)
+        objects[cls.__name__] = cls()
     data = objects["DataInterface"]
     assert isinstance(data, DataInterface)
     receiver = build_receiver(args, data)
@@ -143,6 +151,13 @@ def add_parser(sub: Any) -> None:
         default=0.0,
         metavar="SECONDS",
         help="seconds the scanner's clock is ahead of this computer's",
+    )
+    parser.add_argument(
+        "--interface",
+        action="append",
+        metavar="MODULE:CLASS",
+        help="also serve a lab's own interface class (its @expose methods); start the server "
+        "with the same option (docs/custom-interfaces.md)",
     )
     dicom = parser.add_argument_group(
         "DICOM push (C-STORE)", "receive the images the scanner sends to a DICOM node"

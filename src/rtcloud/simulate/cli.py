@@ -31,10 +31,10 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from rtcloud.simulate.bids_replay import is_bids_source, replay_bids
     from rtcloud.simulate.replay import files_per_volume, replay_series, series_files
 
-    files = series_files(args.source)
-    per = args.files_per_volume or (files_per_volume(files[0]) if files else 1)
+    per = 1
 
     def report(index: int, path: Path, finished: float) -> None:
         if per == 1:
@@ -42,10 +42,30 @@ def _replay(args: argparse.Namespace) -> int:
         elif index % per == per - 1:
             print(f"volume {index // per}: {per} slices, last {path.name}", flush=True)
 
+    if is_bids_source(args.source):
+        entities = {
+            k: v
+            for k, v in (
+                ("subject", args.subject),
+                ("session", args.session),
+                ("task", args.task),
+                ("run", args.run),
+            )
+            if v is not None
+        }
+        count = replay_bids(
+            args.source, args.dest, entities=entities, tr=args.tr, mode=args.mode,
+            scan=args.scan, start_delay=args.delay, on_volume=report,
+        )  # fmt: skip
+        print(f"replayed {count} volumes into {args.dest}")
+        return 0
+
+    files = series_files(Path(args.source))
+    per = args.files_per_volume or (files_per_volume(files[0]) if files else 1)
     count = replay_series(
-        args.source,
+        Path(args.source),
         args.dest,
-        tr=args.tr,
+        tr=2.0 if args.tr is None else args.tr,
         mode=args.mode,
         start_delay=args.delay,
         on_volume=report,
@@ -93,13 +113,21 @@ def add_generate_parser(sub: Any) -> None:
 def add_replay_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "replay",
-        help="replay a folder of DICOMs into another at TR pace",
+        help="replay a folder of DICOMs, a BIDS dataset's run or an OpenNeuro run at TR pace",
         description="Copy a series, in name order, into the folder a project watches, one "
-        "volume per TR, the way a scanner writes it: a scanner for trying a project.",
+        "volume per TR, the way a scanner writes it: a scanner for trying a project. A BIDS "
+        "dataset's run (or an OpenNeuro run, downloaded once) is written as Siemens mosaic "
+        "DICOMs, so any project can run on public data.",
     )
-    parser.add_argument("source", type=Path, help="folder holding the series")
+    parser.add_argument(
+        "source",
+        help="folder holding a DICOM series, a BIDS dataset folder, or an OpenNeuro accession "
+        "number (ds000102)",
+    )
     parser.add_argument("dest", type=Path, help="the scanner folder to write into")
-    parser.add_argument("--tr", type=float, default=2.0, help="seconds between volumes")
+    parser.add_argument(
+        "--tr", type=float, default=None, help="seconds between volumes (default 2; BIDS: its TR)"
+    )
     parser.add_argument(
         "--mode",
         choices=["pieces", "rename", "copy"],
@@ -108,6 +136,12 @@ def add_replay_parser(sub: Any) -> None:
         "share); rename: written under a temporary name, then renamed; copy: in one go",
     )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before the first volume")
+    bids = parser.add_argument_group("BIDS and OpenNeuro sources: which run")
+    bids.add_argument("--subject", help="subject label, e.g. 01")
+    bids.add_argument("--session", help="session label")
+    bids.add_argument("--task", help="task label")
+    bids.add_argument("--run", type=int, help="run number")
+    bids.add_argument("--scan", type=int, default=1, help="scan number in the DICOM file names")
     parser.add_argument(
         "--files-per-volume",
         type=int,

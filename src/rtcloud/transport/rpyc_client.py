@@ -267,6 +267,8 @@ class RemoteInterface:
         self._conn = conn
         self._name = name
         self._remote = remote
+        #: RT-Cloud's attribute: True when the calls go on to a remote service.
+        self.isRemote = remote
         self._rpc_timeout: float | None = None
         self._methods = dict(methods)
         for method, timeout_index in self._methods.items():

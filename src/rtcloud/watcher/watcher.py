@@ -38,7 +38,11 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from rtcloud.errors import FileWaitTimeout, ValidationError, WatchDirectoryError
+from rtcloud.errors import (
+    FileWaitTimeout,
+    NotInWatchedFolderError,
+    WatchDirectoryError,
+)
 from rtcloud.watcher import inotify
 from rtcloud.watcher.filters import (
     CompletenessCheck,
@@ -245,7 +249,9 @@ class FileWatcher:
             return self.directory / raw
         parent = Path(os.path.realpath(os.path.dirname(raw)))
         if os.path.normcase(str(parent)) != os.path.normcase(str(self.directory)):
-            raise ValidationError(f"{raw!r} is not in the watched folder {str(self.directory)!r}")
+            raise NotInWatchedFolderError(
+                f"{raw!r} is not in the watched folder {str(self.directory)!r}"
+            )
         return self.directory / os.path.basename(raw)
 
     def wait_for_file(self, path_or_name: str | os.PathLike[str], timeout: float) -> Path:

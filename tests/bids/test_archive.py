@@ -1,0 +1,146 @@
+"""BidsArchive: writing runs that the official validator accepts and pybids reads back, and
+reading datasets we did not write (pybids' own example layouts)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from bidstools import assert_valid, image, incremental
+
+from rtcloud.bids.archive import BidsArchive
+from rtcloud.bids.incremental import BidsIncremental
+from rtcloud.bids.run import BidsRun
+from rtcloud.errors import NoMatchError, QueryError, StateError
+
+
+def _run(n=6, **extra):
+    run = BidsRun()
+    for i in range(n):
+        run.appendIncremental(incremental(seed=i, **extra))
+    return run
+
+
+def test_append_bids_run_writes_a_valid_dataset_pybids_reads_back(tmp_path):
+    from bids import BIDSLayout
+
+    root = tmp_path / "ds"
+    archive = BidsArchive(root)
+    assert archive.isEmpty() and archive.getSubjects() is None
+    run = _run()
+    first = run.getIncremental(0)
+    events = pd.DataFrame({"onset": [0.0, 6.0], "duration": [3.0, 3.0], "trial_type": ["a", "b"]})
+    first.events = events
+    run2 = BidsRun()
+    run2.appendIncremental(first)
+    for i in range(1, 6):
+        run2.appendIncremental(run.getIncremental(i))
+    path = archive.appendBidsRun(run2)
+    assert path.endswith("sub-01/func/sub-01_task-faces_run-1_bold.nii")
+    assert_valid(root)
+    # a second run (another run number) into the same dataset
+    archive.appendBidsRun(_run(3, run=2))
+    assert_valid(root)
+    layout = BIDSLayout(root, validate=False)
+    assert sorted(layout.get_runs()) == [1, 2]
+    (bold,) = layout.get(run=1, suffix="bold", extension=".nii")
+    img = nib.load(bold.path)
+    assert img.shape == (8, 9, 5, 6)
+    assert img.header.get_zooms()[3] == pytest.approx(2.0)
+    for i in range(6):
+        np.testing.assert_array_equal(
+            np.asanyarray(img.dataobj)[..., i], run2.getIncremental(i).getImageData()[..., 0]
+        )
+    md = layout.get_metadata(bold.path)
+    assert md["RepetitionTime"] == 2.0 and md["TaskName"] == "faces"
+    assert "AcquisitionTime" not in md  # a per-volume field, not a run's
+    (tsv,) = layout.get(run=1, suffix="events", extension=".tsv")
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tsv.path, sep="\t")[["onset", "duration"]], events[["onset", "duration"]]
+    )
+    # and our reader gives back the same run
+    again = BidsArchive(root).getBidsRun(subject="01", task="faces", run=1)
+    assert again.numIncrementals() == 6
+    for i in range(6):
+        a, b = again.getIncremental(i), run2.getIncremental(i)
+        np.testing.assert_array_equal(a.getImageData(), b.getImageData())
+        assert a.getMetadataField("RepetitionTime") == 2.0
+    assert list(again.events["trial_type"]) == ["a", "b"]
+    assert BidsArchive(root).getReadmeText() == run2.readme
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path):
+    archive = BidsArchive(tmp_path / "ds")
+    archive.appendBidsRun(_run(2))
+    before = (tmp_path / "ds/sub-01/func/sub-01_task-faces_run-1_bold.nii").read_bytes()
+    with pytest.raises(StateError, match="already exists"):
+        archive.appendBidsRun(_run(3))
+    after = (tmp_path / "ds/sub-01/func/sub-01_task-faces_run-1_bold.nii").read_bytes()
+    assert before == after
+    assert not [p for p in (tmp_path / "ds/sub-01/func").iterdir() if p.name.startswith(".")]
+
+
+def test_queries_that_do_not_match_exactly_one_run_say_so(tmp_path):
+    archive = BidsArchive(tmp_path / "ds")
+    archive.appendBidsRun(_run(2))
+    archive.appendBidsRun(_run(2, run=2))
+    with pytest.raises(NoMatchError, match=r"subjects \['01'\]"):
+        archive.getBidsRun(subject="02", task="faces")
+    with pytest.raises(LookupError):
+        archive.getBidsRun(subject="02", task="faces")
+    with pytest.raises(QueryError, match="2 images match"):
+        archive.getBidsRun(subject="01", task="faces")
+
+
+def test_a_folder_that_is_not_a_bids_dataset_says_what_to_do(tmp_path):
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "scans" / "x.nii").write_bytes(b"")
+    archive = BidsArchive(tmp_path / "scans")
+    assert archive.isEmpty()
+    with pytest.raises(StateError, match="no dataset_description.json"):
+        archive.getBidsRun(subject="01", task="faces")
+    with pytest.raises(StateError, match="does not exist"):
+        BidsArchive(tmp_path / "missing").getImages()
+
+
+def test_append_incremental_and_get_images(tmp_path):
+    archive = BidsArchive(tmp_path / "ds")
+    written = incremental(shape=(8, 9, 5, 2))
+    archive.appendIncremental(written)
+    (found,) = archive.getImages(subject="01")
+    md = archive.getSidecarMetadata(found)
+    md.pop("extension", None)
+    written.removeMetadataField("AcquisitionTime")  # a volume's, not written for a run
+    assert BidsIncremental(found, md) == written
+    assert archive.getImages(matchExact=True, subject="01") == []
+    assert archive.getTasks() == ["faces"]
+
+
+def test_reading_a_dataset_we_did_not_write(tmp_path):
+    """A dataset laid out by hand, with a top-level sidecar and events file that its runs
+    inherit, and a compressed image."""
+    root = tmp_path / "ds"
+    func = root / "sub-07" / "ses-a" / "func"
+    func.mkdir(parents=True)
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "hand made", "BIDSVersion": "1.8.0"})
+    )
+    (root / "README").write_text("hand made dataset\n")
+    (root / "task-nback_bold.json").write_text(
+        json.dumps({"RepetitionTime": 1.0, "TaskName": "nback"})
+    )
+    (root / "task-nback_events.tsv").write_text("onset\tduration\ttrial_type\n0\t1\tx\n")
+    nib.save(image((8, 9, 5, 4), tr=1.0), func / "sub-07_ses-a_task-nback_run-02_bold.nii.gz")
+    run = BidsArchive(root).getBidsRun(subject="07", task="nback")
+    assert run.numIncrementals() == 4
+    inc = run.getIncremental(0)
+    assert inc.getMetadataField("RepetitionTime") == 1.0
+    assert inc.getMetadataField("session") == "a" and int(inc.getMetadataField("run")) == 2
+    assert list(run.events["trial_type"]) == ["x"]
+    assert inc.readme == "hand made dataset\n"
+    assert inc.getDatasetName() == "hand made"
+    assert os.path.basename(inc.getImageFilePath()) == "sub-07_ses-a_task-nback_run-2_bold.nii"
