@@ -29,12 +29,8 @@ def test_feedback_is_shown_at_the_next_tr(server_factory, tmp_path):
     server = server_factory(subject_remote=True)
     feedback = FeedbackClient(server.url.split("//")[1].rstrip("/"), "test", "test").start()
     wait_for(lambda: server.service_connected("subject"), what="the feedback client")
-    start = math.ceil(time.time()) + 3.0  # the scanner acquires volume i at start + i * TR
     source, scanner = tmp_path / "source", tmp_path / "scanner"
     scanner.mkdir()
-    generate_series(
-        source, num_volumes=volumes, tr_ms=int(tr * 1000), start=dt.datetime.fromtimestamp(start)
-    )
     doc = tomlkit.parse((REPO / "projects" / "sample" / "conf" / "sample.toml").read_text())
     doc.update(
         imgDir=str(scanner),
@@ -51,7 +47,23 @@ def test_feedback_is_shown_at_the_next_tr(server_factory, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
     try:
+        # the scanner starts once the script is up and watching (its imports take a while)
+        assert script.stdout is not None
+        for line in script.stdout:
+            lines.append(line)
+            if "watching" in line:
+                break
+        else:
+            raise AssertionError("the sample script ended before watching:\n" + "".join(lines))
+        start = math.ceil(time.time()) + 1.0  # the scanner acquires volume i at start + i*TR
+        generate_series(
+            source,
+            num_volumes=volumes,
+            tr_ms=int(tr * 1000),
+            start=dt.datetime.fromtimestamp(start),
+        )
         # each file is complete 60 ms after its acquisition (a scanner needs a moment too)
         delay = start + 0.06 - time.time()
         replay = threading.Thread(
@@ -66,7 +78,7 @@ def test_feedback_is_shown_at_the_next_tr(server_factory, tmp_path):
             assert result is not None, f"no feedback for volume {index}"
             offsets.append(result["shownAt"] - (start + (index + 1) * tr))
         replay.join()
-        output = script.communicate(timeout=30)[0]
+        output = "".join(lines) + script.communicate(timeout=30)[0]
         assert script.returncode == 0, output
     finally:
         if script.poll() is None:

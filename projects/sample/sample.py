@@ -6,10 +6,12 @@ Siemens mosaic, an enhanced multi-frame file, one file per slice), which returns
 as a NIfTI image, as dcm2niix makes it. An RT-Cloud script's ``getImageData`` followed by
 ``convertDicomImgToNifti`` runs unchanged too, for one file per volume.
 
-For each volume: get it as soon as the scanner has written it, average a region of
-interest, send the percent signal change (against the first volumes) to the participant and
-to the web page's plot. At the end of a run, write the values to a results file through the
-data interface.
+For each volume: get it as soon as the scanner has written it, preprocess it
+(``rtcloud.preprocess``: motion correction, FD, DVARS, smoothing, the mean of the ROI given
+as a mask file, a GLM that removes drift and motion), send the ROI's percent signal change to
+the participant and to the web page's plot, and the volume's quality (motion, FD, where its
+time went, its slices) to the page's Quality tab. At the end of a run, write the values to a
+results file through the data interface.
 
 Run it on its own (no server; -y skips the "continue with local files?" question) with the
 Python that has rtcloud installed (``.venv/bin/python`` after ``scripts/bootstrap.py``, or
@@ -36,6 +38,7 @@ sys.path.append(rootPath)  # what RT-Cloud scripts do; harmless with rtcloud ins
 try:
     import numpy as np
 
+    from rtcloud.preprocess import Pipeline
     from rtCommon.clientInterface import ClientInterface
     from rtCommon.utils import (
         calcAvgRoundTripTime,
@@ -105,6 +108,14 @@ def doRun(cfg, runNum, scanNum, clientInterface):
     )
     webInterface.clearRunPlot(runNum)
 
+    rois = {"roi": projectPath(cfg.roiMask)} if cfg.roiMask else {}
+    pipeline = Pipeline(
+        fwhm=float(cfg.smoothingFwhm or 0),
+        rois=rois,
+        fd_threshold=float(cfg.fdThreshold or 0.5),
+        tr=trInterval,
+    )
+    webInterface.clearQuality()
     baseline = []
     values = []
     for tr in range(numVolumes):
@@ -113,18 +124,28 @@ def doRun(cfg, runNum, scanNum, clientInterface):
         received = time.time()
         if tr == 0:
             subjInterface.setMessage(f"Run {runNum}")  # replaces "Preparing run ..."
-        volume = image.get_fdata()
-        mean = roiMean(volume, cfg)
-        if tr < int(cfg.baselineVolumes or 4):
-            baseline.append(mean)
-        reference = float(np.mean(baseline))
-        change = 100.0 * (mean - reference) / reference if reference else 0.0
+        result = pipeline.process(image)
+        for problem in result.setup_problems:  # e.g. a mask in another subject's space
+            webInterface.setUserError(f"preprocessing: {problem}")
+        mean = result.roi_means.get("roi", float("nan"))
+        if np.isfinite(result.activation.get("roi", float("nan"))):
+            change = result.activation["roi"]  # drift and motion removed (the pipeline's GLM)
+        else:  # no usable mask: the voxel box of the config, against the first volumes
+            mean = roiMean(image.get_fdata(), cfg)
+            if tr < int(cfg.baselineVolumes or 4):
+                baseline.append(mean)
+            reference = float(np.mean(baseline))
+            change = 100.0 * (mean - reference) / reference if reference else 0.0
         toNextTr = timeToNextTr(image.sidecar, clockSkew)  # None: feedback at once
         onsetMs = delayMs
         if cfg.onsetAtNextTr and toNextTr is not None:
             onsetMs = 1000.0 * toNextTr  # counted from the moment it reaches the stimulus PC
+        resultSent = time.time()
         subjInterface.setResult(runNum, int(tr), float(change), onsetMs)
+        resultAcked = time.time()
         webInterface.plotDataPoint(runNum, int(tr), float(change))
+        timeline = {"received": received, "resultSent": resultSent, "resultAcked": resultAcked}
+        webInterface.sendQuality(runNum, int(tr), result.quality(timeline=timeline))
         values.append(change)
         fileName = os.path.join(dicomDir, pattern.format(TR=tr))
         latency = ""
@@ -135,9 +156,11 @@ def doRun(cfg, runNum, scanNum, clientInterface):
             if written < runStart:
                 latency += " (WRITTEN BEFORE THIS RUN STARTED: an old file?)"
         nextTr = f", next TR in {toNextTr:.2f} s" if toNextTr is not None else ""
+        moved = f", FD {result.fd:.2f} mm" if np.isfinite(result.fd) else ""
+        flags = "".join(f" [{p.kind}]" for p in result.problems)
         print(
             f"run {runNum} TR {tr:3d}: ROI mean {mean:9.2f}  change {change:+6.2f} %"
-            f"{latency}{nextTr}",
+            f"{latency}{nextTr}{moved}, preprocessing {result.total_ms:.1f} ms{flags}",
             flush=True,
         )
 

@@ -333,8 +333,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 SERVE_DESCRIPTION = """\
-Run one experiment project: its web page (Run, Session, Settings, Data Plots, Log, Upload
-Files), the scripts it starts, and the hub that data and subject services connect to.
+Run one experiment project: its web page (Run, Session, Settings, Data Plots, Quality, Log,
+Upload Files), the scripts it starts, and the hub that data and subject services connect to.
 Prints the page's address and a one-time login link.
 
 examples:

@@ -48,6 +48,7 @@ def prepare_demo(
         scan=int(doc["scanNum"][0]),
         pattern=str(doc["dicomNamePattern"]),
         layout=layout,
+        motion=1.0,  # a moving head, for the Quality tab
     )
     # a file per slice is small: the size floor must let it through
     smallest = min(path.stat().st_size for path in paths)

@@ -12,8 +12,13 @@ The tree::
     │   ├── InvalidDicomError (also StateError)  bytes that are not a (complete) DICOM image
     │   ├── InvalidRequestError (also RequestError)  a request that cannot work as asked (a
     │   │                                    timeout <= 0, a relative path pattern)
-    │   └── NotInWatchedFolderError (also StateError, RequestError)  a file to wait for is
-    │                                        not in the watched folder
+    │   ├── NotInWatchedFolderError (also StateError, RequestError)  a file to wait for is
+    │   │                                    not in the watched folder
+    │   └── PreprocessError                  preprocessing cannot use an input (``kind`` says
+    │       │                                which problem, for the page's flags)
+    │       ├── VolumeError                  a volume: wrong shape or affine, NaNs, all zero
+    │       ├── MaskError                    a mask or ROI: no overlap, another space
+    │       └── RegistrationError            motion correction did not converge
     ├── StateError                           a call made in the wrong state (watchFile before
     │                                        initWatch, unknown stream id, ...)
     ├── RequestError                         a request could not be carried out
@@ -57,6 +62,7 @@ __all__ = [
     "InvalidDicomError",
     "InvalidRequestError",
     "InvocationError",
+    "MaskError",
     "MessageError",
     "MetadataMismatchError",
     "MissedDeadlineError",
@@ -64,10 +70,12 @@ __all__ = [
     "MissingMetadataError",
     "NoMatchError",
     "NotInWatchedFolderError",
+    "PreprocessError",
     "ProtocolError",
     "QueryError",
     "RTCloudError",
     "RTError",
+    "RegistrationError",
     "RemoteCallError",
     "RequestError",
     "RpcError",
@@ -76,6 +84,7 @@ __all__ = [
     "StateError",
     "ValidationError",
     "VersionError",
+    "VolumeError",
     "WatchDirectoryError",
 ]
 
@@ -150,6 +159,36 @@ class NotInWatchedFolderError(ValidationError, StateError, RequestError):
     Also a ``StateError`` and a ``RequestError``: what RT-Cloud's file watcher and its
     ``watchFile`` raised.
     """
+
+
+class PreprocessError(ValidationError):
+    """Preprocessing cannot use an input; ``kind`` names the problem in one word.
+
+    Per volume, :meth:`rtcloud.preprocess.Pipeline.process` does not raise these: it flags
+    the volume with them (``result.problems``) and the run goes on.
+    """
+
+    def __init__(self, message: str, *, kind: str, volume: int | None = None) -> None:
+        super().__init__(message)
+        #: ``shape``, ``affine``, ``nan``, ``zero``, ``no-overlap``, ``other-space``,
+        #: ``outside-brain``, ``not-converged``, ``reference`` ...
+        self.kind = kind
+        #: Index of the volume concerned (None for a mask or a setting).
+        self.volume = volume
+
+
+class VolumeError(PreprocessError):
+    """A volume cannot be used: its shape or affine differ from the reference's, it holds
+    NaNs or infinities, or it is all zero."""
+
+
+class MaskError(PreprocessError):
+    """A mask or ROI cannot be used on the functional volumes: it does not overlap them, it is
+    empty, or it is in a template or another subject's space."""
+
+
+class RegistrationError(PreprocessError):
+    """Motion correction did not converge for a volume."""
 
 
 class WatchDirectoryError(ValidationError, NotADirectoryError):

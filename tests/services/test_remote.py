@@ -139,3 +139,33 @@ def test_kill_during_get_image_data_then_restart_continues(remote, series, tmp_p
         assert data.getImageData(stream, 3, timeout=5).InstanceNumber == 4
     finally:
         client.close()
+
+
+def test_quality_records_get_the_volumes_hops_from_a_remote_data_service(remote, series, tmp_path):
+    server, start = remote
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    start("data-service", "-d", str(tmp_path), "-f", ".dcm")
+    start("subject-service", "-o", str(tmp_path / "out"))
+    wait_for(lambda: server.all_services_connected())
+    sent = []
+    server.web.set_sink(sent.append)
+    client = ClientInterface()
+    try:
+        stream = client.dataInterface.initScannerStream(str(scanner), "001_000013_{TR:06d}.dcm", 0)
+        replay_series(series, scanner, tr=0.01)  # every file complete before it is asked for
+        time.sleep(0.1)
+        client.dataInterface.getImageData(stream, 2, timeout=10)
+        received = time.time()
+        server.timeline.flush(10)
+        client.webInterface.sendQuality(1, 2, {"timeline": {"received": received}})
+        record = [m for m in sent if m.get("cmd") == "quality"][-1]["record"]
+        hops = record["hops"]
+        assert hops["waiting"] >= 90  # the file waited ~0.1 s for the script's request
+        assert 0 <= hops["scanner"] < 2000 and 0 <= hops["toServer"] < 2000
+        assert 0 <= hops["toScript"] < 2000
+        # the server's stream id is mapped to the data service's own one
+        times = client.dataInterface.getVolumeTimes(stream, 2)
+        assert times["complete"] <= times["asked"] <= times["sent"]
+    finally:
+        client.close()

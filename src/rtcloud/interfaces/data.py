@@ -18,6 +18,7 @@ Several streams and watches may be open at once; waiting on one does not block t
 
 from __future__ import annotations
 
+import collections
 import glob
 import logging
 import os
@@ -189,6 +190,7 @@ class DataInterface(Interface):
         self._watch: _Watch | None = None
         self._streams: dict[int, _Stream] = {}
         self._next_stream_id = 1
+        self._times = VolumeTimes()
 
     # ----------------------------------------------------------------- security checks
 
@@ -444,14 +446,17 @@ class DataInterface(Interface):
         stream = self._stream(streamId)
         index = _index(stream.next_index if imageIndex is None else imageIndex, "imageIndex")
         started = time.monotonic()
+        asked = time.time()
         deadline = started + _timeout(timeout, "getImageData")
         path = self._wait_for_file(stream, index, deadline, "getImageData")
+        found = time.time()
         dataset = stream.reader.take(path, deadline).dataset
         with stream.lock:
             stream.next_index = index + 1
         stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)
         if stream.anonymize:
             anonymize_dicom(dataset)
+        self._times.note(streamId, index, path, asked, found)
         return dataset
 
     @expose
@@ -474,6 +479,7 @@ class DataInterface(Interface):
         stream = self._stream(streamId)
         index = _index(stream.next_volume if volumeIndex is None else volumeIndex, "volumeIndex")
         started = time.monotonic()
+        asked = time.time()
         deadline = started + _timeout(timeout, "getVolume")
         layout = stream.reader.volumes.layout
         if layout is None:  # the first file tells the layout
@@ -483,17 +489,20 @@ class DataInterface(Interface):
         image: VolumeImage | None = None
         if layout == "slices":
             slices = self._wait_for_slices(stream, index, started, deadline)
+            found, last = time.time(), Path(slices.names[-1])
             with stream.reader.lock:
                 image = stream.reader.volumes.assemble(slices)  # made as slices arrived
             if image is None:  # what the slices left is gone: read them again
                 paths = [Path(name) for name in slices.names]
                 image = volume_image([stream.reader.peek(p, deadline).dataset for p in paths])
         else:
-            path = self._wait_for_file(stream, index, deadline, "getVolume")
-            image = volume_image([stream.reader.peek(path, deadline).dataset])
+            last = self._wait_for_file(stream, index, deadline, "getVolume")
+            found = time.time()
+            image = volume_image([stream.reader.peek(last, deadline).dataset])
         with stream.lock:
             stream.next_volume = index + 1
         stream.last_delivery = _pace(stream.demo_step, stream.last_delivery)
+        self._times.note(streamId, index, last, asked, found)
         return image
 
     def _wait_for_file(self, stream: _Stream, index: int, deadline: float, what: str) -> Path:
@@ -670,6 +679,19 @@ class DataInterface(Interface):
         return time.time()
 
     @expose(quick=True)
+    def getVolumeTimes(self, streamId: int, imageIndex: int) -> dict[str, float | None]:
+        """When volume ``imageIndex`` of a stream was complete and when it was handed over.
+
+        ``{"complete": t, "asked": t, "sent": t, "clock": now}``: when its file was
+        complete, when ``getImageData`` asked for it, when it was handed over, all
+        ``time.time()`` of the computer this interface runs on (``clock`` lets a caller
+        compare clocks); None for a volume not (or no longer: the last 2000 are kept) handed
+        over. The project server uses it for the Quality tab's latency breakdown.
+        """
+        complete, asked, sent = self._times.get(int(streamId), int(imageIndex))
+        return {"complete": complete, "asked": asked, "sent": sent, "clock": time.time()}
+
+    @expose(quick=True)
     def getClockSkew(self, callerClockTime: float, roundTripTime: float) -> float:
         """Seconds the scanner clock is ahead of the caller's clock.
 
@@ -697,6 +719,40 @@ class DataInterface(Interface):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class VolumeTimes:
+    """The last ``keep`` volumes' completion and hand-over times, by (stream, index)."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self.keep = keep
+        self._times: collections.OrderedDict[tuple[int, int], tuple[float, float, float]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def note(self, stream_id: int, index: int, path: Path, asked: float, found: float) -> None:
+        """Volume ``index`` (``path``), asked for at ``asked`` and seen complete at ``found``,
+        is handed over now.
+
+        A file that was complete before anyone asked was complete when it was last written
+        (or renamed into place: the inode's change time, on POSIX).
+        """
+        try:
+            st = path.stat()
+            written = max(st.st_mtime, st.st_ctime) if os.name != "nt" else st.st_mtime
+        except OSError:
+            written = found
+        with self._lock:
+            self._times[(stream_id, index)] = (min(found, written), asked, time.time())
+            while len(self._times) > self.keep:
+                self._times.popitem(last=False)
+
+    def get(self, stream_id: int, index: int) -> tuple[float | None, float | None, float | None]:
+        """(complete, asked, sent) of a volume, or Nones."""
+        with self._lock:
+            times = self._times.get((stream_id, index))
+        return times if times is not None else (None, None, None)
 
 
 def _nth_complete(watcher: FileWatcher, index: int, complete: Any) -> Path | None:

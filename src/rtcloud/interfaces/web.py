@@ -2,15 +2,19 @@
 
 Each method turns its arguments into one JSON-ready message and hands it to a *sink*: the
 project server's browser channel when a server runs, or the log in local mode. The plotted
-points are kept here too, so a page that connects later can draw every run so far.
+points are kept here too, so a page that connects later can draw every run so far, and so
+are the latest quality records (``sendQuality``, the Quality tab), without their slices
+except the newest.
 """
 
 from __future__ import annotations
 
+import base64
+import collections
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rtcloud.errors import ValidationError
@@ -22,6 +26,45 @@ __all__ = ["WebDisplayInterface"]
 logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
+
+#: Quality records kept for pages that connect later (about 1 KB each).
+QUALITY_KEEP = 5000
+#: A quality record larger than this (bytes, slices included) is refused.
+QUALITY_MAX_BYTES = 4 * 1024 * 1024
+
+
+def _page_value(value: Any, depth: int = 0) -> Any:
+    """``value`` made JSON-ready for the page: bytes as base64 text, NaN and inf as None."""
+    value = npToPy(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 6:
+        raise ValidationError("sendQuality: the record is nested too deeply")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return {str(k): _page_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_page_value(v, depth + 1) for v in value]
+    tolist = getattr(value, "tolist", None)  # a numpy array
+    if tolist is not None:
+        return _page_value(tolist(), depth + 1)
+    raise ValidationError(
+        f"sendQuality: values must be numbers, text, bytes, lists or dicts; got "
+        f"{type(value).__name__}"
+    )
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, (bytes, bytearray, memoryview, str)):
+        return len(value)
+    if isinstance(value, Mapping):
+        return sum(_size(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_size(v) for v in value)
+    return 8
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -45,6 +88,11 @@ class WebDisplayInterface(Interface):
         self._sink = sink
         self._lock = threading.Lock()
         self._points: dict[int, dict[float, float | None]] = {}
+        self._quality: collections.deque[Message] = collections.deque(maxlen=QUALITY_KEEP)
+        self._slices: Message | None = None
+        #: Called with each quality record before it is sent (the server adds where the
+        #: volume's time went on its way to the script).
+        self.quality_hook: Callable[[Message], None] | None = None
 
     def set_sink(self, sink: Callable[[Message], None] | None) -> None:
         """Route messages to ``sink`` (the server's browser channel) from now on."""
@@ -150,3 +198,76 @@ class WebDisplayInterface(Interface):
     def sendPreviousDataPoints(self) -> None:
         """Send every run's points to the page (it redraws all plots)."""
         self._send({"cmd": "setDataPoints", "value": self.getPreviousDataPoints()})
+
+    # ------------------------------------------------------------ quality view
+
+    @expose
+    def sendQuality(self, runId: int, trId: float, quality: Mapping[str, Any]) -> None:
+        """Show one volume's preprocessing and quality on the page's Quality tab.
+
+        ``quality`` is what ``rtcloud.preprocess``'s ``result.quality()`` returns, or any
+        dict with some of these keys: ``motion`` (tx, ty, tz in mm, rx, ry, rz in degrees),
+        ``fd``, ``fdThreshold``, ``dvars``, ``tsnr``, ``tr`` (s), ``usable``,
+        ``overThreshold``, ``volumes``, ``volumesOver``, ``usableMinutes``, ``stagesMs``
+        (stage -> ms), ``timeline`` (``received``, ``resultSent``, ``resultAcked``: this
+        computer's ``time.time()``), ``problems`` (``[{kind, message}]``) and ``slices``
+        (three orthogonal slices, see ``rtcloud.preprocess.slices``).
+        """
+        run = npToPy(runId)
+        if isinstance(run, bool) or not isinstance(run, int) or run < 1:
+            raise ValidationError(f"sendQuality: runId must be an integer >= 1, got {runId!r}")
+        x = _number(trId, "trId")
+        if x is None:
+            raise ValidationError(f"sendQuality: trId must be a finite number, got {trId!r}")
+        if not isinstance(quality, Mapping):
+            raise ValidationError(
+                f"sendQuality: quality must be a dict (e.g. result.quality()), got "
+                f"{type(quality).__name__}"
+            )
+        if _size(quality) > QUALITY_MAX_BYTES:
+            raise ValidationError(
+                f"sendQuality: the record is larger than {QUALITY_MAX_BYTES} bytes"
+            )
+        record = _page_value(quality)
+        record["runId"] = run
+        record["trId"] = x
+        if self.quality_hook is not None:
+            self.quality_hook(record)
+        slices = record.pop("slices", None)
+        if slices is not None:
+            slices = {"runId": run, "trId": x, **slices}
+        with self._lock:
+            self._quality.append(record)
+            if slices is not None:
+                self._slices = slices
+        if self._sink is None:  # local mode: a line, not the pictures
+            logger.info("quality run %s volume %s: %s", run, x, record)
+            return
+        self._sink({"cmd": "quality", "record": record, "slices": slices})
+
+    def update_quality(self, record: Message) -> None:
+        """Replace a kept record (same ``runId`` and ``trId``) and send it to the pages again."""
+        key = (record.get("runId"), record.get("trId"))
+        with self._lock:
+            for k in range(len(self._quality) - 1, max(-1, len(self._quality) - 100), -1):
+                kept = self._quality[k]
+                if (kept.get("runId"), kept.get("trId")) == key:
+                    self._quality[k] = record
+                    break
+            else:
+                return
+        if self._sink is not None:
+            self._sink({"cmd": "quality", "record": record, "slices": None})
+
+    def quality_state(self) -> Message:
+        """The ``setQuality`` message: every kept record and the newest slices."""
+        with self._lock:
+            return {"cmd": "setQuality", "value": list(self._quality), "slices": self._slices}
+
+    @expose
+    def clearQuality(self) -> None:
+        """Forget every quality record (the Quality tab starts empty)."""
+        with self._lock:
+            self._quality.clear()
+            self._slices = None
+        self._send(self.quality_state())

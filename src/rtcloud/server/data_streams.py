@@ -43,6 +43,7 @@ KEEP_STREAMS = 256
 
 _GET_IMAGE = inspect.signature(DataInterface.getImageData)
 _GET_VOLUME = inspect.signature(DataInterface.getVolume)
+_VOLUME_TIMES = inspect.signature(DataInterface.getVolumeTimes)
 _WATCH_FILE = inspect.signature(DataInterface.watchFile)
 
 
@@ -94,6 +95,8 @@ class DataStreams:
             return None
         if method in ("getImageData", "getVolume"):
             return self._get_image(method, args, kwargs, deadline, raw)
+        if method == "getVolumeTimes":
+            return self._volume_times(args, kwargs, deadline)
         if method == "watchFile" and self._watch is not None:
             _bind(_WATCH_FILE, args, kwargs)  # a bad call fails here, not after a restore
             return self._on(self._watch, deadline, raw, method, lambda _sid: (args, kwargs))
@@ -145,6 +148,37 @@ class DataStreams:
                     stream.next_volume = index + 1
                 else:
                     stream.next_index = index + 1
+        return value
+
+    def _volume_times(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float
+    ) -> dict[str, float | None]:
+        """A volume's times, from the service that holds its stream now.
+
+        A stream that lives on an earlier connection (the service restarted since) has no
+        times left there: all None then.
+        """
+        given = _bind(_VOLUME_TIMES, args, kwargs)
+        held = given["streamId"]
+        with self._lock:
+            stream = self._streams.get(held) if isinstance(held, int) else None
+        if stream is None:
+            raise ValidationError(f"unknown stream id {held!r}")
+        unknown: dict[str, float | None] = dict.fromkeys(("complete", "asked", "sent", "clock"))
+        generation = self.channel.generation
+        if not generation or stream.generation != generation:
+            return unknown
+        try:
+            value: dict[str, float | None] = self.channel.call(
+                "DataInterface",
+                "getVolumeTimes",
+                (stream.service_id, given["imageIndex"]),
+                {},
+                _remaining(deadline, "getVolumeTimes"),
+                generation=generation,
+            )
+        except Reconnected:
+            return unknown
         return value
 
     # ------------------------------------------------------------ the set-up's connection

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -92,6 +93,11 @@ class Hub:
         self._remote: dict[str, RemoteTarget] = {}
         self._info: dict[str, InterfaceInfo] = {}
         self.default_remote_timeout = 60.0
+        #: Called after each successful call of a method named in :attr:`observed` with
+        #: (interface, method, args, kwargs, started, finished), times from ``time.time()``.
+        self.observer: Callable[[str, str, tuple[Any, ...], dict[str, Any], float, float], None]
+        self.observer = _no_observer
+        self.observed: frozenset[tuple[str, str]] = frozenset()
 
     def register_local(self, name: str, obj: object) -> None:
         methods = {m: timeout_parameter(getattr(obj, m)) for m in exposed_methods(type(obj))}
@@ -160,6 +166,23 @@ class Hub:
             )
         kwargs = dict(kwargs)
         kwargs.pop("rpc_timeout", None)
+        if (interface, method) in self.observed:
+            started = time.time()
+            result = self._call(info, interface, method, args, kwargs, timeout, raw)
+            self.observer(interface, method, args, kwargs, started, time.time())
+            return result
+        return self._call(info, interface, method, args, kwargs, timeout, raw)
+
+    def _call(
+        self,
+        info: InterfaceInfo,
+        interface: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        raw: bool,
+    ) -> Any:
         local = self._local.get(interface)
         if local is not None:
             return getattr(local, method)(*args, **kwargs)
@@ -173,6 +196,10 @@ class Hub:
             wait = method_wait(info, method, args, kwargs)
             timeout = wait + DEADLINE_MARGIN if wait > 0 else self.default_remote_timeout
         return target.call(interface, method, args, kwargs, timeout, raw=raw)
+
+
+def _no_observer(*args: Any) -> None:
+    pass
 
 
 def _service_command(interface: str) -> str:

@@ -56,6 +56,7 @@ from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
 from rtcloud.server.scanner_sim import ReplayPlan, ScannerSimulator
 from rtcloud.server.settings import SettingsFile
 from rtcloud.server.subject_relay import SubjectRelay
+from rtcloud.server.timeline import VolumeTimeline
 from rtcloud.server.ui_channel import UIChannel
 from rtcloud.server.uploads import (
     DEFAULT_UPLOAD_LIMIT,
@@ -168,6 +169,9 @@ class ProjectServer:
             remote=config.subject_remote,
         )
         self.hub.register_local("WebDisplayInterface", self.web)
+        #: Each volume's hops before the script, added to the scripts' quality records.
+        self.timeline = VolumeTimeline(self.hub, on_update=self.web.update_quality)
+        self.web.quality_hook = self.timeline.enrich
         self._register_custom_interfaces()
         self._secret = secrets.token_bytes(SECRET_BYTES)
         self.bridge = RpycBridge(self.hub, self._secret, port=config.rpyc_port)
@@ -489,6 +493,7 @@ class ProjectServer:
                 await self.ui.send_to(
                     ws, {"cmd": "setDataPoints", "value": self.web.getPreviousDataPoints()}
                 )
+                await self.ui.send_to(ws, self.web.quality_state())
             elif cmd == "runScript":
                 await self.run_script(
                     str(message.get("script")), message.get("runNum"), message.get("scanNum")
@@ -515,6 +520,8 @@ class ProjectServer:
                 self.ui.broadcast(self.config_message())
             elif cmd == "clearPlots":
                 self.web.clearAllPlots()
+            elif cmd == "clearQuality":
+                self.web.clearQuality()
             else:
                 raise StateError(f"unknown command {cmd!r}")
         except RTCloudError as exc:
@@ -622,6 +629,7 @@ class ProjectServer:
         if self.simulator is not None:
             self.simulator.close()
         self.uploads.close()
+        self.timeline.close()
         self.bridge.stop()
         self._remove_info()
         if self.data is not None:

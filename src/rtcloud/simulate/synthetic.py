@@ -19,7 +19,9 @@ it), and identifying-looking patient attributes for anonymization tests.
 The content is a smooth head-like ellipsoid with noise and, in a box-shaped region of
 interest, a block-design activation (``block`` volumes off, ``block`` on, ...) of a few
 percent, so feedback values visibly follow the blocks. Voxel indices (``activation_roi``) are
-those of the NIfTI image a converter (ours, or dcm2niix) makes of each file.
+those of the NIfTI image a converter (ours, or dcm2niix) makes of each file. With
+``motion`` > 0 the head also moves (``head_motion``: a slow drift and, every 40 volumes, a
+sudden movement of two volumes), for the Quality tab and the motion correction to show.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "activation_roi",
     "encode_csa2",
     "generate_series",
+    "head_motion",
     "make_volume_dataset",
     "make_volume_datasets",
 ]
@@ -114,6 +117,43 @@ class SeriesSpec:
     activation: float = 0.04
     noise: float = 0.01
     seed: int = 0
+    motion: float = 0.0
+
+
+def head_motion(index: int, amount: float) -> np.ndarray:
+    """The simulated head's six parameters at volume ``index`` (mm and degrees, as
+    :mod:`rtcloud.preprocess.motion` reports them), scaled by ``amount``."""
+    t = float(index)
+    params = np.array(
+        [
+            0.6 * math.sin(t / 17),
+            0.4 * math.sin(t / 23 + 1) - 0.4 * math.sin(1),
+            0.8 * math.sin(t / 29 + 2) - 0.8 * math.sin(2),
+            0.5 * math.sin(t / 19 + 0.5) - 0.5 * math.sin(0.5),
+            0.3 * math.sin(t / 31 + 1.5) - 0.3 * math.sin(1.5),
+            0.4 * math.sin(t / 13 + 2.5) - 0.4 * math.sin(2.5),
+        ]
+    )
+    if index % 40 in (25, 26):  # the participant moves suddenly, then settles back
+        params[2] += 1.2
+        params[3] += 0.8
+    return amount * params
+
+
+def _moved(volume: np.ndarray, params: np.ndarray, voxel_mm: Sequence[float]) -> np.ndarray:
+    """``volume`` as seen after the head moved by ``params`` (about the volume's centre)."""
+    from scipy import ndimage
+
+    from rtcloud.preprocess.motion import rigid_matrix
+
+    # the NIfTI image's axes (see _mosaic): x towards the left, so RAS x runs against it
+    affine = np.diag([-voxel_mm[0], voxel_mm[1], voxel_mm[2], 1.0])
+    center = affine[:3, :3] @ ((np.array(volume.shape) - 1) / 2.0)
+    to_source = np.linalg.inv(affine) @ np.linalg.inv(rigid_matrix(params, center)) @ affine
+    moved: np.ndarray = ndimage.affine_transform(
+        volume, to_source[:3, :3], offset=to_source[:3, 3], order=1, mode="nearest"
+    )
+    return moved
 
 
 def _phantom(spec: SeriesSpec) -> np.ndarray:
@@ -152,6 +192,8 @@ def _volume_pixels(
     if on:
         (x0, x1), (y0, y1), (z0, z1) = activation_roi(spec.shape)
         volume[x0:x1, y0:y1, z0:z1] *= 1.0 + spec.activation
+    if spec.motion:
+        volume = _moved(volume, head_motion(index, spec.motion), spec.voxel_mm)
     volume = volume * (1.0 + spec.noise * rng.standard_normal(volume.shape)) + 20.0
     pixels: np.ndarray = np.clip(volume, 0, 65535).astype(np.uint16)
     return pixels
@@ -508,16 +550,18 @@ def generate_series(
     block: int = 10,
     start: dt.datetime | None = None,
     layout: str = "mosaic",
+    motion: float = 0.0,
 ) -> list[Path]:
     """Write ``num_volumes`` volumes into ``out_dir`` in a layout; return the file paths.
 
     ``pattern`` names file ``TR`` (0-based) of scan ``SCAN``: volume TR for the mosaic and
     enhanced layouts, the TR-th slice file of the series (volume TR // slices, slice
-    TR % slices) for ``slices``.
+    TR % slices) for ``slices``. ``motion`` scales the simulated head motion (0: a still
+    head; 1: up to about 1 mm and 1 degree).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
-    spec = SeriesSpec(shape=shape, tr_ms=tr_ms, block=block, seed=seed)
+    spec = SeriesSpec(shape=shape, tr_ms=tr_ms, block=block, seed=seed, motion=motion)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

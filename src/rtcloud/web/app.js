@@ -1,6 +1,8 @@
 // The experimenter page: one WebSocket (/ws/ui) carries everything (see docs/web-protocol.md).
 // Server-provided text is only ever set with textContent, never parsed as HTML.
 
+import * as quality from "./quality.js";
+
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -233,6 +235,7 @@ const handlers = {
     redrawAll();
   },
   uploadStatus(msg) { debugLine(`file: ${msg.file}`); },
+  ...quality.handlers,
 };
 
 function updateButtons() {
@@ -525,4 +528,5 @@ $("clear-plots").addEventListener("click", () => send({ cmd: "clearPlots" }));
 // it, and draws the plots once it is there.
 if (!window.Plotly) $("plotly-js").addEventListener("load", () => redrawAll());
 
+quality.init({ send });
 connect();
