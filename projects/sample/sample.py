@@ -13,33 +13,46 @@ the participant and to the web page's plot, and the volume's quality (motion, FD
 time went, its slices) to the page's Quality tab. At the end of a run, write the values to a
 results file through the data interface.
 
-Run it on its own (no server; -y skips the "continue with local files?" question)::
+Run it on its own (no server; -y skips the "continue with local files?" question) with the
+Python that has rtcloud installed (``.venv/bin/python`` after ``scripts/bootstrap.py``, or
+``python`` once the environment is activated: ``source .venv/bin/activate``, on Windows
+``.venv\\Scripts\\activate``)::
 
-    python projects/sample/sample.py -y --config projects/sample/conf/sample.toml
+    .venv/bin/python projects/sample/sample.py -y --config projects/sample/conf/sample.toml
 
 or press Run on the web page of ``rtcloud serve -p sample``.
 """
 
 import argparse
 import datetime
+import glob
 import os
+import re
 import sys
 import time
-
-import numpy as np
 
 currPath = os.path.dirname(os.path.realpath(__file__))
 rootPath = os.path.dirname(os.path.dirname(currPath))
 sys.path.append(rootPath)  # what RT-Cloud scripts do; harmless with rtcloud installed
 
-from rtcloud.preprocess import Pipeline  # noqa: E402
-from rtCommon.clientInterface import ClientInterface  # noqa: E402
-from rtCommon.utils import (  # noqa: E402
-    calcAvgRoundTripTime,
-    getTimeToNextTR,
-    loadConfigFile,
-    stringPartialFormat,
-)
+try:
+    import numpy as np
+
+    from rtcloud.preprocess import Pipeline
+    from rtCommon.clientInterface import ClientInterface
+    from rtCommon.utils import (
+        calcAvgRoundTripTime,
+        getTimeToNextTR,
+        loadConfigFile,
+        stringPartialFormat,
+    )
+except ImportError as exc:  # started with a Python that does not have rtcloud
+    venv = os.path.join(rootPath, ".venv", "Scripts" if os.name == "nt" else "bin", "python")
+    sys.exit(
+        f"{os.path.basename(__file__)}: {exc} in {sys.executable}. Run it with the Python that "
+        f"has rtcloud: {venv} {' '.join(sys.argv)} (or activate that environment first: "
+        f"source .venv/bin/activate; on Windows .venv\\Scripts\\activate), or pip install rtcloud"
+    )
 
 defaultConfig = os.path.join(currPath, "conf", "sample.toml")
 
@@ -80,6 +93,9 @@ def doRun(cfg, runNum, scanNum, clientInterface):
     delayMs = float(cfg.onsetTimeDelayMs or 0)
 
     subjInterface.setMessage(f"Preparing run {runNum} ...")
+    # When Run was pressed (the server says so), else now: files older than this are old.
+    runStart = float(os.environ.get("RTCLOUD_RUN_STARTED") or time.time())
+    warnAboutOldFiles(dataInterface, dicomDir, pattern, scanNum, runStart)
     roundTrip = calcAvgRoundTripTime(dataInterface.ping)
     clockSkew = dataInterface.getClockSkew(time.time(), roundTrip)
     print(
@@ -106,6 +122,8 @@ def doRun(cfg, runNum, scanNum, clientInterface):
         timeout = float(cfg.firstVolumeTimeout or 60) if tr == 0 else trInterval + 10
         image = dataInterface.getVolume(streamId, int(tr), timeout=timeout)
         received = time.time()
+        if tr == 0:
+            subjInterface.setMessage(f"Run {runNum}")  # replaces "Preparing run ..."
         result = pipeline.process(image)
         for problem in result.setup_problems:  # e.g. a mask in another subject's space
             webInterface.setUserError(f"preprocessing: {problem}")
@@ -133,7 +151,10 @@ def doRun(cfg, runNum, scanNum, clientInterface):
         latency = ""
         if os.path.exists(fileName) and "MOSAIC" in image.sidecar.get("ImageType", []):
             # one file per volume, local data: time since the scanner's last byte
-            latency = f", {1000 * (received - os.path.getmtime(fileName)):.1f} ms after write"
+            written = os.path.getmtime(fileName)
+            latency = f", {1000 * (received - written):.1f} ms after write"
+            if written < runStart:
+                latency += " (WRITTEN BEFORE THIS RUN STARTED: an old file?)"
         nextTr = f", next TR in {toNextTr:.2f} s" if toNextTr is not None else ""
         moved = f", FD {result.fd:.2f} mm" if np.isfinite(result.fd) else ""
         flags = "".join(f" [{p.kind}]" for p in result.problems)
@@ -151,6 +172,26 @@ def doRun(cfg, runNum, scanNum, clientInterface):
     dataInterface.putFile(resultsFile, "\n".join(f"{v:.6f}" for v in values) + "\n")
     print(f"run {runNum}: wrote {resultsFile}", flush=True)
     return values
+
+
+def warnAboutOldFiles(dataInterface, dicomDir, pattern, scanNum, runStart):
+    """Say so when files of this scan from before the run are there: they would be read at
+    once as this run's volumes (a run repeated with the same scan number reads old files)."""
+    anyVolume = re.sub(r"\{TR[^}]*\}", "*", glob.escape(pattern))
+    try:
+        found = dataInterface.listFiles(os.path.join(dicomDir, anyVolume))
+    except Exception:  # e.g. the folder is not there yet, or not allowed for listing
+        return
+    # Files this computer sees (local data) count when written before the run started;
+    # those on a remote scanner computer when they are there at all.
+    old = [f for f in found if not os.path.exists(f) or os.path.getmtime(f) < runStart]
+    if old:
+        print(
+            f"warning: {len(old)} files of scan {scanNum} in {dicomDir} are from before this "
+            "run (an earlier run?); they are read at once as this run's volumes. Delete them, "
+            "or use another scan number, to wait for the scanner's new files.",
+            flush=True,
+        )
 
 
 def main(argv=None):

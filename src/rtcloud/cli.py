@@ -18,6 +18,7 @@ from rtcloud import __version__
 from rtcloud.alloc import tune_allocator
 from rtcloud.errors import InvocationError, RTCloudError, ValidationError
 from rtcloud.redact import RedactSecrets
+from rtcloud.server.config import DEFAULT_UPLOAD_LIMIT, DEFAULT_UPLOAD_TYPES
 
 __all__ = ["EXIT_ERROR", "EXIT_USAGE", "main"]
 
@@ -166,6 +167,37 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure", action="store_true", help="allow listening beyond 127.0.0.1 without TLS"
     )
     parser.add_argument(
+        "--replay",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="no scanner at hand: each Run replays a scan into the folder the project watches "
+        "(the config's imgDir, dicomNamePattern, numVolumes, trInterval), a synthetic one, "
+        "or the DICOM files of DIR; that scan's files from an earlier run are deleted first",
+    )
+    parser.add_argument(
+        "--upload-dir",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="a folder the page's Upload Files tab may put files into on this computer "
+        "(repeat for more; default: the project folder)",
+    )
+    parser.add_argument(
+        "--upload-types",
+        metavar="EXTS",
+        help="file types the page may upload to this computer, comma separated (default: "
+        + ",".join(DEFAULT_UPLOAD_TYPES)
+        + "); uploads to the scanner computer follow the data service's -f",
+    )
+    parser.add_argument(
+        "--upload-limit",
+        type=float,
+        default=DEFAULT_UPLOAD_LIMIT / 2**20,
+        metavar="MB",
+        help="largest file the page may upload, in MB",
+    )
+    parser.add_argument(
         "--interface",
         action="append",
         metavar="MODULE:CLASS",
@@ -208,6 +240,13 @@ def server_config_from_args(args: argparse.Namespace) -> object:
         tls_key=tls_key,
         insecure=args.insecure,
         jspsych=args.jspsych,
+        upload_dirs=[d.expanduser().resolve() for d in args.upload_dir or []],
+        upload_types=[t.strip() for t in args.upload_types.split(",") if t.strip()]
+        if args.upload_types
+        else None,
+        upload_limit=int(args.upload_limit * 2**20),
+        replay=args.replay is not None,
+        replay_source=Path(args.replay).expanduser().resolve() if args.replay else None,
         interfaces=tuple(args.interface or ()),
     )
 
@@ -239,6 +278,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if config.test:
         print("test mode: user 'test', password 'test' also accepted", flush=True)
+    if server.simulator is not None:
+        print(server.replay_note(), flush=True)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -295,11 +336,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 SERVE_DESCRIPTION = """\
-Run one experiment project: its web page (Run, Session, Settings, Data Plots, Log), the
-scripts it starts, and the hub that data and subject services connect to. Prints the page's
-address and a one-time login link.
+Run one experiment project: its web page (Run, Session, Settings, Data Plots, Quality, Log,
+Upload Files), the scripts it starts, and the hub that data and subject services connect to.
+Prints the page's address and a one-time login link.
 
 examples:
+  rtcloud serve -p sample --replay           the sample project, with a simulated scanner
   rtcloud serve -p sample --test             the sample project, user test/test allowed
   rtcloud serve -p myexp --host 0.0.0.0 --tls auto --remote   for services on other computers
 """

@@ -62,7 +62,9 @@ def foreign_site():
 def page(browser):
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     page = context.new_page()
-    page.set_default_timeout(15000)
+    # A bound, not a wait: pages load in well under a second on a quiet machine, but take
+    # 10-20 s while several test suites share two cores.
+    page.set_default_timeout(45000)
     yield page
     context.close()
 

@@ -251,11 +251,17 @@ def create_app(server: ProjectServer) -> ASGIApp:
     """The web application of one project server."""
     webdir = web_dir()
 
-    def login_page(error: str = "", next_path: str = "/", status: int = 200) -> HTMLResponse:
+    def login_page(
+        error: str = "", next_path: str = "/", status: int = 200, username: str = ""
+    ) -> HTMLResponse:
         text = (webdir / "login.html").read_text(encoding="utf-8")
         text = text.replace("{{error}}", html.escape(error)).replace(
             "{{next}}", html.escape(next_path, quote=True)
         )
+        # After a wrong password the name stays, and the cursor waits in the password field.
+        text = text.replace("{{username}}", html.escape(username, quote=True))
+        text = text.replace("{{username_focus}}", "" if username else "autofocus")
+        text = text.replace("{{password_focus}}", "autofocus" if username else "")
         return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
 
     def logged_in(user: str, target: str | None, known_device: bool = False) -> Response:
@@ -317,7 +323,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
         ok = await asyncio.to_thread(server.check_password, user, password)
         if not ok:
             logger.warning("failed login for user %r from %s", user, client)
-            return login_page("Wrong user name or password.", target, status=401)
+            return login_page("Wrong user name or password.", target, status=401, username=user)
         server.throttle.succeeded(*keys)
         logger.info("user %s logged in from %s", user, client)
         return logged_in(user, target, known_device=device is not None)
@@ -369,6 +375,16 @@ def create_app(server: ProjectServer) -> ASGIApp:
 
         return JSONResponse(server.config_state())
 
+    async def api_upload(request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        if request.method == "GET":
+            return JSONResponse(await server.uploads.describe())
+        if not origin_allowed(request):  # a form on another site cannot post files here
+            return JSONResponse({"error": "uploads come from this server's page"}, 403)
+        user = request.scope.get("state", {}).get("user", "?")
+        return await server.uploads.receive(request, user)
+
     async def ui_socket(ws: WebSocket) -> None:
         user = ws.scope.get("state", {}).get("user", "?")
         await server.ui.serve(ws, lambda sock, msg: server.handle_ui(sock, msg, user))
@@ -381,6 +397,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
         Route("/static/plotly.min.js", plotly),
         Route("/api/config", api_config),
         Route("/api/session", api_session),
+        Route("/api/upload", api_upload, methods=["GET", "POST"]),
         Route("/feedback", feedback),
         Route("/feedback/jspsych", feedback_jspsych),
         WebSocketRoute("/ws/ui", ui_socket),

@@ -18,6 +18,8 @@ from pathlib import Path
 from rtcloud.errors import InvocationError
 
 __all__ = [
+    "DEFAULT_UPLOAD_LIMIT",
+    "DEFAULT_UPLOAD_TYPES",
     "JSPSYCH_CDN_VERSION",
     "JsPsychDist",
     "ServerConfig",
@@ -26,6 +28,26 @@ __all__ = [
     "is_loopback",
 ]
 
+#: Largest file the page may upload by default (bytes).
+DEFAULT_UPLOAD_LIMIT = 256 * 1024 * 1024
+#: File types the page may upload to the server by default: images, masks, tables, arrays,
+#: stimulus lists. No scripts or configs (a script may run; a config changes the experiment),
+#: and no pickles (loading one runs code).
+DEFAULT_UPLOAD_TYPES = (
+    ".dcm",
+    ".nii",
+    ".nii.gz",
+    ".mat",
+    ".txt",
+    ".csv",
+    ".tsv",
+    ".json",
+    ".npy",
+    ".npz",
+    ".png",
+    ".jpg",
+    ".jpeg",
+)
 #: The jsPsych version the feedback page loads from the unpkg CDN without ``--jspsych``.
 JSPSYCH_CDN_VERSION = "7.3.4"
 #: Browser builds of jsPsych, best first (7 and 8 ship index.browser*.js in ``dist``).
@@ -172,6 +194,16 @@ class ServerConfig:
     interfaces: tuple[str, ...] = ()
     #: A local jsPsych to serve under /jspsych/ (``--jspsych``); None: the page uses a CDN.
     jspsych: Path | None = None
+    #: ``--replay``: each Run replays a scan into the folder the project watches.
+    replay: bool = False
+    #: ``--replay DIR``: the DICOMs to replay (None: a synthetic series).
+    replay_source: Path | None = None
+    #: Folders the page may upload files into on this server (empty: the project folder).
+    upload_dirs: list[Path] = field(default_factory=list)
+    #: File types the page may upload to this server (None: the defaults of server.uploads).
+    upload_types: list[str] | None = None
+    #: Largest file the page may upload, in bytes (None: the default of server.uploads).
+    upload_limit: int | None = None
     #: What :func:`find_jspsych` found in ``jspsych`` (set on creation).
     jspsych_dist: JsPsychDist | None = field(default=None, init=False)
 

@@ -17,14 +17,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rtcloud.errors import StateError
 from rtcloud.lifeline import ENV_VAR as LIFELINE
 
-__all__ = ["RunState", "RunStatus", "ScriptRunner"]
+__all__ = ["RUN_STARTED_VAR", "RunState", "RunStatus", "ScriptRunner"]
+
+#: Environment variable telling a started script when its start was asked for (epoch seconds).
+RUN_STARTED_VAR = "RTCLOUD_RUN_STARTED"
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ class RunStatus:
     script: str | None = None
     exit_code: int | None = None
     message: str = ""
+    #: Of a failed run: its last line of output (usually the error), also in ``message``.
+    detail: str = ""
 
     def as_message(self) -> dict[str, object]:
         return {
@@ -56,6 +62,7 @@ class RunStatus:
             "script": self.script,
             "exitCode": self.exit_code,
             "message": self.message,
+            "detail": self.detail,
         }
 
 
@@ -87,16 +94,28 @@ class ScriptRunner:
         self.status = status
         self._on_status(status)
 
-    async def start(self, name: str, script: Path, args: Sequence[str], cwd: Path) -> None:
-        """Start ``python -u script args...``; StateError if a script is already running."""
+    async def start(
+        self,
+        name: str,
+        script: Path,
+        args: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start ``python -u script args...``; StateError if a script is already running.
+
+        The script's environment is this process's, plus the runner's and ``env``, plus
+        ``RTCLOUD_RUN_STARTED``: when the start was asked for (``time.time()``), so that a
+        script can tell files of this run from older ones.
+        """
         if self.running:
             raise StateError(
                 f"{self.status.script} is still running; stop it before starting {name}"
             )
         if not script.is_file():
             raise StateError(f"{name} script {str(script)!r} does not exist")
-        env = dict(os.environ)
-        env.update(self._env)
+        started = time.time()
+        env = {**os.environ, **self._env, RUN_STARTED_VAR: f"{started:.3f}", **(env or {})}
         env["PYTHONUNBUFFERED"] = "1"
         env[LIFELINE] = "stdin"  # its stdin pipe closes when this server stops or dies
         env.setdefault("PYTHONIOENCODING", "utf-8")
@@ -151,7 +170,11 @@ class ScriptRunner:
         else:
             detail = err or out or "no output"
             status = RunStatus(
-                RunState.FAILED, name, code, f"{name} failed (exit status {code}): {detail}"
+                RunState.FAILED,
+                name,
+                code,
+                f"{name} failed (exit status {code}): {detail}",
+                detail=detail,
             )
         logger.info("%s ended: %s (exit status %s)", name, status.state, code)
         self._proc = None

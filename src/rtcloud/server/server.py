@@ -56,11 +56,18 @@ from rtcloud.server.data_streams import DataStreams
 from rtcloud.server.feedback_pages import serve_feedback_page
 from rtcloud.server.hub import Hub
 from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
+from rtcloud.server.scanner_sim import ReplayPlan, ScannerSimulator
 from rtcloud.server.settings import SettingsFile
 from rtcloud.server.subject_relay import SubjectRelay
 from rtcloud.server.throttle import LoginThrottle
 from rtcloud.server.timeline import VolumeTimeline
 from rtcloud.server.ui_channel import UIChannel
+from rtcloud.server.uploads import (
+    DEFAULT_UPLOAD_LIMIT,
+    DEFAULT_UPLOAD_TYPES,
+    UploadRules,
+    Uploads,
+)
 from rtcloud.transport.discovery import ADDRESS_VAR, ENV_VAR, servers_dir
 from rtcloud.transport.rpyc_bridge import SECRET_BYTES, RpycBridge
 from rtcloud.transport.ws_server import ServiceChannel
@@ -116,6 +123,13 @@ class ProjectServer:
         self.config = config
         self.settings = SettingsFile(config.config_path)
         self.settings.load()  # a broken config stops the start with a clear message
+        #: The pretend scanner of ``--replay`` (None without it).
+        self.simulator: ScannerSimulator | None = None
+        if config.replay:
+            self.replay_plan()  # a config without what --replay needs stops the start
+            self.simulator = ScannerSimulator(
+                config.project_dir, config.replay_source, report=self._replay_report
+            )
         self._config_stamp = self.settings.stamp()
         self._config_problem: str | None = None
         #: Seconds between two looks at the config file's modification time.
@@ -174,6 +188,18 @@ class ProjectServer:
             self._on_run_status,
             env={ADDRESS_VAR: json.dumps(self._connection_info())},
             grace_period=config.grace_period,
+        )
+        #: The Upload Files tab: its rules, and the files it sends.
+        self.uploads = Uploads(
+            UploadRules(
+                folders=list(config.upload_dirs) or [config.project_dir],
+                types=list(config.upload_types or DEFAULT_UPLOAD_TYPES),
+                limit=config.upload_limit or DEFAULT_UPLOAD_LIMIT,
+            ),
+            self.hub,
+            config.data_remote,
+            lambda: self.service_connected("data"),
+            report=lambda text: self.ui.broadcast({"cmd": "uploadStatus", "file": text}),
         )
         self.started = threading.Event()
         #: Called with (script, stream, line) for every line a script prints.
@@ -324,6 +350,27 @@ class ProjectServer:
 
     # ------------------------------------------------------------ messages to pages
 
+    # ------------------------------------------------------------ --replay
+
+    def replay_plan(self) -> ReplayPlan:
+        """Where and how ``--replay`` writes a run's volumes (from the config)."""
+        return ReplayPlan.from_config(
+            self.settings.load(), self.config.project_dir, str(self.settings.path)
+        )
+
+    def replay_note(self) -> str:
+        """What pressing Run does with ``--replay``, for the page and the terminal."""
+        if self.simulator is None:
+            return ""
+        try:
+            return self.simulator.describe(self.replay_plan())
+        except ConfigError as exc:
+            return f"Simulated scanner (rtcloud serve --replay): {exc}"
+
+    def _replay_report(self, text: str) -> None:
+        logger.info("%s", text)
+        self.ui.broadcast({"cmd": "debugLog", "value": text})
+
     # ------------------------------------------------------------ the experiment's config file
 
     def config_state(self) -> dict[str, Any]:
@@ -439,9 +486,12 @@ class ProjectServer:
             hook(script, stream, line)
 
     def _on_run_status(self, status: RunStatus) -> None:
+        ended = status.state in (RunState.STOPPED, RunState.COMPLETE, RunState.FAILED)
+        if ended and status.script == "mainScript" and self.simulator is not None:
+            self.simulator.stop(wait=False)
         self.ui.broadcast(status.as_message())
-        if status.state == RunState.FAILED:
-            self.ui.broadcast({"cmd": "userError", "error": status.message})
+        if status.state == RunState.FAILED:  # the cause, once: the status names the script
+            self.ui.broadcast({"cmd": "userError", "error": status.detail or status.message})
 
     # ------------------------------------------------------------ commands from pages
 
@@ -456,6 +506,7 @@ class ProjectServer:
                         "project": self.config.project_name,
                         "user": user,
                         "title": self._config_title(),
+                        "replay": self.replay_note(),
                     },
                 )
                 await self.ui.send_to(ws, self.config_state())
@@ -508,12 +559,23 @@ class ProjectServer:
             "finalizeScript": self.config.finalize_script,
         }[script]
         args = ["--config", str(self.settings.path)]
+        replay: tuple[ScannerSimulator, ReplayPlan, list[int]] | None = None
         if script == "mainScript":
             cfg = self.settings.load()
             runs = _int_list(run_num if run_num is not None else cfg.runNum, "run numbers")
             scans = _int_list(scan_num if scan_num is not None else cfg.scanNum, "scan numbers")
             args += ["--runs", ",".join(map(str, runs)), "--scans", ",".join(map(str, scans))]
-        await self.runner.start(script, path, args, self.config.project_dir)
+            if self.simulator is not None and not self.runner.running:
+                replay = (self.simulator, self.replay_plan(), scans[: len(runs)])
+        if replay is not None:  # the old files of these scans go before the script looks
+            simulator, plan, scans = replay
+            await asyncio.to_thread(simulator.start, plan, scans)
+        try:
+            await self.runner.start(script, path, args, self.config.project_dir)
+        except BaseException:
+            if replay is not None:
+                replay[0].stop(wait=False)
+            raise
 
     # ------------------------------------------------------------ lifecycle
 
@@ -597,6 +659,9 @@ class ProjectServer:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        if self.simulator is not None:
+            self.simulator.close()
+        self.uploads.close()
         self.timeline.close()
         self.bridge.stop()
         self._remove_info()

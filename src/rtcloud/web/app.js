@@ -25,26 +25,47 @@ function showTab(name) {
   for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.tab === name);
   for (const pane of document.querySelectorAll(".pane")) pane.classList.toggle("active", pane.id === `pane-${name}`);
   if (name === "plots") redrawAll();
+  // Lines that came while a log was hidden: show its end (unless the user had scrolled up).
+  for (const log of document.querySelectorAll(`#pane-${name} .log`)) followEnd(log);
 }
 
 // ------------------------------------------------------------------ logs
 
+// Each log follows its last line unless the user scrolled up in it; a hidden log (no
+// height) keeps following, and shows its end when its tab opens.
+const following = new WeakMap();
+
+for (const log of document.querySelectorAll(".log")) {
+  log.addEventListener("scroll", () => {
+    if (log.clientHeight) following.set(log, log.scrollHeight - log.scrollTop - log.clientHeight < 30);
+  });
+}
+
+function followEnd(el) {
+  if (following.get(el) !== false) el.scrollTop = el.scrollHeight;
+}
+
+function lineClass(text, cls) {
+  if (cls) return cls;
+  return /^\s*(warning|warn)\b/i.test(text) ? "warn" : "";
+}
+
 function appendLog(el, text, cls) {
-  const nearBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 30;
   const line = document.createElement("div");
-  if (cls) line.className = cls;
+  const kind = lineClass(text, cls);
+  if (kind) line.className = kind;
   line.textContent = text;
   el.appendChild(line);
   while (el.childElementCount > 5000) el.removeChild(el.firstChild);
-  if (nearBottom) el.scrollTop = el.scrollHeight;
+  followEnd(el);
 }
 
 function debugLine(text, cls) {
   const stamp = new Date().toLocaleTimeString();
   const el = $("debug-log");
-  const nearBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 30;
   const line = document.createElement("div");
-  if (cls) line.className = cls;
+  const kind = lineClass(text, cls);
+  if (kind) line.className = kind;
   const ts = document.createElement("span");
   ts.className = "ts";
   ts.textContent = `${stamp} `;
@@ -52,7 +73,7 @@ function debugLine(text, cls) {
   line.appendChild(document.createTextNode(text));
   el.appendChild(line);
   while (el.childElementCount > 10000) el.removeChild(el.firstChild);
-  if (nearBottom) el.scrollTop = el.scrollHeight;
+  followEnd(el);
 }
 
 $("clear-log").addEventListener("click", () => { $("debug-log").textContent = ""; });
@@ -108,6 +129,8 @@ const handlers = {
     $("project").textContent = `project ${msg.project}`;
     $("user").textContent = msg.user;
     if (msg.title) setTitle(msg.title);
+    $("replay-note").textContent = msg.replay || "";
+    $("replay-note").hidden = !msg.replay;
   },
   config(msg) {
     showConfigProblem(null);
@@ -149,9 +172,17 @@ const handlers = {
     }
   },
   runStatus(msg) {
+    if (typeof msg.status === "string") {  // webInterface.sendRunStatus(text) from a script
+      showProgress(msg.status, null, null);
+      return;
+    }
+    const starting = msg.state === "running" && state.status.state !== "running";
     state.status = msg;
-    const running = msg.state === "running" || msg.state === "stopping";
-    const text = msg.message || msg.state;
+    if (starting && msg.script === "mainScript") startProgress();
+    // A failure's cause goes to the error line (userError), once; the status says what failed.
+    const text = msg.state === "failed"
+      ? `${msg.script} failed (exit status ${msg.exitCode})`
+      : msg.message || msg.state;
     const isMain = msg.script === "mainScript" || msg.script === null;
     for (const id of isMain ? ["run-status"] : ["session-status"]) {
       const el = $(id);
@@ -192,6 +223,7 @@ const handlers = {
     } else {
       if (!state.runs.has(msg.runId)) state.runs.set(msg.runId, new Map());
       state.runs.get(msg.runId).set(msg.trId, msg.value);
+      countProgress(msg.runId);
     }
     schedulePlot(msg.runId);
   },
@@ -260,14 +292,51 @@ $("run-button").addEventListener("click", () => {
 });
 $("stop-button").addEventListener("click", () => send({ cmd: "stop" }));
 $("session-stop-button").addEventListener("click", () => send({ cmd: "stop" }));
-$("init-button").addEventListener("click", () => {
-  $("session-log").textContent = "";
-  send({ cmd: "runScript", script: "initScript" });
-});
-$("finalize-button").addEventListener("click", () => {
-  $("session-log").textContent = "";
-  send({ cmd: "runScript", script: "finalizeScript" });
-});
+// Initialize and Finalize share the Session log: each run starts under its own heading, and
+// Finalize does not wipe what Initialize printed.
+function sessionScript(script, label) {
+  if (send({ cmd: "runScript", script })) {
+    appendLog($("session-log"), `----- ${label} (${new Date().toLocaleTimeString()}) -----`, "heading");
+  }
+}
+$("init-button").addEventListener("click", () => sessionScript("initScript", "Initialize Session"));
+$("finalize-button").addEventListener("click", () => sessionScript("finalizeScript", "Finalize Session"));
+
+// ------------------------------------------------------------------ run progress
+
+// "Run 1: TR k of N" while the main script runs: k counts the run's plotted volumes, N is the
+// config's numVolumes when it has one. A script's own sendRunStatus text replaces it.
+const progress = { runId: null, counted: new Set(), startedRuns: new Set() };
+
+function startProgress() {
+  progress.runId = null;
+  progress.startedRuns = new Set(state.runs.keys());
+  showProgress("", null, null);
+}
+
+function configNumber(key) {
+  const item = state.config && state.config.items.find((i) => i.key === key);
+  return item && item.type === "int" && item.value > 0 ? item.value : null;
+}
+
+function countProgress(runId) {
+  if (state.status.state !== "running" || state.status.script !== "mainScript") return;
+  progress.runId = runId;
+  const done = state.runs.get(runId).size;
+  const total = configNumber("numVolumes");
+  const text = total ? `Run ${runId}: TR ${done} of ${total}` : `Run ${runId}: TR ${done}`;
+  showProgress(text, done, total);
+}
+
+function showProgress(text, done, total) {
+  $("run-progress-text").textContent = text;
+  const bar = $("run-progress-bar");
+  bar.hidden = !total;
+  if (total) {
+    bar.max = total;
+    bar.value = Math.min(done, total);
+  }
+}
 
 // ------------------------------------------------------------------ settings
 
@@ -444,11 +513,20 @@ function drawRun(runId) {
     xaxis: { title: { text: plot.xLabel || "TR #" }, autorange: !plot.xRange, range: plot.xRange || undefined },
     yaxis: { title: { text: plot.yLabel || "Value" }, autorange: !plot.yRange, range: plot.yRange || undefined },
   };
+  // Volume numbers are whole: no "0.5" ticks on a short run.
+  if (xs.every(Number.isInteger)) {
+    layout.xaxis.tickformat = "d";
+    if (xs[xs.length - 1] - xs[0] < 12) layout.xaxis.dtick = 1;
+  }
   Plotly.react(el, [{ x: xs, y: ys, mode: "lines+markers", line: { color: "#2f6fb0" }, name: `run ${runId}` }],
     layout, { responsive: true, displaylogo: false });
 }
 
 $("clear-plots").addEventListener("click", () => send({ cmd: "clearPlots" }));
+
+// plotly.js (about 5 MB) loads on its own: the page connects and works without waiting for
+// it, and draws the plots once it is there.
+if (!window.Plotly) $("plotly-js").addEventListener("load", () => redrawAll());
 
 quality.init({ send });
 connect();
