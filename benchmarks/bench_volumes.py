@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 "remote",
                 files,
                 "pieces",
-                args.tr / per if per > 1 else args.tr,
+                args.tr,  # per volume: replay_series spreads a volume's files over it
                 work,
                 case,
                 rss_interval=1.0,
@@ -119,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
                 files_per_volume=per,
                 expected_bytes=expected,
             )
-            if per > 1:  # run_stream spaced files tr/per apart; a volume took one TR
-                result["tr_s"] = args.tr
             for key in ("_samples", "_window"):
                 result.pop(key, None)
             results["cases"][case] = result

@@ -56,6 +56,50 @@ def test_bad_records_are_refused_with_what_is_wrong():
         web.sendQuality(1, 1, {"x": b"0" * (5 * 1024 * 1024)})
 
 
+def test_numpy_values_and_subclasses_become_plain_json_values():
+    import enum
+    import json
+
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    sent = []
+    web = WebDisplayInterface(sink=sent.append)
+    web.sendQuality(
+        np.int64(2),
+        np.float32(4.0),
+        {
+            "motion": np.array([0.5, np.inf, -1.0]),
+            "grid": np.arange(4, dtype=np.uint8).reshape(2, 2),
+            "level": Level.HIGH,
+            "ok": np.bool_(True),
+            "nested": ({"a": (np.int16(7),)},),
+        },
+    )
+    record = sent[-1]["record"]
+    assert record["motion"] == [0.5, None, -1.0]
+    assert record["grid"] == [[0, 1], [2, 3]]
+    assert record["level"] == 2 and type(record["level"]) is int
+    assert record["ok"] is True
+    assert record["nested"] == [{"a": [7]}]
+    assert record["runId"] == 2 and record["trId"] == 4.0
+    json.dumps(sent[-1], allow_nan=False)  # what the page channel does with it
+
+
+def test_the_size_limit_counts_every_value_and_nesting_is_bounded():
+    web = WebDisplayInterface(sink=lambda m: None)
+    with pytest.raises(ValidationError, match="larger than"):  # many small strings
+        web.sendQuality(1, 1, {"x": ["a" * 1024] * (5 * 1024)})
+    with pytest.raises(ValidationError, match="larger than"):  # one large array
+        web.sendQuality(1, 1, {"x": np.zeros(1024 * 1024)})
+    deep: dict = {"v": 1}
+    for _ in range(10):
+        deep = {"d": deep}
+    with pytest.raises(ValidationError, match="nested too deeply"):
+        web.sendQuality(1, 1, deep)
+    assert web.quality_state()["value"] == []  # nothing refused was kept
+
+
 def test_only_the_latest_records_are_kept():
     web = WebDisplayInterface(sink=lambda m: None)
     for tr in range(QUALITY_KEEP + 10):

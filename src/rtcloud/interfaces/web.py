@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from rtcloud.errors import ValidationError
 from rtcloud.interfaces.expose import Interface, expose
 from rtcloud.utils import npToPy
@@ -33,38 +35,56 @@ QUALITY_KEEP = 5000
 QUALITY_MAX_BYTES = 4 * 1024 * 1024
 
 
-def _page_value(value: Any, depth: int = 0) -> Any:
-    """``value`` made JSON-ready for the page: bytes as base64 text, NaN and inf as None."""
-    value = npToPy(value)
-    if value is None or isinstance(value, (bool, int, str)):
+def _page_value(value: Any, budget: list[int], depth: int = 0) -> Any:
+    """``value`` made JSON-ready for the page: bytes as base64 text, NaN and inf as None.
+
+    One pass over the record: ``budget[0]`` (bytes left) shrinks by each value's size
+    (text and bytes their length, anything else 8), and the record is refused once it is
+    spent, before a large value is converted.
+    """
+    kind = type(value)
+    if kind is str:
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            raise ValidationError(
+                f"sendQuality: the record is larger than {QUALITY_MAX_BYTES} bytes"
+            )
         return value
-    if isinstance(value, float):
+    if kind is float:
+        budget[0] -= 8
         return value if math.isfinite(value) else None
+    if value is None or kind is bool or kind is int:
+        budget[0] -= 8
+        return value
     if depth > 6:
         raise ValidationError("sendQuality: the record is nested too deeply")
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            raise ValidationError(
+                f"sendQuality: the record is larger than {QUALITY_MAX_BYTES} bytes"
+            )
+        return base64.b64encode(value).decode("ascii")
     if isinstance(value, Mapping):
-        return {str(k): _page_value(v, depth + 1) for k, v in value.items()}
+        return {str(k): _page_value(v, budget, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_page_value(v, depth + 1) for v in value]
-    tolist = getattr(value, "tolist", None)  # a numpy array
-    if tolist is not None:
-        return _page_value(tolist(), depth + 1)
+        return [_page_value(v, budget, depth + 1) for v in value]
+    if isinstance(value, np.generic):  # a numpy scalar
+        return _page_value(value.item(), budget, depth + 1)
+    if isinstance(value, np.ndarray):
+        budget[0] -= 8 * value.size
+        if budget[0] < 0:
+            raise ValidationError(
+                f"sendQuality: the record is larger than {QUALITY_MAX_BYTES} bytes"
+            )
+        return _page_value(value.tolist(), budget, depth + 1)
+    for plain in (str, int, float):  # subclasses (an IntEnum, a str subclass)
+        if isinstance(value, plain):
+            return _page_value(plain(value), budget, depth)
     raise ValidationError(
         f"sendQuality: values must be numbers, text, bytes, lists or dicts; got "
         f"{type(value).__name__}"
     )
-
-
-def _size(value: Any) -> int:
-    if isinstance(value, (bytes, bytearray, memoryview, str)):
-        return len(value)
-    if isinstance(value, Mapping):
-        return sum(_size(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return sum(_size(v) for v in value)
-    return 8
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -224,11 +244,7 @@ class WebDisplayInterface(Interface):
                 f"sendQuality: quality must be a dict (e.g. result.quality()), got "
                 f"{type(quality).__name__}"
             )
-        if _size(quality) > QUALITY_MAX_BYTES:
-            raise ValidationError(
-                f"sendQuality: the record is larger than {QUALITY_MAX_BYTES} bytes"
-            )
-        record = _page_value(quality)
+        record = _page_value(quality, [QUALITY_MAX_BYTES])
         record["runId"] = run
         record["trId"] = x
         if self.quality_hook is not None:
