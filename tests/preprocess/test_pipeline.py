@@ -13,6 +13,7 @@ import pytest
 from rtcloud.errors import MaskError, RegistrationError, VolumeError
 from rtcloud.preprocess import STAGES, Pipeline
 from rtcloud.preprocess.metrics import framewise_displacement
+from rtcloud.preprocess.slices import SliceViews
 
 
 def _roi_images(img) -> dict:
@@ -41,7 +42,12 @@ def test_every_volume_gets_motion_quality_rois_and_stage_times(real_series, tmp_
     assert results[-1].volumes == 11
     assert results[-1].usable_minutes == pytest.approx((11 - results[-1].volumes_over) * 1.5 / 60)
     quality = results[-1].quality()
-    assert len(msgpack.packb(quality)) < 20000
+    assert isinstance(quality["slices"], SliceViews)  # drawn when first looked at
+    plain = {**quality, "slices": dict(quality["slices"])}
+    assert len(msgpack.packb(plain)) < 20000
+    drawn = results[-1]._pipeline.viewer.images(results[-1].realigned)  # what it draws
+    assert plain["slices"]["views"] == drawn["views"]
+    assert plain["slices"]["point"] == drawn["point"]
     json.dumps({k: v for k, v in quality.items() if k != "slices"}, allow_nan=False)
     assert [v["name"] for v in quality["slices"]["views"]] == ["axial", "coronal", "sagittal"]
 

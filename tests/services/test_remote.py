@@ -159,6 +159,7 @@ def test_quality_records_get_the_volumes_hops_from_a_remote_data_service(remote,
         received = time.time()
         server.timeline.flush(10)
         client.webInterface.sendQuality(1, 2, {"timeline": {"received": received}})
+        assert client.rpcConn.flush_posted(10)  # posted: the script did not wait for it
         record = [m for m in sent if m.get("cmd") == "quality"][-1]["record"]
         hops = record["hops"]
         assert hops["waiting"] >= 90  # the file waited ~0.1 s for the script's request

@@ -8,6 +8,14 @@ its interfaces are local or remote (RT-Cloud raised TypeError there).
 ``@expose(quick=True)`` also says the method never blocks (no waiting for files, peers or
 locks held long): a remote service then runs it at once, in order, instead of handing it
 to a worker thread, which saves a thread switch on every call of ``setResult``.
+
+``@expose(posted=check)`` says a script need not wait for the method's reply: through the
+project server, the script's proxy calls ``check`` with the call's arguments (which raises
+what is wrong with them, in the script), then hands the call to one background thread that
+sends such calls in order and returns at once. ``check`` returns a function that gives the
+arguments to send (it runs on that thread, so it may finish work ``check`` left undone). A
+delivery that fails is raised by the script's next posted call, and the proxy's
+``close`` waits for what is still queued. In-process, the method runs as usual.
 """
 
 from __future__ import annotations
@@ -16,9 +24,21 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
-from rtcloud.rpc.dispatch import EXPOSED_MARK, QUICK_MARK, exposed_names
+from rtcloud.rpc.dispatch import EXPOSED_MARK, POSTED_MARK, QUICK_MARK, exposed_names
 
-__all__ = ["EXPOSED_MARK", "QUICK_MARK", "Interface", "expose", "exposed_methods"]
+__all__ = [
+    "EXPOSED_MARK",
+    "POSTED_MARK",
+    "QUICK_MARK",
+    "Interface",
+    "PostedCheck",
+    "expose",
+    "exposed_methods",
+]
+
+#: ``check(*args, **kwargs)`` of a posted method: raises on bad arguments, else returns the
+#: function (run on the sending thread) that gives the ``(args, kwargs)`` to send.
+PostedCheck = Callable[..., Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,13 +49,16 @@ def expose(func: F) -> F: ...
 
 
 @overload
-def expose(*, quick: bool = False) -> Callable[[F], F]: ...
+def expose(*, quick: bool = False, posted: PostedCheck | None = None) -> Callable[[F], F]: ...
 
 
-def expose(func: F | None = None, *, quick: bool = False) -> F | Callable[[F], F]:
+def expose(
+    func: F | None = None, *, quick: bool = False, posted: PostedCheck | None = None
+) -> F | Callable[[F], F]:
     """Mark ``func`` as callable through RPC; drop an ``rpc_timeout`` keyword in local calls.
 
-    Use as ``@expose``, or ``@expose(quick=True)`` for a method that never blocks.
+    Use as ``@expose``, ``@expose(quick=True)`` for a method that never blocks, or
+    ``@expose(posted=check)`` for one whose caller need not wait (module docstring).
     """
 
     def mark(target: F) -> F:
@@ -46,6 +69,8 @@ def expose(func: F | None = None, *, quick: bool = False) -> F | Callable[[F], F
 
         setattr(wrapper, EXPOSED_MARK, True)
         setattr(wrapper, QUICK_MARK, bool(quick))
+        if posted is not None:
+            setattr(wrapper, POSTED_MARK, posted)
         return cast(F, wrapper)
 
     return mark(func) if func is not None else mark

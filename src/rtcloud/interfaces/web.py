@@ -35,12 +35,15 @@ QUALITY_KEEP = 5000
 QUALITY_MAX_BYTES = 4 * 1024 * 1024
 
 
-def _page_value(value: Any, budget: list[int], depth: int = 0) -> Any:
+def _page_value(value: Any, budget: list[int], depth: int = 0, lazy: bool = False) -> Any:
     """``value`` made JSON-ready for the page: bytes as base64 text, NaN and inf as None.
 
     One pass over the record: ``budget[0]`` (bytes left) shrinks by each value's size
     (text and bytes their length, anything else 8), and the record is refused once it is
-    spent, before a large value is converted.
+    spent, before a large value is converted. An object with a ``__page_value__`` method
+    (slices drawn on demand, :class:`rtcloud.preprocess.slices.SliceViews`) stands for what
+    that method returns; with ``lazy`` it is left in place, to be drawn later. Converting a
+    converted record again gives the same record.
     """
     kind = type(value)
     if kind is str:
@@ -58,6 +61,9 @@ def _page_value(value: Any, budget: list[int], depth: int = 0) -> Any:
         return value
     if depth > 6:
         raise ValidationError("sendQuality: the record is nested too deeply")
+    draw = getattr(value, "__page_value__", None)
+    if draw is not None:
+        return value if lazy else _page_value(draw(), budget, depth + 1)
     if isinstance(value, (bytes, bytearray, memoryview)):
         budget[0] -= len(value)
         if budget[0] < 0:
@@ -66,9 +72,9 @@ def _page_value(value: Any, budget: list[int], depth: int = 0) -> Any:
             )
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, Mapping):
-        return {str(k): _page_value(v, budget, depth + 1) for k, v in value.items()}
+        return {str(k): _page_value(v, budget, depth + 1, lazy) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_page_value(v, budget, depth + 1) for v in value]
+        return [_page_value(v, budget, depth + 1, lazy) for v in value]
     if isinstance(value, np.generic):  # a numpy scalar
         return _page_value(value.item(), budget, depth + 1)
     if isinstance(value, np.ndarray):
@@ -85,6 +91,38 @@ def _page_value(value: Any, budget: list[int], depth: int = 0) -> Any:
         f"sendQuality: values must be numbers, text, bytes, lists or dicts; got "
         f"{type(value).__name__}"
     )
+
+
+def _quality_record(runId: Any, trId: Any, quality: Any, lazy: bool = False) -> dict[str, Any]:
+    """A ``sendQuality`` call checked and made page-ready (see :func:`_page_value`)."""
+    run = npToPy(runId)
+    if isinstance(run, bool) or not isinstance(run, int) or run < 1:
+        raise ValidationError(f"sendQuality: runId must be an integer >= 1, got {runId!r}")
+    x = _number(trId, "trId")
+    if x is None:
+        raise ValidationError(f"sendQuality: trId must be a finite number, got {trId!r}")
+    if not isinstance(quality, Mapping):
+        raise ValidationError(
+            f"sendQuality: quality must be a dict (e.g. result.quality()), got "
+            f"{type(quality).__name__}"
+        )
+    record: dict[str, Any] = _page_value(quality, [QUALITY_MAX_BYTES], lazy=lazy)
+    record["runId"] = run
+    record["trId"] = x
+    return record
+
+
+def check_quality(
+    runId: Any, trId: Any, quality: Any
+) -> Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]:
+    """``sendQuality`` in a script connected to a server: check the record now (what is
+    wrong with it is raised in the script), draw its slices on the sending thread."""
+    record = _quality_record(runId, trId, quality, lazy=True)
+
+    def finish() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (record["runId"], record["trId"], _page_value(record, [QUALITY_MAX_BYTES])), {}
+
+    return finish
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -221,7 +259,7 @@ class WebDisplayInterface(Interface):
 
     # ------------------------------------------------------------ quality view
 
-    @expose
+    @expose(posted=check_quality)
     def sendQuality(self, runId: int, trId: float, quality: Mapping[str, Any]) -> None:
         """Show one volume's preprocessing and quality on the page's Quality tab.
 
@@ -232,21 +270,13 @@ class WebDisplayInterface(Interface):
         (stage -> ms), ``timeline`` (``received``, ``resultSent``, ``resultAcked``: this
         computer's ``time.time()``), ``problems`` (``[{kind, message}]``) and ``slices``
         (three orthogonal slices, see ``rtcloud.preprocess.slices``).
+
+        Through a project server the script does not wait for the page: the record is
+        checked in the script (a bad one raises here), then sent in order by a background
+        thread; a record that could not be delivered raises on the next ``sendQuality``.
         """
-        run = npToPy(runId)
-        if isinstance(run, bool) or not isinstance(run, int) or run < 1:
-            raise ValidationError(f"sendQuality: runId must be an integer >= 1, got {runId!r}")
-        x = _number(trId, "trId")
-        if x is None:
-            raise ValidationError(f"sendQuality: trId must be a finite number, got {trId!r}")
-        if not isinstance(quality, Mapping):
-            raise ValidationError(
-                f"sendQuality: quality must be a dict (e.g. result.quality()), got "
-                f"{type(quality).__name__}"
-            )
-        record = _page_value(quality, [QUALITY_MAX_BYTES])
-        record["runId"] = run
-        record["trId"] = x
+        record = _quality_record(runId, trId, quality)
+        run, x = record["runId"], record["trId"]
         if self.quality_hook is not None:
             self.quality_hook(record)
         slices = record.pop("slices", None)

@@ -55,7 +55,7 @@ from rtcloud.preprocess.motion import (
 )
 from rtcloud.preprocess.resample import available_backend
 from rtcloud.preprocess.roi import Roi, load_mask_image, resample_mask
-from rtcloud.preprocess.slices import SliceViewer
+from rtcloud.preprocess.slices import SliceViewer, SliceViews
 from rtcloud.preprocess.smooth import gaussian_smooth
 
 __all__ = ["STAGES", "Pipeline", "VolumeResult"]
@@ -123,7 +123,9 @@ class VolumeResult:
         """This result as a plain dict for ``webInterface.sendQuality`` (numbers, text, bytes).
 
         With ``slices`` it carries the three orthogonal slices of the realigned volume with
-        the ROIs outlined (about 3 x 4 KB for 64x64x27). ``timeline`` adds the script's own
+        the ROIs outlined (about 3 x 4 KB for 64x64x27), as a :class:`.SliceViews` mapping
+        drawn when first looked at (``sendQuality`` through a server draws it off the
+        script's thread). ``timeline`` adds the script's own
         moments of this volume, ``time.time()`` values: ``received`` (the volume arrived),
         ``resultSent`` and ``resultAcked`` (before and after ``subjInterface.setResult``);
         the page shows where the volume's time went from them.
@@ -153,8 +155,9 @@ class VolumeResult:
             out["fdThreshold"] = pipeline.fd_threshold
             out["tr"] = pipeline.tr
             if slices and self.realigned is not None and pipeline.viewer is not None:
-                out["slices"] = pipeline.viewer.images(self.realigned)
-                out["slices"]["rois"] = [roi.name for roi in pipeline.rois]
+                out["slices"] = SliceViews(
+                    pipeline.viewer, self.realigned, [roi.name for roi in pipeline.rois]
+                )
         return out
 
 

@@ -12,7 +12,7 @@ Pure module: numpy and nibabel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from nibabel.orientations import io_orientation
 from numpy.typing import NDArray
 from scipy import ndimage
 
-__all__ = ["SliceViewer"]
+__all__ = ["SliceViewer", "SliceViews"]
 
 
 class SliceViewer:
@@ -127,3 +127,44 @@ class SliceViewer:
                 }
             )
         return {"views": views, "point": list(self.point)}
+
+
+class SliceViews(Mapping[str, Any]):
+    """The slices of one volume, drawn when first looked at.
+
+    A read-only mapping equal to ``viewer.images(volume)`` plus ``rois`` (the outlined
+    regions' names). ``result.quality()`` puts one in its record, so the record costs the
+    script nothing for its pictures until they are used: through a project server,
+    ``webInterface.sendQuality`` draws them on its sending thread (``__page_value__``).
+    The volume must not be changed afterwards (the pipeline makes a new array per volume).
+    """
+
+    def __init__(
+        self, viewer: SliceViewer, volume: NDArray[np.floating], rois: Sequence[str]
+    ) -> None:
+        self._viewer = viewer
+        self._volume = volume
+        self._rois = list(rois)
+        self._drawn: dict[str, Any] | None = None
+
+    def __page_value__(self) -> dict[str, Any]:
+        """The drawn slices (a plain dict). Two threads drawing at once both draw the same."""
+        drawn = self._drawn
+        if drawn is None:
+            drawn = self._viewer.images(self._volume)
+            drawn["rois"] = self._rois
+            self._drawn = drawn
+        return drawn
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__page_value__()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__page_value__())
+
+    def __len__(self) -> int:
+        return len(self.__page_value__())
+
+    def __repr__(self) -> str:
+        state = "drawn" if self._drawn is not None else "not drawn yet"
+        return f"<SliceViews of {len(self._rois)} ROI(s), {state}>"

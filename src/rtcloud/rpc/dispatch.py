@@ -31,6 +31,7 @@ from rtcloud.rpc.protocol import PartSink
 
 __all__ = [
     "EXPOSED_MARK",
+    "POSTED_MARK",
     "QUICK_MARK",
     "CallLike",
     "Dispatcher",
@@ -43,6 +44,9 @@ __all__ = [
 EXPOSED_MARK = "__rtcloud_exposed__"
 #: Attribute that marks an exposed function as never blocking (it may run inline).
 QUICK_MARK = "__rtcloud_quick__"
+#: Attribute of an exposed method called through the project server without waiting for
+#: its reply: the function that checks a call in the script's process (see ``expose``).
+POSTED_MARK = "__rtcloud_posted__"
 
 _deferred: ContextVar[list[Callable[[], None]] | None] = ContextVar(
     "rtcloud_after_reply", default=None

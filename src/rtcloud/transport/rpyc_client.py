@@ -8,7 +8,8 @@ and re-raises a remote error as its own type (``ValidationError``, ``TimeoutErro
 ``FileNotFoundError`` ...). Every calling thread gets its own RPyC connection, so a thread
 waiting for a volume never blocks another sending feedback. Large arguments and results
 travel on the side channel of :mod:`rtcloud.transport.rpyc_blobs`, also one connection per
-thread.
+thread. Methods exposed as posted (``webInterface.sendQuality``) are checked in the script
+and sent by a background thread (:mod:`rtcloud.transport.posted`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from rpyc.utils.factory import connect_channel
 
 from rtcloud.errors import AuthenticationError, CallTimeout, ServiceUnavailableError, StateError
 from rtcloud.rpc.codec import Encoded, decode, encode
+from rtcloud.rpc.dispatch import POSTED_MARK
 from rtcloud.rpc.messages import message_to_exception
 from rtcloud.server.hub import DEADLINE_MARGIN
+from rtcloud.transport.posted import Finish, PostedCalls
 from rtcloud.transport.rpyc_blobs import BLOB_THRESHOLD, BlobClient
 from rtcloud.transport.rpyc_bridge import (
     ACCEPTED,
@@ -53,6 +56,10 @@ __all__ = [
 
 #: Seconds the script waits beyond ``rpc_timeout``, for the server's answer to travel back.
 HOP1_GRACE = 0.25
+#: Deadline of one posted call's delivery, seconds.
+POSTED_TIMEOUT = 10.0
+#: Seconds closing a connection waits for posted calls still queued.
+POSTED_FLUSH = 5.0
 
 
 def connect_from_info_file(path: Path, rpyc_timeout: float) -> ServerConnection | None:
@@ -119,6 +126,7 @@ class ServerConnection:
         self._all: list[_ThreadLink] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._posted: PostedCalls | None = None
         described = decode(bytes(self._link().conn.root.describe()))
         self._blob_port = int(described["blobPort"])
         self._interfaces = {item["name"]: item for item in described["interfaces"]}
@@ -224,6 +232,21 @@ class ServerConnection:
             raise message_to_exception(decode(data))
         raise ServiceUnavailableError(f"{interface}.{method}: unknown reply {status!r}")
 
+    def post(self, interface: str, method: str, finish: Finish) -> None:
+        """Queue a checked call of a posted method (see :mod:`rtcloud.transport.posted`)."""
+        with self._lock:
+            if self._posted is None:
+                self._posted = PostedCalls(
+                    lambda i, m, a, k: self.call(i, m, a, k, rpc_timeout=POSTED_TIMEOUT)
+                )
+            posted = self._posted
+        posted.post(interface, method, finish)
+
+    def flush_posted(self, timeout: float = POSTED_FLUSH) -> bool:
+        """Wait until the posted calls were sent; False after ``timeout`` seconds."""
+        posted = self._posted
+        return True if posted is None else posted.flush(timeout)
+
     def interface(self, name: str, contract: type | None = None) -> RemoteInterface:
         """The proxy of interface ``name``; with ``contract`` (the in-process class), its
         methods carry that class's signatures and docstrings, for ``help()`` and editors."""
@@ -248,6 +271,8 @@ class ServerConnection:
         _hard_close(link)
 
     def close(self) -> None:
+        if self._posted is not None and not self._closed:
+            self._posted.close(POSTED_FLUSH)  # what the script posted last still arrives
         self._closed = True
         with self._lock:
             links, self._all = self._all, []
@@ -353,8 +378,18 @@ def _remote_method(
 ) -> Callable[..., Any]:
     """A proxy method that looks like ``local`` (name, docstring, signature) and calls out."""
 
-    def call(self: RemoteInterface, *args: Any, **kwargs: Any) -> Any:
-        return self._call(method, timeout_index, args, kwargs)
+    check = getattr(local, POSTED_MARK, None)
+    if check is not None:
+
+        def call(self: RemoteInterface, *args: Any, **kwargs: Any) -> Any:
+            kwargs.pop("rpc_timeout", None)
+            self._conn.post(self._name, method, check(*args, **kwargs))
+            return None
+
+    else:
+
+        def call(self: RemoteInterface, *args: Any, **kwargs: Any) -> Any:
+            return self._call(method, timeout_index, args, kwargs)
 
     functools.update_wrapper(call, local)  # inspect stops at the __signature__ set below
     try:
