@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from conftest import log_in
+from helpers import wait_for
 
 CONFIG = """# Test project
 title = "Test study"
@@ -21,8 +22,18 @@ flag = true
 """
 
 
+def _write_whole(server, text):
+    """Replace the config at once and wait until the server has seen the change, so the
+    page is not redrawn under the test by the server's next look at the file."""
+    path = server.settings.path
+    temp = path.with_name(path.name + ".new")
+    temp.write_text(text)
+    temp.replace(path)
+    wait_for(lambda: server._config_stamp == server.settings.stamp(), timeout=15)
+
+
 def test_a_list_with_a_wrong_element_is_refused_naming_the_setting(page, server):
-    server.settings.path.write_text(CONFIG)
+    _write_whole(server, CONFIG)
     log_in(page, server)
     page.click("#tab-settings")
     page.wait_for_selector("#setting-roiY")
@@ -42,7 +53,7 @@ def test_a_list_with_a_wrong_element_is_refused_naming_the_setting(page, server)
 
 
 def test_settings_show_the_file_header_group_headings_and_aligned_checkboxes(page, server, shots):
-    server.settings.path.write_text(CONFIG)
+    _write_whole(server, CONFIG)
     log_in(page, server)
     page.click("#tab-settings")
     page.wait_for_selector("#setting-flag")
@@ -65,8 +76,11 @@ def test_settings_show_the_file_header_group_headings_and_aligned_checkboxes(pag
         " n = n.nextElementSibling; } return seen; })()"
     )
     assert between == ["help"]
-    checkbox = page.locator("#setting-flag").bounding_box()
-    text_input = page.locator("#setting-title").bounding_box()
+    # the server may still redraw the form once for the file it re-read: measure after that
+    page.locator("#setting-flag").wait_for(state="visible")
+    page.locator("#setting-title").wait_for(state="visible")
+    checkbox = page.locator("#setting-flag").bounding_box(timeout=15000)
+    text_input = page.locator("#setting-title").bounding_box(timeout=15000)
     assert checkbox is not None and text_input is not None
     assert abs(checkbox["x"] - text_input["x"]) < 2  # in the input column, at its left edge
 
@@ -249,6 +263,7 @@ def test_serve_replay_runs_the_sample_with_a_pretend_scanner(page, tmp_path, sho
     ).start_in_thread()
     try:
         log_in(page, server)
+        page.wait_for_selector('#replay-note:has-text("Simulated scanner")')  # state came
         note = page.text_content("#replay-note")
         assert "Simulated scanner" in note and str(tmp_path / "scanner") in note
         participant = page.context.new_page()
