@@ -103,3 +103,29 @@ def test_the_proxy_reads_like_the_local_method(server):
         assert list(inspect.signature(proxy).parameters)[:3] == ["runId", "trId", "quality"]
     finally:
         client.close()
+
+
+EXITS_WITHOUT_CLOSE = """
+from rtcloud import ClientInterface
+ci = ClientInterface(yesToPrompts=True)
+assert ci.isUsingProjectServer()
+for tr in range(50):
+    ci.webInterface.sendQuality(1, tr, {"fd": 0.01 * tr, "note": "x" * 2000})
+print("posted", flush=True)
+"""
+
+
+def test_a_script_that_exits_without_closing_still_delivers_what_it_posted(server):
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", EXITS_WITHOUT_CLOSE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RTCLOUD_SERVER_INFO": str(server.info_path)},
+    )
+    assert proc.returncode == 0 and "posted" in proc.stdout, proc.stdout + proc.stderr
+    assert [r["trId"] for r in _records(server)] == list(range(50))

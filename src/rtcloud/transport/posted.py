@@ -8,15 +8,18 @@ call costs the check and a queue put, not a round trip to the server.
 Nothing is dropped quietly: the queue is bounded (a script that posts faster than the server
 answers waits for room), the first delivery that fails is kept and raised by the next
 :meth:`PostedCalls.post` (once), and :meth:`PostedCalls.flush` waits for what is queued, as
-closing the connection does. Only the standard library is used.
+closing the connection does and as the script's exit does (a script that never closes its
+``ClientInterface`` still delivers its last calls). Only the standard library is used.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +64,7 @@ class PostedCalls:
                     target=self._run, name="rtcloud-posted", daemon=True
                 )
                 self._thread.start()
+                atexit.register(_flush_at_exit, weakref.ref(self))
             self._unfinished += 1
         if failure is not None:
             with self._lock:
@@ -106,6 +110,16 @@ class PostedCalls:
                 with self._idle:
                     self._unfinished -= 1
                     self._idle.notify_all()
+
+
+#: Seconds a script's exit waits for its queued posted calls.
+EXIT_FLUSH = 5.0
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[PostedCalls]) -> None:
+    posted = ref()
+    if posted is not None and not posted.flush(EXIT_FLUSH):
+        logger.warning("the script ended with posted calls still unsent after %g s", EXIT_FLUSH)
 
 
 def _earlier(interface: str, method: str, exc: Exception) -> Exception:
