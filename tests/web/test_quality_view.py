@@ -94,3 +94,16 @@ def test_the_quality_tab_fills_live_with_motion_latency_slices_and_alarms(page, 
         assert int(page.get_attribute("#q-alarm-count", "data-count")) >= 2
     finally:
         server.stop()
+
+
+def test_motion_axes_get_labels_however_small_the_motion(page, server):
+    # a still participant moves a few micrometres: the axis once had a single label, "0"
+    log_in(page, server)
+    page.wait_for_function("() => window.rtcloudQuality && window.rtcloudQuality.ticks")
+    cases = [(-0.00456, 0.00356), (-0.0005, 0.0004), (-2.8, 2.3), (0, 7.5), (0, 1000)]
+    for lo, hi in cases:
+        ticks = page.evaluate("([lo, hi]) => window.rtcloudQuality.ticks(lo, hi, 4)", [lo, hi])
+        assert len(ticks) >= 3, (lo, hi, ticks)
+        assert all(lo - 1e-12 <= t <= hi + 1e-12 for t in ticks), (lo, hi, ticks)
+        steps = {round(b - a, 12) for a, b in zip(ticks, ticks[1:], strict=False)}
+        assert len(steps) == 1  # evenly spaced

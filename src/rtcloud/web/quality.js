@@ -36,7 +36,7 @@ const ROI_COLORS = [[255, 215, 0], [0, 229, 255], [255, 64, 129], [118, 255, 3],
 
 // Counters a benchmark (or a curious experimenter) can read: window.rtcloudQuality.stats.
 const stats = { records: 0, draws: 0, lastDrawMs: 0, maxDrawMs: 0, lagMs: [], drawMs: [] };
-window.rtcloudQuality = { stats };
+window.rtcloudQuality = { stats, ticks }; // ticks: the axis labels (tested)
 
 function keep(list, value) {
   list.push(value);
@@ -264,11 +264,20 @@ function niceRange(lo, hi) {
 }
 
 function ticks(lo, hi, count) {
+  // a round step near (hi - lo) / count; a smaller one when that leaves fewer than 3 ticks
+  // (a range of -0.0046..0.0036 mm got one tick, 0, from a step of 0.005)
   const step0 = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(step0));
-  const step = [1, 2, 5, 10].map((f) => f * mag).find((s) => s >= step0) || step0;
-  const out = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-12; v += step) out.push(Math.abs(v) < step / 1e6 ? 0 : v);
+  const steps = [0.2, 0.5, 1, 2, 5, 10].map((f) => f * mag);
+  let i = steps.findIndex((s) => s >= step0);
+  if (i < 0) i = steps.length - 1;
+  let out = [];
+  for (; i >= 0; i--) {
+    const step = steps[i];
+    out = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step / 1e6 ? 0 : v);
+    if (out.length >= 3) break;
+  }
   return out;
 }
 
