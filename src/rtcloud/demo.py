@@ -29,6 +29,9 @@ from rtcloud.server.config import ServerConfig, find_project_dir
 
 __all__ = ["prepare_demo", "run_demo"]
 
+#: Loggers that report a service going away: quiet while the demo stops its services.
+QUIET_AT_END = ("rtcloud.transport.ws_server", "rtcloud.server.subject_relay")
+
 
 def prepare_demo(
     workdir: Path, volumes: int, tr: float, layout: str = "mosaic"
@@ -220,11 +223,17 @@ def _run_with_server(
                 raise StateError(f"the sample script did not finish: {status.message}")
             return status.exit_code
         finally:
-            if procs:  # the services' goodbyes are expected now
-                logging.getLogger("rtcloud.transport.ws_server").setLevel(logging.ERROR)
-            for proc in procs:
-                proc.terminate()
-                proc.wait(10)
-            server.stop()
+            quiet = [logging.getLogger(name) for name in QUIET_AT_END] if procs else []
+            levels = [logger.level for logger in quiet]
+            for logger in quiet:  # the services' goodbyes are expected now
+                logger.setLevel(logging.ERROR)
+            try:
+                for proc in procs:
+                    proc.terminate()
+                    proc.wait(10)
+                server.stop()
+            finally:
+                for logger, level in zip(quiet, levels, strict=True):
+                    logger.setLevel(level)
     finally:
         shutil.rmtree(state, ignore_errors=True)
