@@ -54,21 +54,20 @@ class PostedCalls:
     def post(self, interface: str, method: str, finish: Finish) -> None:
         """Queue one checked call; raise the failure of an earlier one, if any."""
         with self._lock:
-            failure, self._failure = self._failure, None
             if self._closed:
                 raise ServiceUnavailableError(
                     f"{interface}.{method}: this connection to the project server is closed"
                 )
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="rtcloud-posted", daemon=True
-                )
-                self._thread.start()
-                atexit.register(_flush_at_exit, weakref.ref(self))
-            self._unfinished += 1
+            failure, self._failure = self._failure, None
+            if failure is None:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="rtcloud-posted", daemon=True
+                    )
+                    self._thread.start()
+                    atexit.register(_flush_at_exit, weakref.ref(self))
+                self._unfinished += 1
         if failure is not None:
-            with self._lock:
-                self._unfinished -= 1
             raise failure
         self._queue.put((interface, method, finish))
 
