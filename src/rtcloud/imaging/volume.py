@@ -27,7 +27,7 @@ Pure module: no threads, sockets or event loops; the caller serializes calls.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -253,6 +253,13 @@ class VolumeReader:
         self._kept: OrderedDict[str, DicomObject] = OrderedDict()
         self._kept_bytes = 0
         self._slices: dict[str, SliceHeader] = {}
+        # the same headers indexed for grouping, kept as they come and go, so that finding a
+        # volume's slices does not cost more at slice 20000 than at slice 20
+        self._by_time: dict[int | None, dict[str, SliceHeader]] = {}
+        self._time_keys: list[int] | None = None  # sorted temporal values (None: redo)
+        self._by_instance: dict[int, dict[str, SliceHeader]] = {}
+        self._first_instance: int | None = None  # (None: redo)
+        self._declared: Counter[int] = Counter()
         # per-slice series: each slice's pixels and each volume's sidecar, made as the
         # slices arrive, so that the last slice of a volume leaves little to do
         self._planes: dict[str, np.ndarray] = {}
@@ -281,12 +288,21 @@ class VolumeReader:
 
     def _add_slice(self, obj: DicomObject) -> None:
         ds = obj.dataset
+        self._drop_header(obj.name)
         try:
             header = slice_header(obj.name, ds)
         except ValidationError:
-            self._slices.pop(obj.name, None)
             return
         self._slices[obj.name] = header
+        same_time = self._by_time.setdefault(header.temporal, {})
+        same_time[obj.name] = header
+        if len(same_time) == 1:  # a new temporal value
+            self._time_keys = None
+        self._by_instance.setdefault(header.instance, {})[obj.name] = header
+        if self._first_instance is not None and header.instance < self._first_instance:
+            self._first_instance = header.instance
+        if header.declared:
+            self._declared[header.declared] += 1
         try:
             self._planes[obj.name] = slice_pixels(ds)
             if self._geometry is None:
@@ -303,9 +319,29 @@ class VolumeReader:
         look-up: safe without the caller's lock."""
         return name in self._slices
 
+    def _drop_header(self, name: str) -> None:
+        header = self._slices.pop(name, None)
+        if header is None:
+            return
+        same_time = self._by_time.get(header.temporal, {})
+        same_time.pop(name, None)
+        if not same_time:
+            self._by_time.pop(header.temporal, None)
+            self._time_keys = None
+        same_instance = self._by_instance.get(header.instance, {})
+        same_instance.pop(name, None)
+        if not same_instance:
+            self._by_instance.pop(header.instance, None)
+            if header.instance == self._first_instance:
+                self._first_instance = None
+        if header.declared:
+            self._declared[header.declared] -= 1
+            if self._declared[header.declared] <= 0:
+                del self._declared[header.declared]
+
     def forget(self, name: str) -> None:
         """``name`` is gone (deleted, or replaced by a file not yet complete)."""
-        self._slices.pop(name, None)
+        self._drop_header(name)
         self._planes.pop(name, None)
         old = self._kept.pop(name, None)
         if old is not None:
@@ -330,31 +366,44 @@ class VolumeReader:
 
     # ------------------------------------------------------------ volumes out
 
-    def _groups(self) -> list[list[SliceHeader]]:
-        """Slices grouped by volume, in time order."""
-        headers = list(self._slices.values())
-        times = {h.temporal for h in headers}
-        one_time_repeats = len(times) == 1 and len({h.position for h in headers}) < len(headers)
-        if None not in times and not one_time_repeats:
-            by_time: dict[int, list[SliceHeader]] = {}
-            for h in headers:
-                assert h.temporal is not None
-                by_time.setdefault(h.temporal, []).append(h)
-            return [by_time[t] for t in sorted(by_time)]
+    def _time_keys_sorted(self) -> list[int] | None:
+        """The temporal values in order, when they tell the volumes apart; else None."""
+        if None in self._by_time:
+            return None
+        if len(self._by_time) == 1:
+            (only,) = self._by_time.values()
+            if len({h.position for h in only.values()}) < len(only):
+                return None  # one time for repeated positions: not a volume per time
+        if self._time_keys is None:
+            self._time_keys = sorted(t for t in self._by_time if t is not None)
+        return self._time_keys
+
+    def _group(self, index: int, expected: int | None) -> tuple[list[SliceHeader], int]:
+        """The headers of volume ``index`` and how many volumes have slices so far."""
+        keys = self._time_keys_sorted()
+        if keys is not None:
+            if index >= len(keys):
+                return [], len(keys)
+            return list(self._by_time[keys[index]].values()), len(keys)
         # no temporal attribute that varies (GE): InstanceNumber order, a volume at a time
-        ordered = sorted(headers, key=lambda h: h.instance)
-        expected = self._expected()
-        if expected is None:
-            return [ordered] if ordered else []
-        first = ordered[0].instance
-        groups: dict[int, list[SliceHeader]] = {}
-        for h in ordered:
-            groups.setdefault((h.instance - first) // expected, []).append(h)
-        return [groups.get(i, []) for i in range(max(groups) + 1)]
+        if not self._by_instance:
+            return [], 0
+        if expected is None:  # everything so far is one volume
+            everything = [h for same in self._by_instance.values() for h in same.values()]
+            return (everything if index == 0 else []), 1
+        if self._first_instance is None:
+            self._first_instance = min(self._by_instance)
+        first = self._first_instance
+        start = first + index * expected
+        group = [
+            h
+            for number in range(start, start + expected)
+            for h in self._by_instance.get(number, {}).values()
+        ]
+        return group, (max(self._by_instance) - first) // expected + 1
 
     def _expected_from_headers(self) -> int | None:
-        declared = {h.declared for h in self._slices.values() if h.declared}
-        return max(declared) if declared else None
+        return max(self._declared) if self._declared else None
 
     def _expected(self) -> int | None:
         if self.slices_per_volume:
@@ -363,13 +412,14 @@ class VolumeReader:
 
     def slices(self, index: int) -> VolumeSlices:
         """The slices of volume ``index`` that arrived, and whether that is all of them."""
-        groups = self._groups()
         expected = self._expected()
-        if expected is None and len(groups) > 1:
-            expected = len({h.position for h in groups[0]})
-        if index >= len(groups):
+        group, count = self._group(index, expected)
+        if expected is None and count > 1:
+            first, _ = self._group(0, None)
+            expected = len({h.position for h in first})
+        if not group:
             return VolumeSlices(index, [], expected, False)
-        group = sorted(groups[index], key=lambda h: (h.position, h.instance))
+        group.sort(key=lambda h: (h.position, h.instance))
         names = [h.name for h in group]
         positions = {h.position for h in group}
         complete = expected is not None and len(positions) >= expected and len(group) >= expected

@@ -7,8 +7,9 @@ it handed the volume over (``DataInterface.getVolumeTimes``, on its own clock), 
 server knows when the reply passed through it. This module joins them:
 
 - the hub reports every ``getImageData``/``getVolume`` call that passes (server clock);
-- right after such a reply, a worker thread (off the script's path) asks the data service
-  for that volume's times and converts them to the server's clock with an offset measured
+- shortly after such a reply (:data:`FETCH_DELAY`, so that the question does not take the
+  CPU from the script while it receives and decodes the volume), a worker thread asks the
+  data service for that volume's times and converts them to the server's clock with an offset measured
   by ``ping`` (the round trip halved; re-measured every minute);
 - a quality record from the script gets ``hops``, in milliseconds: ``waiting`` (the file
   was complete before the script asked for it: the script was late), ``scanner`` (asked or
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 VOLUME_METHODS = ("getImageData", "getVolume")
 #: Seconds between two measurements of the data service's clock offset.
 OFFSET_EVERY = 60.0
+#: Seconds after a volume's reply passed the server before its times are asked for. A
+#: script's quality record that comes earlier is completed when they arrive.
+FETCH_DELAY = 0.02
 
 
 class VolumeTimeline:
@@ -90,6 +94,9 @@ class VolumeTimeline:
             concurrent.futures.wait([pending], timeout)
 
     def _fetch(self, entry: dict[str, Any]) -> None:
+        wait = float(entry["atServer"]) + FETCH_DELAY - time.time()
+        if wait > 0:  # never behind: a backlog of volumes is asked for at once
+            time.sleep(min(wait, FETCH_DELAY))
         try:
             offset = self._clock_offset()
             times = self._hub.call(

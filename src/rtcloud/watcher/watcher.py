@@ -61,6 +61,13 @@ T = TypeVar("T")
 #: Backstop re-check interval with native events, and with polling only (seconds).
 EVENT_BACKSTOP = 0.25
 POLL_INTERVAL = 0.05
+#: With native events, :meth:`FileWatcher.unknown_files` lists the whole folder at most this
+#: often (seconds); in between it looks only at the names events reported. A per-slice run
+#: leaves tens of thousands of files in the folder, and listing them at every event would
+#: cost more than the TR.
+FULL_SCAN_INTERVAL = 1.0
+#: Names kept for :meth:`FileWatcher.unknown_files` between calls; beyond, it lists again.
+MAX_CHANGED_NAMES = 10_000
 
 #: The events that can change whether a file is complete. Opening a file, or closing one that
 #: was only read, cannot; those events are not asked for, so that the watcher's own reads of
@@ -147,6 +154,13 @@ class FileWatcher:
         )
         self._cond = threading.Condition()
         self._generation = 0
+        # names events reported since unknown_files last looked, and the unknown names it
+        # returned then (they are looked at again until known or gone)
+        self._changes_lock = threading.Lock()
+        self._changed: set[str] = set()
+        self._unknown: set[str] = set()
+        self._scan_due = True
+        self._last_scan = 0.0
         self._closed = threading.Event()
         self._observer: Any = None
         self._events: inotify.FolderEvents | None = None
@@ -196,9 +210,17 @@ class FileWatcher:
 
     def _on_change(self, name: str | None, kind: int) -> None:
         """A change to folder entry ``name`` (None: anything may have changed)."""
-        if name is not None:
+        if name is None:  # lost events, or a backstop tick without events: list again
+            with self._changes_lock:
+                self._scan_due = True
+        else:
             if not matches(name, self.pattern):
                 return
+            with self._changes_lock:
+                if len(self._changed) >= MAX_CHANGED_NAMES:  # nobody asks: list again later
+                    self._changed.clear()
+                    self._scan_due = True
+                self._changed.add(name)
             if self._close_events and kind != inotify.OTHER:
                 key = str(self.directory / name)
                 with self._writes_lock:
@@ -290,21 +312,45 @@ class FileWatcher:
 
     def unknown_files(self, known: Callable[[str], bool]) -> list[Path]:
         """Files in the folder whose names match the pattern and whose paths ``known`` does
-        not know (cheaper than :meth:`list_matching` for a folder of many files)."""
-        found: list[Path] = []
+        not know, in name order.
+
+        With native events this looks only at the names events reported since the last
+        call and at the unknown files it returned then, and lists the whole folder at most
+        every :data:`FULL_SCAN_INTERVAL` seconds (the backstop for lost events), so its cost
+        does not grow with the files a run leaves in the folder. When polling, or after lost
+        events, it lists the folder every time.
+        """
         folder = str(self.directory)
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if name.startswith(".") or not matches(name, self.pattern):
-                        continue
-                    path = os.path.join(folder, name)
-                    if not known(path):
-                        found.append(Path(path))
-        except FileNotFoundError:
-            return []
-        return found
+        now = time.monotonic()
+        with self._changes_lock:
+            changed, self._changed = self._changed, set()
+            scan = (
+                self.polling
+                or self._scan_due
+                or now - self._last_scan >= FULL_SCAN_INTERVAL
+            )
+            if scan:
+                self._scan_due = False
+                self._last_scan = now
+            candidates = changed | self._unknown
+        if scan:
+            try:
+                with os.scandir(folder) as entries:
+                    names = [entry.name for entry in entries]
+            except FileNotFoundError:
+                names = []
+        else:
+            names = [n for n in candidates if os.path.lexists(os.path.join(folder, n))]
+        found = sorted(
+            name
+            for name in names
+            if not name.startswith(".")
+            and matches(name, self.pattern)
+            and not known(os.path.join(folder, name))
+        )
+        with self._changes_lock:
+            self._unknown = set(found)
+        return [Path(folder, name) for name in found]
 
     def list_matching(self) -> list[Path]:
         """Files in the folder whose names match the pattern, in natural name order."""
