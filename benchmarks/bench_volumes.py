@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -135,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{results['load_average_end']}"
     )
     nan = float("nan")
-    print(f"{'case':14} {'call':13} {'median':>8} {'p90':>8} {'p99':>8}  target")
+    print(
+        f"{'case':14} {'call':13} {'median':>8} {'p90':>8} {'p99':>8} "
+        f"{'first':>7} {'last':>7}  target"
+    )
     for case, result in results["cases"].items():
         latency = result["latency"]
         target = CASES[case][3]
@@ -143,11 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "PASS" if median is not None and median <= target else "FAIL"
         results["cases"][case]["target_median_ms"] = target
         results["cases"][case]["verdict"] = verdict
+        # does a volume cost more late in the run (a folder of thousands of files)?
+        got = [v for v in result["latency_ms"] if v is not None]
+        k = min(100, len(got) // 3)
+        first = statistics.median(got[:k]) if k else nan
+        last = statistics.median(got[-k:]) if k else nan
+        results["cases"][case]["first_median_ms"] = first
+        results["cases"][case]["last_median_ms"] = last
         print(
             f"{case:14} {CASES[case][2]:13} {median or float('nan'):8.2f} "
-            f"{latency.get('p90_ms', nan):8.2f} {latency.get('p99_ms', nan):8.2f}"
-            f"  median <= {target:g} ms: {verdict}"
+            f"{latency.get('p90_ms', nan):8.2f} {latency.get('p99_ms', nan):8.2f} "
+            f"{first:7.2f} {last:7.2f}  median <= {target:g} ms: {verdict}"
         )
+    print("first / last: medians of the first and last third of the volumes (100 at most)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, default=str))

@@ -139,6 +139,37 @@ def test_slices_without_a_varying_temporal_attribute_group_by_instance_number(se
     assert reader.slices(1).names == [str(path) for path in series["slices"][1]]
 
 
+def test_a_replaced_or_deleted_slice_leaves_its_volume(series):
+    first, second = series["slices"]
+    reader = _reader_with(first + second)
+    assert reader.slices(0).complete and reader.slices(1).complete
+    reader.forget(str(first[2]))
+    assert not reader.slices(0).complete and str(first[2]) not in reader.slices(0).names
+    assert reader.slices(1).complete
+    # a file of volume 1 written again under a name of volume 0
+    reader.add(DicomObject(str(first[2]), None, b"", read_dicom_file(second[2])))
+    assert not reader.slices(0).complete
+    assert str(first[2]) in reader.slices(1).names
+    reader.add(DicomObject(str(first[2]), None, b"", read_dicom_file(first[2])))
+    assert reader.slices(0).complete and reader.slices(0).names == [str(p) for p in first]
+
+
+@pytest.mark.parametrize("order", ["in order", "last volume first"])
+def test_instance_number_groups_do_not_depend_on_arrival_order(series, order):
+    volumes = series["slices"]
+    arrival = volumes[1] + volumes[0] if order == "last volume first" else volumes[0] + volumes[1]
+    reader = VolumeReader()
+    for path in arrival:
+        ds = read_dicom_file(path)
+        del ds.TemporalPositionIdentifier
+        ds.AcquisitionNumber = 1
+        reader.add(DicomObject(str(path), None, b"", ds))
+    for index, volume in enumerate(volumes):
+        assert reader.slices(index).complete
+        assert reader.slices(index).names == [str(path) for path in volume]
+    assert reader.slices(2).names == []
+
+
 def test_slice_count_is_learned_from_the_first_volume_when_no_header_says_it(series):
     files = [path for volume in series["slices"] for path in volume]
     reader = VolumeReader()

@@ -13,6 +13,7 @@ from helpers import wait_for
 from rtcloud.errors import FileWaitTimeout, ValidationError, WatchDirectoryError
 from rtcloud.imaging.dicom import dicom_is_complete
 from rtcloud.simulate.synthetic import generate_series
+from rtcloud.watcher import watcher as watcher_module
 from rtcloud.watcher.watcher import FileWatcher
 
 
@@ -152,6 +153,57 @@ def test_wait_until_and_natural_order(tmp_path):
 
         threading.Timer(0.2, lambda: (tmp_path / "samp11.txt").write_text("y")).start()
         assert watcher.wait_until(third, 5, "fourth file").name == "samp11.txt"
+
+
+@pytest.mark.parametrize(("polling", "use_watchdog"), SOURCES, ids=SOURCE_IDS)
+def test_unknown_files_follow_the_folder(tmp_path, polling, use_watchdog):
+    """New matching files are reported until known, in name order; gone ones are not."""
+    known: set[str] = set()
+    with FileWatcher(tmp_path, "s*.dcm", polling=polling, use_watchdog=use_watchdog) as watcher:
+        assert watcher.unknown_files(known.__contains__) == []
+        for name in ("s2.dcm", "s1.dcm", "other.dcm", ".s3.dcm"):
+            (tmp_path / name).write_bytes(b"x")
+
+        def names():
+            return [p.name for p in watcher.unknown_files(known.__contains__)]
+
+        wait_for(lambda: names() == ["s1.dcm", "s2.dcm"], 5, "both new files")
+        assert names() == ["s1.dcm", "s2.dcm"]  # no new event: still unknown, still reported
+        known.add(str(watcher.directory / "s1.dcm"))
+        assert names() == ["s2.dcm"]
+        (tmp_path / "s2.dcm").unlink()
+        wait_for(lambda: names() == [], 5, "the deleted file to go")
+
+
+def test_unknown_files_does_not_list_a_big_folder_at_every_event(tmp_path, monkeypatch):
+    """With events, only the names they report are looked at; the whole folder is listed
+    again at most every FULL_SCAN_INTERVAL (a per-slice run leaves thousands of files)."""
+    for number in range(500):
+        (tmp_path / f"s{number:05d}.dcm").write_bytes(b"x")
+    known = {str(tmp_path.resolve() / f"s{number:05d}.dcm") for number in range(500)}
+    listings = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path):
+        listings.append(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(watcher_module, "FULL_SCAN_INTERVAL", 3600.0)
+    with FileWatcher(tmp_path, "s*.dcm") as watcher:
+        if watcher.polling:
+            pytest.skip("no file events here: polling lists the folder every time")
+        monkeypatch.setattr(os, "scandir", counting_scandir)
+        assert watcher.unknown_files(known.__contains__) == []  # the first look lists it all
+        assert len(listings) == 1
+        for number in range(500, 520):
+            path = tmp_path / f"s{number:05d}.dcm"
+            path.write_bytes(b"x")
+            wait_for(
+                lambda p=path: p in watcher.unknown_files(known.__contains__), 5, path.name
+            )
+            known.add(str(path))
+        assert len(listings) == 1
+    monkeypatch.setattr(os, "scandir", real_scandir)
 
 
 def test_missing_folder_and_prompt_close(tmp_path):
