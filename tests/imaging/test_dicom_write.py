@@ -121,7 +121,7 @@ def test_real_series_as_parsed_and_anonymized(sample_dicom_dir, monkeypatch):
         out = assert_as_dcmwrite(ds)
         assert out == expected
         assert leaked(secrets, out) == []
-        back = codec.decode_parts(payload, [[bytes(b) for b in buffers]])
+        back = codec.decode_parts(payload, [[bytes(b)] for b in buffers])
         assert back == pydicom.dcmread(io.BytesIO(out))
         assert back.PixelData == read_dicom_bytes(data).PixelData
 

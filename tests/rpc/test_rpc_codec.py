@@ -375,9 +375,26 @@ def test_real_scanner_dicom_round_trips_out_of_band(sample_dicom_dir):
 
     ds = pydicom.dcmread(sample_dicom_dir / "001_000013_000000.dcm")
     payload, buffers = codec.encode_parts(ds)
-    assert len(buffers) == 1 and len(payload) < 100
-    out = codec.decode_parts(payload, [[bytes(buffers[0])]])
-    assert out == ds and out.PixelData == ds.PixelData
+    # the header, then the pixel data's own bytes object: neither side copies the pixels
+    assert len(buffers) == 2 and len(payload) < 100 and buffers[1].obj is ds.PixelData
+    received = [[bytes(buffer)] for buffer in buffers]
+    out = codec.decode_parts(payload, received)
+    assert out == ds and out.PixelData == ds.PixelData and out.PixelData is received[1][0]
+    assert out == pydicom.dcmread(io.BytesIO(bytes(buffers[0]) + ds.PixelData))
+
+
+def test_a_split_dicom_value_that_does_not_fit_is_read_by_dcmread_or_refused(sample_dicom_dir):
+    import pydicom
+
+    ds = pydicom.dcmread(sample_dicom_dir / "001_000013_000000.dcm")
+    payload, buffers = codec.encode_parts(ds)
+    head, pixels = bytes(buffers[0]), bytes(buffers[1])
+    # the pixels cut apart elsewhere: not what the fast path takes, dcmread reads the join
+    moved = [[head + pixels[:10]], [pixels[10:]]]
+    assert codec.decode_parts(payload, moved) == ds
+    with pytest.raises(ProtocolError, match="malformed DICOM value"):
+        bad = msgpack.ExtType(codec.EXT_DICOM, msgpack.packb([b"a", b"b", b"c"]))
+        codec.decode_parts(msgpack.packb(bad), [])
 
 
 def test_parsed_dataset_is_written_without_dcmwrite_to_the_same_bytes(monkeypatch):
@@ -405,8 +422,8 @@ def test_anonymized_scanner_dicom_is_written_fast_and_round_trips(sample_dicom_d
     with monkeypatch.context() as patch:
         patch_dcmwrite_to_fail(patch)
         payload, buffers = codec.encode_parts(ds)
-    assert len(buffers) == 1 and bytes(buffers[0]) == buffer.getvalue()
-    out = codec.decode_parts(payload, [[bytes(buffers[0])]])
+    assert len(buffers) == 2 and b"".join(buffers) == buffer.getvalue()
+    out = codec.decode_parts(payload, [[bytes(buffer)] for buffer in buffers])
     expected = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
     assert out == expected and out.file_meta == expected.file_meta
     assert out.PixelData == ds.PixelData and out.SOPInstanceUID == ds.SOPInstanceUID

@@ -64,6 +64,7 @@ _PREAMBLE = 128
 _EXPLICIT_LE = b"1.2.840.10008.1.2.1"
 _CHARSET = BaseTag(0x00080005)
 _TRANSFER_SYNTAX = BaseTag(0x00020010)
+_PIXEL_DATA = BaseTag(0x7FE00010)
 _UNDEFINED = 0xFFFFFFFF
 
 _HEADER = struct.Struct("<HH2sH")  # tag, explicit VR, 2-byte length
@@ -112,17 +113,23 @@ class _Refused(Exception):
     """These bytes are not ones the fast path reads exactly as ``dcmread`` does."""
 
 
-def read_dicom_fast(data: bytes) -> FileDataset | None:
-    """The dataset ``dcmread(io.BytesIO(data))`` returns, or None to use ``dcmread``."""
+def read_dicom_fast(data: bytes, pixel_data: bytes | None = None) -> FileDataset | None:
+    """The dataset ``dcmread(io.BytesIO(data))`` returns, or None to use ``dcmread``.
+
+    ``pixel_data``: the value of the pixel data element, when ``data`` stops right after that
+    element's header (the file is ``data + pixel_data``). The element then holds this very
+    object, uncopied (a large volume is not copied again on arrival), and the dataset's
+    ``buffer`` holds ``data`` only.
+    """
     if not _PYDICOM_3 or len(data) < _PREAMBLE + 4 or data[_PREAMBLE : _PREAMBLE + 4] != b"DICM":
         return None
     try:
-        return _read(data)
+        return _read(data, pixel_data)
     except Exception:  # refused, or anything unexpected: dcmread reads it, or says why not
         return None
 
 
-def _read(data: bytes) -> FileDataset:
+def _read(data: bytes, pixel_data: bytes | None = None) -> FileDataset:
     meta_raw, end = _elements(data, _PREAMBLE + 4, len(data), meta=True)
     syntax = meta_raw.get(_TRANSFER_SYNTAX)
     if syntax is None or syntax.VR != "UI" or (syntax.value or b"").rstrip(b"\0 ") != _EXPLICIT_LE:
@@ -133,7 +140,7 @@ def _read(data: bytes) -> FileDataset:
     file_meta[next(iter(meta_raw))]
     file_meta.get("TransferSyntaxUID")
 
-    raw, _ = _elements(data, end, len(data), meta=False)
+    raw, _ = _elements(data, end, len(data), meta=False, tail=pixel_data)
     # as pydicom's read_dataset
     dataset = Dataset(raw, parent_encoding=default_encoding)
     encoding: Any = default_encoding
@@ -152,12 +159,19 @@ _Elements = dict[BaseTag, DataElement | RawDataElement]
 
 
 def _elements(
-    data: bytes, pos: int, end: int, *, meta: bool, item: bool = False
+    data: bytes,
+    pos: int,
+    end: int,
+    *,
+    meta: bool,
+    item: bool = False,
+    tail: bytes | None = None,
 ) -> tuple[_Elements, int]:
     """The raw elements from ``pos`` (file meta: only group 2); and where they stopped.
 
     ``item``: the contents of a sequence item, which may be empty, and end at ``end`` or at
-    an item delimiter (returned as where they stopped)."""
+    an item delimiter (returned as where they stopped). ``tail``: the value of a pixel data
+    element whose header ends ``data`` (see :func:`read_dicom_fast`)."""
     out: _Elements = {}
     raw = RawDataElement
     unpack = _HEADER.unpack_from
@@ -195,8 +209,15 @@ def _elements(
             continue
         pos = start + length
         if pos > size:
-            raise _Refused("a value running past the end of the data")
+            if tail is None or start != size or length != len(tail) or tag != _PIXEL_DATA:
+                raise _Refused("a value running past the end of the data")
+            out[tag] = raw(tag, vr, length, tail, start, False, True, True, False)
+            tail = None
+            pos = end
+            break
         out[tag] = raw(tag, vr, length, data[start:pos], start, False, True, True, False)
+    if tail is not None:
+        raise _Refused("pixel data given apart, but no element for it")
     if not out and not item:
         raise _Refused("no elements")
     if pos != end and not meta:

@@ -90,13 +90,20 @@ def write_dicom_bytes_fast(ds: Dataset) -> bytes | None:
     None when the fast path does not apply (see the module docstring); the caller then
     writes with ``dcmwrite``.
     """
+    pieces = write_dicom_pieces_fast(ds)
+    return None if pieces is None else b"".join(pieces)
+
+
+def write_dicom_pieces_fast(ds: Dataset) -> list[bytes] | None:
+    """What :func:`write_dicom_bytes_fast` writes, as the pieces that make it up (joined, the
+    same bytes); the pixel data's value is the dataset's own ``bytes`` object, uncopied.
+    None when the fast path does not apply."""
     if not _PYDICOM_3:  # pragma: no cover - pydicom 2.x
         return None
     try:
-        pieces = _file_pieces(ds)
+        return _file_pieces(ds)
     except Exception:  # refused, or pydicom failed: dcmwrite writes it, or says why it cannot
         return None
-    return b"".join(pieces)
 
 
 def settle_vrs_for_dcmwrite(ds: Dataset) -> None:

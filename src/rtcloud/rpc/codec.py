@@ -74,6 +74,8 @@ Buffer = bytes | bytearray | memoryview
 
 #: Bytes values at least this long travel out of band (in chunks, uncopied).
 OOB_THRESHOLD = 64 * 1024
+#: (7FE0,0010) Pixel Data.
+_PIXEL_DATA = 0x7FE00010
 #: At most this many out-of-band buffers per value; any further ones go in band.
 MAX_BUFFERS = 4095
 #: Deepest nesting of containers and extension values accepted either way.
@@ -281,7 +283,18 @@ class _Encoder:
         from pydicom.valuerep import PersonName
 
         if isinstance(v, Dataset):
-            return msgpack.ExtType(EXT_DICOM, _pack(self._blob(_dicom_bytes(v))))
+            pieces = _dicom_pieces(v)
+            pixels = _pixel_value(v)
+            if (
+                len(pieces) > 1
+                and pieces[-1] is pixels
+                and len(pieces[-1]) >= self.oob_threshold
+            ):  # the pixels travel as their own buffer, so that no side copies them again
+                head = b"".join(pieces[:-1])
+                return msgpack.ExtType(
+                    EXT_DICOM, _pack([self._blob(head), self._blob(pieces[-1])])
+                )
+            return msgpack.ExtType(EXT_DICOM, _pack(self._blob(b"".join(pieces))))
         if isinstance(v, PersonName):
             return str(v)
         if isinstance(v, MultiValue):
@@ -289,14 +302,15 @@ class _Encoder:
         return None
 
 
-def _dicom_bytes(ds: Any) -> bytes:
+def _dicom_pieces(ds: Any) -> list[bytes]:
+    """The DICOM bytes of a dataset, in pieces whose join is the file."""
     import pydicom
 
-    from rtcloud.imaging.dicom_write import settle_vrs_for_dcmwrite, write_dicom_bytes_fast
+    from rtcloud.imaging.dicom_write import settle_vrs_for_dcmwrite, write_dicom_pieces_fast
 
     # a dataset parsed from a file (and anonymized) is written fast, to the very bytes that
     # dcmwrite would write; anything else goes through dcmwrite
-    fast = write_dicom_bytes_fast(ds)
+    fast = write_dicom_pieces_fast(ds)
     if fast is not None:
         return fast
     buffer = io.BytesIO()
@@ -313,7 +327,19 @@ def _dicom_bytes(ds: Any) -> bytes:
             f"this pydicom Dataset cannot be written as DICOM ({exc}); give it a file_meta "
             "with a TransferSyntaxUID, or send the file's bytes instead"
         ) from exc
-    return buffer.getvalue()
+    return [buffer.getvalue()]
+
+
+def _dicom_bytes(ds: Any) -> bytes:
+    """The DICOM bytes of a dataset, as one string."""
+    return b"".join(_dicom_pieces(ds))
+
+
+def _pixel_value(ds: Any) -> bytes | None:
+    """The ``bytes`` object holding a dataset's pixel data, if it has one."""
+    elem = ds._dict.get(_PIXEL_DATA)
+    value = getattr(elem, "value", None) if elem is not None else None
+    return value if type(value) is bytes else None
 
 
 def _has_encoding(ds: Any) -> bool:
@@ -559,10 +585,20 @@ def _dicom(d: _Decoder, data: bytes) -> Any:
 
     from rtcloud.imaging.dicom_read import read_dicom_fast
 
-    raw = _join(d.blob(d.unpack(data)))
-    fast = read_dicom_fast(raw)
-    if fast is not None:
-        return fast
+    ref = d.unpack(data)
+    if type(ref) is list:  # the bytes before the pixel data's value, and that value
+        if len(ref) != 2:
+            raise ProtocolError("malformed DICOM value")
+        head, pixels = _join(d.blob(ref[0])), _join(d.blob(ref[1]))
+        fast = read_dicom_fast(head, pixel_data=pixels)
+        if fast is not None:
+            return fast
+        raw = head + pixels
+    else:
+        raw = _join(d.blob(ref))
+        fast = read_dicom_fast(raw)
+        if fast is not None:
+            return fast
     try:
         return pydicom.dcmread(io.BytesIO(raw), force=True)
     except Exception as exc:
