@@ -299,9 +299,20 @@ class _InStream:
     the decoder as what the sink's ``finish`` returns.
     """
 
-    __slots__ = ("buffer", "filled", "lengths", "part", "pieces", "seq", "sink", "size")
+    __slots__ = (
+        "assemble",
+        "buffer",
+        "filled",
+        "lengths",
+        "part",
+        "pieces",
+        "seq",
+        "sink",
+        "size",
+    )
 
-    def __init__(self, lengths: tuple[int, ...]) -> None:
+    def __init__(self, lengths: tuple[int, ...], assemble: bool = True) -> None:
+        self.assemble = assemble
         self.lengths = lengths
         self.size = sum(lengths)
         # each part's bytes-like pieces, or the one Spooled a sink made of it
@@ -320,7 +331,7 @@ class _InStream:
         size = len(data)
         if self.sink is not None:
             self.sink.write(data if isinstance(data, (bytes, memoryview)) else bytes(data))
-        elif part and length >= ASSEMBLE_MIN:
+        elif part and length >= ASSEMBLE_MIN and self.assemble:
             if self.buffer is None:
                 self.buffer = bytearray(length)
             self.buffer[filled : filled + size] = data
@@ -362,6 +373,9 @@ class RpcConnection:
             bytes into the target folder as they arrive.
         budget: shared with the other connections of this process: the bytes of unfinished
             incoming messages all of them may hold together (see :class:`Budget`).
+        assemble: copy each large out-of-band part into one buffer as it arrives (see
+            :class:`_InStream`); False keeps the received chunks as they are, for an end that
+            passes the parts on uncopied (the project server relaying a volume to a script).
     """
 
     def __init__(
@@ -372,8 +386,10 @@ class RpcConnection:
         logger: LoggerLike | None = None,
         spool: SpoolFactory | None = None,
         budget: Budget | None = None,
+        assemble: bool = True,
     ) -> None:
         self.name = name
+        self._assemble = assemble
         self._spool = spool
         self._budget = budget
         self.limits = limits if limits is not None else Limits()
@@ -730,7 +746,7 @@ class RpcConnection:
                 f"a message of {size} bytes would pass this process's limit on unfinished "
                 f"messages from all peers ({self._budget.describe()})"
             )
-        self._partial[begin.stream_id] = _InStream(begin.lengths)
+        self._partial[begin.stream_id] = _InStream(begin.lengths, self._assemble)
         self._in_flight += size
 
     def _release(self, size: int) -> None:

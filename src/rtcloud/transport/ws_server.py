@@ -230,7 +230,8 @@ class ServiceChannel:
         await ws.accept()
         old = self._link
         self._generations += 1
-        conn = RpcConnection(f"server/{self.role}", budget=SERVER_BUDGET)
+        # results pass through to scripts as they came (the side channel sends the pieces)
+        conn = RpcConnection(f"server/{self.role}", budget=SERVER_BUDGET, assemble=False)
         link = _Link(ws, conn, self._generations, peer)
         self._link = link
         if old is not None:
