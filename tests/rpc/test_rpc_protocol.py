@@ -231,6 +231,31 @@ def test_a_large_binary_value_is_assembled_as_its_chunks_arrive(pair):
     assert sum(held) == 2
 
 
+def test_a_relaying_end_keeps_large_parts_as_the_chunks_came():
+    """The project server passes a service's large result on to a script as it came: with
+    ``assemble=False`` no part is copied into a buffer of its own."""
+    server = RpcConnection("server", assemble=False)
+    service = RpcConnection("data-service")
+    exchange(server, service)
+    server.events_received(), service.events_received()
+    big = os.urandom(ASSEMBLE_MIN + 3 * MiB + 5)
+    call_id = server.call("DataInterface", "getFile", ("/f",), raw_result=True)
+    transfer(server, service)
+    service.events_received()
+    service.send_result(call_id, big)
+    frames = service.frames_to_send()
+    for frame in frames:
+        server.receive_frame(frame)
+    (result,) = server.events_received()
+    (pieces,) = result.value.buffers
+    assert len(pieces) == 6  # the chunks, each a view of its received frame
+    assert all(
+        type(piece) is bytes or (type(piece) is memoryview and type(piece.obj) is bytes)
+        for piece in pieces
+    )
+    assert b"".join(pieces) == big and result.value.decode() == big
+
+
 def test_big_envelope_without_buffers_is_chunked_too(pair):
     server, service = pair
     numbers = list(range(300_000))  # ~1.4 MB of msgpack, no out-of-band buffer

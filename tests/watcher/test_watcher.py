@@ -198,9 +198,7 @@ def test_unknown_files_does_not_list_a_big_folder_at_every_event(tmp_path, monke
         for number in range(500, 520):
             path = tmp_path / f"s{number:05d}.dcm"
             path.write_bytes(b"x")
-            wait_for(
-                lambda p=path: p in watcher.unknown_files(known.__contains__), 5, path.name
-            )
+            wait_for(lambda p=path: p in watcher.unknown_files(known.__contains__), 5, path.name)
             known.add(str(path))
         assert len(listings) == 1
     monkeypatch.setattr(os, "scandir", real_scandir)

@@ -286,9 +286,7 @@ class _Encoder:
             pieces = _dicom_pieces(v)
             pixels = _pixel_value(v)
             if (
-                len(pieces) > 1
-                and pieces[-1] is pixels
-                and len(pieces[-1]) >= self.oob_threshold
+                len(pieces) > 1 and pieces[-1] is pixels and len(pieces[-1]) >= self.oob_threshold
             ):  # the pixels travel as their own buffer, so that no side copies them again
                 head = b"".join(pieces[:-1])
                 return msgpack.ExtType(

@@ -9,8 +9,8 @@ server knows when the reply passed through it. This module joins them:
 - the hub reports every ``getImageData``/``getVolume`` call that passes (server clock);
 - shortly after such a reply (:data:`FETCH_DELAY`, so that the question does not take the
   CPU from the script while it receives and decodes the volume), a worker thread asks the
-  data service for that volume's times and converts them to the server's clock with an offset measured
-  by ``ping`` (the round trip halved; re-measured every minute);
+  data service for that volume's times and converts them to the server's clock with an
+  offset measured by ``ping`` (the round trip halved; re-measured every minute);
 - a quality record from the script gets ``hops``, in milliseconds: ``waiting`` (the file
   was complete before the script asked for it: the script was late), ``scanner`` (asked or
   complete, whichever came last -> handed over: the data service's reading and

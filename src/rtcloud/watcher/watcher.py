@@ -324,11 +324,7 @@ class FileWatcher:
         now = time.monotonic()
         with self._changes_lock:
             changed, self._changed = self._changed, set()
-            scan = (
-                self.polling
-                or self._scan_due
-                or now - self._last_scan >= FULL_SCAN_INTERVAL
-            )
+            scan = self.polling or self._scan_due or now - self._last_scan >= FULL_SCAN_INTERVAL
             if scan:
                 self._scan_due = False
                 self._last_scan = now
