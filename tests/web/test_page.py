@@ -66,6 +66,9 @@ def test_stop_a_run_midway(page, server):
     page.wait_for_selector("#ind-browser[data-state='on']")
     page.click("#run-button")
     page.wait_for_selector("#user-log >> text=run 1 tr 5 ")
+    # the Session tab's Stop belongs to session scripts: its status says idle
+    assert page.is_disabled("#session-stop-button")
+    assert page.text_content("#session-status") == "idle"
     page.click("#stop-button")
     page.wait_for_selector("#run-status[data-state='stopped']")
     assert page.is_enabled("#run-button")

@@ -107,3 +107,22 @@ def test_motion_axes_get_labels_however_small_the_motion(page, server):
         assert all(lo - 1e-12 <= t <= hi + 1e-12 for t in ticks), (lo, hi, ticks)
         steps = {round(b - a, 12) for a, b in zip(ticks, ticks[1:], strict=False)}
         assert len(steps) == 1  # evenly spaced
+
+
+def test_the_latency_chart_is_scaled_to_the_volumes_not_to_a_far_tr(page, server):
+    # 15 ms volumes at TR 2 s were one-pixel bars under a TR line at the top
+    log_in(page, server)
+    page.wait_for_function("() => window.rtcloudQuality && window.rtcloudQuality.latencyScale")
+
+    def scale(totals, tr_ms):
+        return page.evaluate(
+            "([t, tr]) => window.rtcloudQuality.latencyScale(t, tr)", [totals, tr_ms]
+        )
+
+    fast = scale([12.0, 15.0, 14.0], 2000)
+    assert not fast["trShown"] and 15.0 <= fast["max"] <= 20.0  # the tallest bar fills it
+    near = scale([400.0, 900.0], 1000)  # near the TR: the line is drawn, bars under it
+    assert near["trShown"] and near["max"] >= 1000
+    late = scale([2500.0], 2000)  # slower than the TR: all of the bar, and the line
+    assert late["trShown"] and late["max"] >= 2500
+    assert scale([], 0)["max"] >= 1  # no volume yet

@@ -245,8 +245,11 @@ function updateButtons() {
   $("init-button").disabled = running || broken;
   $("finalize-button").disabled = running || broken;
   $("save-settings").disabled = broken;
-  $("stop-button").disabled = !running;
-  $("session-stop-button").disabled = !running;
+  // each tab's Stop stops what that tab started (its status says what runs)
+  const script = state.status.script;
+  const mainRuns = running && (script === "mainScript" || script === null || script === undefined);
+  $("stop-button").disabled = !mainRuns;
+  $("session-stop-button").disabled = !running || mainRuns;
 }
 
 // A config file that cannot be used is shown where the user looks (Run and Settings), until

@@ -36,7 +36,8 @@ const ROI_COLORS = [[255, 215, 0], [0, 229, 255], [255, 64, 129], [118, 255, 3],
 
 // Counters a benchmark (or a curious experimenter) can read: window.rtcloudQuality.stats.
 const stats = { records: 0, draws: 0, lastDrawMs: 0, maxDrawMs: 0, lagMs: [], drawMs: [] };
-window.rtcloudQuality = { stats, ticks }; // ticks: the axis labels (tested)
+// ticks: the axis labels; latencyScale: the latency chart's height (both tested)
+window.rtcloudQuality = { stats, ticks, latencyScale };
 
 function keep(list, value) {
   list.push(value);
@@ -339,12 +340,22 @@ function lineChart(canvas, xs, series, opts) {
   ctx.lineWidth = 1;
 }
 
+// The latency chart's height: the slowest volume's, and the TR's too when it is near enough
+// to compare (a 15 ms volume drawn against a 2 s TR would be a one-pixel bar).
+function latencyScale(totals, trMs) {
+  let slowest = 0;
+  for (const t of totals) slowest = Math.max(slowest, t || 0);
+  let max = Math.max(slowest * 1.15, 1);
+  const trShown = Boolean(trMs) && trMs <= max * 3;
+  if (trShown) max = Math.max(max, trMs * 1.15);
+  return { max, trShown };
+}
+
 function latencyChart(canvas, records, tr) {
   const { ctx, width, height } = setupCanvas(canvas);
   const left = 46, right = 10, top = 20, bottom = 20;
   const w = width - left - right, h = height - top - bottom;
-  let max = tr ? tr * 1000 * 1.15 : 1;
-  for (const r of records) max = Math.max(max, totalMs(r.segments));
+  const { max, trShown } = latencyScale(records.map((r) => totalMs(r.segments)), tr ? tr * 1000 : 0);
   ctx.fillStyle = "#1d2733";
   ctx.fillText("Where each volume's time went (ms)", left, 13);
   ctx.strokeStyle = "#e3e8ee";
@@ -369,9 +380,18 @@ function latencyChart(canvas, records, tr) {
   if (records.length) {
     ctx.fillStyle = "#6b7a89";
     ctx.fillText(String(records[0].trId), left, height - 5);
-    ctx.fillText(String(records[records.length - 1].trId), left + (records.length - 1) * barW, height - 5);
+    if (records.length > 1) {  // under its bar, but never past the chart's right edge
+      const label = String(records[records.length - 1].trId);
+      const x = left + (records.length - 1) * barW;
+      ctx.fillText(label, Math.min(x, left + w - ctx.measureText(label).width), height - 5);
+    }
   }
-  if (tr) {
+  if (tr && !trShown) {
+    ctx.fillStyle = COLORS.tr;
+    const label = `TR ${tr * 1000} ms: far above`;
+    ctx.fillText(label, left + w - ctx.measureText(label).width, 13);
+  }
+  if (tr && trShown) {
     const y = top + (1 - (tr * 1000) / max) * h;
     ctx.strokeStyle = COLORS.tr;
     ctx.setLineDash([5, 4]);
