@@ -344,8 +344,8 @@ class FileWatcher:
             and matches(name, self.pattern)
             and not known(os.path.join(folder, name))
         )
-        with self._changes_lock:
-            self._unknown = set(found)
+        with self._changes_lock:  # merged: another caller may have looked meanwhile
+            self._unknown = (self._unknown - candidates - set(names)) | set(found)
         return [Path(folder, name) for name in found]
 
     def list_matching(self) -> list[Path]:
