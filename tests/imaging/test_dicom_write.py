@@ -94,7 +94,7 @@ def assert_as_dcmwrite(ds) -> bytes:
 def assert_refused(ds) -> bytes:
     """The fast path refuses, and the codec writes what dcmwrite writes."""
     assert write_dicom_bytes_fast(ds) is None
-    out = codec._dicom_bytes(ds)
+    out = b"".join(codec._dicom_pieces(ds))
     assert out == dcmwrite_bytes(ds)
     return out
 
@@ -116,7 +116,7 @@ def test_real_series_as_parsed_and_anonymized(sample_dicom_dir, monkeypatch):
         expected = write_dicom_bytes_fast(ds)
         with monkeypatch.context() as patch:
             patch_dcmwrite_to_fail(patch)
-            assert codec._dicom_bytes(ds) == expected
+            assert b"".join(codec._dicom_pieces(ds)) == expected
             payload, buffers = codec.encode_parts(ds)
         out = assert_as_dcmwrite(ds)
         assert out == expected
@@ -400,7 +400,7 @@ def test_refused_where_dcmwrite_fails():
     ds._dict[BaseTag(0x00020002)] = ds.file_meta._dict[BaseTag(0x00020002)]
     assert write_dicom_bytes_fast(ds) is None
     with pytest.raises(SerializationError):
-        codec._dicom_bytes(ds)
+        b"".join(codec._dicom_pieces(ds))
 
 
 def test_refused_without_file_meta_or_with_an_unusual_one():
@@ -413,7 +413,7 @@ def test_refused_without_file_meta_or_with_an_unusual_one():
     ds.file_meta[0x00020000].VR = "UN"  # dcmwrite fails, and so does the codec
     assert write_dicom_bytes_fast(ds) is None
     with pytest.raises(SerializationError):
-        codec._dicom_bytes(ds)
+        b"".join(codec._dicom_pieces(ds))
 
 
 def test_refused_for_raw_elements_dcmwrite_cannot_write_as_they_are():
@@ -422,7 +422,7 @@ def test_refused_for_raw_elements_dcmwrite_cannot_write_as_they_are():
     ds._dict[tag] = ds._dict[tag]._replace(VR="LOX")  # dcmwrite fails
     assert write_dicom_bytes_fast(ds) is None
     with pytest.raises(SerializationError):
-        codec._dicom_bytes(ds)
+        b"".join(codec._dicom_pieces(ds))
     ds = read_dicom_bytes(built())
     ds._dict[tag] = ds._dict[tag]._replace(length=0xFFFFFFFF)  # LO of undefined length
     assert_refused(ds)

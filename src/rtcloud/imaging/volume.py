@@ -256,7 +256,7 @@ class VolumeReader:
         # the same headers indexed for grouping, kept as they come and go, so that finding a
         # volume's slices does not cost more at slice 20000 than at slice 20
         self._by_time: dict[int | None, dict[str, SliceHeader]] = {}
-        self._time_keys: list[int] | None = None  # sorted temporal values (None: redo)
+        self._positions: dict[int | None, Counter[float]] = {}  # per temporal value
         self._by_instance: dict[int, dict[str, SliceHeader]] = {}
         self._first_instance: int | None = None  # (None: redo)
         self._declared: Counter[int] = Counter()
@@ -294,10 +294,8 @@ class VolumeReader:
         except ValidationError:
             return
         self._slices[obj.name] = header
-        same_time = self._by_time.setdefault(header.temporal, {})
-        same_time[obj.name] = header
-        if len(same_time) == 1:  # a new temporal value
-            self._time_keys = None
+        self._by_time.setdefault(header.temporal, {})[obj.name] = header
+        self._positions.setdefault(header.temporal, Counter())[header.position] += 1
         self._by_instance.setdefault(header.instance, {})[obj.name] = header
         if self._first_instance is not None and header.instance < self._first_instance:
             self._first_instance = header.instance
@@ -325,9 +323,13 @@ class VolumeReader:
             return
         same_time = self._by_time.get(header.temporal, {})
         same_time.pop(name, None)
+        positions = self._positions.get(header.temporal, Counter())
+        positions[header.position] -= 1
+        if positions[header.position] <= 0:
+            del positions[header.position]
         if not same_time:
             self._by_time.pop(header.temporal, None)
-            self._time_keys = None
+            self._positions.pop(header.temporal, None)
         same_instance = self._by_instance.get(header.instance, {})
         same_instance.pop(name, None)
         if not same_instance:
@@ -366,41 +368,36 @@ class VolumeReader:
 
     # ------------------------------------------------------------ volumes out
 
-    def _time_keys_sorted(self) -> list[int] | None:
+    def _time_keys(self) -> list[int] | None:
         """The temporal values in order, when they tell the volumes apart; else None."""
         if None in self._by_time:
             return None
         if len(self._by_time) == 1:
-            (only,) = self._by_time.values()
-            if len({h.position for h in only.values()}) < len(only):
+            ((time, only),) = self._by_time.items()
+            if len(self._positions[time]) < len(only):
                 return None  # one time for repeated positions: not a volume per time
-        if self._time_keys is None:
-            self._time_keys = sorted(t for t in self._by_time if t is not None)
-        return self._time_keys
+        return sorted(t for t in self._by_time if t is not None)
 
-    def _group(self, index: int, expected: int | None) -> tuple[list[SliceHeader], int]:
-        """The headers of volume ``index`` and how many volumes have slices so far."""
-        keys = self._time_keys_sorted()
+    def _group(self, index: int, expected: int | None) -> list[SliceHeader]:
+        """The headers of volume ``index`` that arrived."""
+        keys = self._time_keys()
         if keys is not None:
-            if index >= len(keys):
-                return [], len(keys)
-            return list(self._by_time[keys[index]].values()), len(keys)
+            return list(self._by_time[keys[index]].values()) if index < len(keys) else []
         # no temporal attribute that varies (GE): InstanceNumber order, a volume at a time
-        if not self._by_instance:
-            return [], 0
         if expected is None:  # everything so far is one volume
-            everything = [h for same in self._by_instance.values() for h in same.values()]
-            return (everything if index == 0 else []), 1
+            if index:
+                return []
+            return [h for same in self._by_instance.values() for h in same.values()]
+        if not self._by_instance:
+            return []
         if self._first_instance is None:
             self._first_instance = min(self._by_instance)
-        first = self._first_instance
-        start = first + index * expected
-        group = [
+        start = self._first_instance + index * expected
+        return [
             h
             for number in range(start, start + expected)
             for h in self._by_instance.get(number, {}).values()
         ]
-        return group, (max(self._by_instance) - first) // expected + 1
 
     def _expected_from_headers(self) -> int | None:
         return max(self._declared) if self._declared else None
@@ -413,10 +410,11 @@ class VolumeReader:
     def slices(self, index: int) -> VolumeSlices:
         """The slices of volume ``index`` that arrived, and whether that is all of them."""
         expected = self._expected()
-        group, count = self._group(index, expected)
-        if expected is None and count > 1:
-            first, _ = self._group(0, None)
-            expected = len({h.position for h in first})
+        if expected is None:  # once volume 1 has begun, volume 0's positions are all of them
+            keys = self._time_keys()
+            if keys is not None and len(keys) > 1:
+                expected = len(self._positions[keys[0]])
+        group = self._group(index, expected)
         if not group:
             return VolumeSlices(index, [], expected, False)
         group.sort(key=lambda h: (h.position, h.instance))

@@ -328,11 +328,6 @@ def _dicom_pieces(ds: Any) -> list[bytes]:
     return [buffer.getvalue()]
 
 
-def _dicom_bytes(ds: Any) -> bytes:
-    """The DICOM bytes of a dataset, as one string."""
-    return b"".join(_dicom_pieces(ds))
-
-
 def _pixel_value(ds: Any) -> bytes | None:
     """The ``bytes`` object holding a dataset's pixel data, if it has one."""
     elem = ds._dict.get(_PIXEL_DATA)
