@@ -21,8 +21,8 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
-from test_nifti_dcm2niix import assert_same_image, run_dcm2niix
 
+from dcm2niix_oracle import assert_same_image, run_dcm2niix
 from rtcloud.imaging.completeness import dicom_is_complete
 from rtcloud.imaging.dicom import read_dicom_bytes, read_dicom_file
 from rtcloud.imaging.nifti import dicom_to_nifti

@@ -9,94 +9,22 @@ fields BIDS users read are compared with dcm2niix's JSON.
 
 from __future__ import annotations
 
-import gzip
-import json
-import shutil
-import subprocess
-from pathlib import Path
-from typing import Any
-
 import nibabel as nib
 import numpy as np
 import pytest
 
+from dcm2niix_oracle import (
+    FMRI_FIELDS,
+    NIBABEL_DATA,
+    assert_same_image,
+    assert_same_sidecar,
+    gunzipped,
+    run_dcm2niix,
+)
 from rtcloud.imaging.dicom import anonymize_dicom, read_dicom_file
 from rtcloud.imaging.nifti import convertDicomFileToNifti, convertDicomImgToNifti
 from rtcloud.imaging.sidecar import bids_sidecar
 from rtcloud.simulate.synthetic import activation_roi, generate_series
-
-dcm2niix = pytest.importorskip("dcm2niix", reason="the dcm2niix wheel is a test dependency")
-NIBABEL_DATA = Path(nib.__file__).parent / "nicom" / "tests" / "data"
-
-#: Sidecar fields compared with dcm2niix's, with the tolerance for numbers.
-SIDECAR_FIELDS = {
-    "RepetitionTime": 1e-6,
-    "EchoTime": 1e-6,
-    "FlipAngle": 1e-6,
-    "SliceTiming": 1e-4,
-    "PhaseEncodingDirection": None,
-    "EffectiveEchoSpacing": 1e-8,
-    "TotalReadoutTime": 1e-6,
-}
-
-
-def run_dcm2niix(files: list[Path], out: Path) -> tuple[nib.Nifti1Image, dict[str, Any]]:
-    """dcm2niix's image and sidecar of ``files`` (one series)."""
-    source = out / "dicoms"
-    source.mkdir(parents=True)
-    for index, path in enumerate(files):
-        target = source / f"{index:05d}.dcm"
-        if path.suffix == ".gz":
-            target.write_bytes(gzip.decompress(path.read_bytes()))
-        else:
-            shutil.copyfile(path, target)
-    result = subprocess.run(
-        [dcm2niix.bin, "-z", "n", "-b", "y", "-ba", "y", "-f", "oracle", "-o", out, source],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (image_path,) = sorted(out.glob("oracle*.nii"))
-    sidecar = json.loads(image_path.with_suffix(".json").read_text())
-    image = nib.load(image_path)
-    return nib.Nifti1Image(np.asarray(image.dataobj), image.affine, image.header), sidecar
-
-
-def assert_same_image(ours: nib.Nifti1Image, theirs: nib.Nifti1Image, *, exact: bool) -> None:
-    """Same voxels and affine (0.01 mm) after canonical reorientation; as-is when ``exact``."""
-    pairs = [(nib.as_closest_canonical(ours), nib.as_closest_canonical(theirs))]
-    if exact:
-        pairs.append((ours, theirs))
-    for a, b in pairs:
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a.affine, b.affine, atol=0.01)
-        np.testing.assert_array_equal(a.get_fdata(), b.get_fdata())
-
-
-def assert_same_sidecar(ours: dict[str, Any], theirs: dict[str, Any], required: set[str]) -> None:
-    assert required <= set(ours), f"missing in ours: {required - set(ours)}"
-    assert required <= set(theirs), f"missing in dcm2niix's: {required - set(theirs)}"
-    compared = 0
-    for key, tolerance in SIDECAR_FIELDS.items():
-        if key not in theirs:
-            continue
-        assert key in ours, f"dcm2niix gives {key}, we do not"
-        if tolerance is None:
-            assert ours[key] == theirs[key], key
-        else:
-            np.testing.assert_allclose(ours[key], theirs[key], atol=tolerance, err_msg=key)
-        compared += 1
-    assert compared >= len(required)
-
-
-def gunzipped(path: Path, tmp_path: Path) -> Path:
-    target = tmp_path / path.name.removesuffix(".gz")
-    target.write_bytes(gzip.decompress(path.read_bytes()))
-    return target
-
-
-FMRI_FIELDS = {"RepetitionTime", "EchoTime", "FlipAngle", "SliceTiming", "PhaseEncodingDirection"}
 
 
 def test_real_siemens_series_matches_dcm2niix_volume_by_volume(sample_dicom_dir, tmp_path):

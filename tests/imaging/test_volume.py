@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_nifti_dcm2niix import (
+
+from dcm2niix_oracle import (
     NIBABEL_DATA,
     assert_same_image,
     assert_same_sidecar,
     run_dcm2niix,
 )
-
 from rtcloud.errors import ValidationError
 from rtcloud.imaging.dicom import read_dicom_file
 from rtcloud.imaging.volume import DicomObject, VolumeReader, layout_of, volume_image

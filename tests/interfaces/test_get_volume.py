@@ -1,17 +1,19 @@
-"""getVolume: a volume as a NIfTI image for every layout, locally and over the data service."""
+"""getVolume: a volume as a NIfTI image for every layout, while its files arrive.
+
+Each volume is compared with the image dcm2niix makes of the same file(s).
+"""
 
 from __future__ import annotations
 
 import shutil
 import threading
 
-import numpy as np
 import pytest
 
+from dcm2niix_oracle import assert_volume_matches_dcm2niix
 from rtcloud.errors import FileWaitTimeout
 from rtcloud.imaging.dicom import read_dicom_file
 from rtcloud.imaging.nifti import VolumeImage
-from rtcloud.imaging.volume import volume_image
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.simulate.replay import replay_series
 from rtcloud.simulate.synthetic import generate_series
@@ -50,12 +52,9 @@ def test_get_volume_of_every_layout_while_files_arrive(layouts, layout, tmp_path
         for index in range(3):
             image = di.getVolume(stream, timeout=10)  # the next volume
             assert isinstance(image, VolumeImage) and image.shape == SHAPE
-            expected = volume_image(
-                [read_dicom_file(p) for p in _volume_files(paths, layout, index)]
-            )
-            np.testing.assert_array_equal(np.asarray(image.dataobj), expected.dataobj)
-            np.testing.assert_allclose(image.affine, expected.affine)
-            assert image.sidecar == expected.sidecar and image.sidecar["RepetitionTime"] == 2.0
+            files = _volume_files(paths, layout, index)
+            assert_volume_matches_dcm2niix(image, files, tmp_path / f"dcm2niix-{index}")
+            assert image.sidecar["RepetitionTime"] == 2.0
         replay.join()
         # getImageData keeps RT-Cloud's one dataset per file, anonymized
         ds = di.getImageData(stream, 1, timeout=1)
@@ -84,5 +83,34 @@ def test_a_missing_slice_is_a_clear_error_naming_the_volume_and_what_arrived(lay
         # the slice arrives late: the volume is complete
         shutil.copyfile(volume[2], scanner / volume[2].name)
         assert di.getVolume(stream, 1, timeout=5).shape == SHAPE
+    finally:
+        di.close()
+
+
+def test_a_named_stream_may_start_at_any_number(sample_dicom_dir, tmp_path):
+    """Siemens numbers a run's files from 1: getVolume(stream, 2) must not wait for file 0."""
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for number in (1, 2):
+        name = PATTERN.format(TR=number)
+        shutil.copyfile(sample_dicom_dir / name, scanner / name)
+    di = DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".dcm"])
+    try:
+        stream = di.initScannerStream(str(scanner), PATTERN, 0)
+        image = di.getVolume(stream, 2, timeout=5)
+        assert_volume_matches_dcm2niix(image, [scanner / PATTERN.format(TR=2)], tmp_path / "o")
+        with pytest.raises(FileWaitTimeout, match="volume 0 of stream"):
+            di.getVolume(stream, 0, timeout=0.3)
+    finally:
+        di.close()
+
+
+def test_the_first_volume_of_an_empty_stream_times_out_naming_it(tmp_path):
+    di = DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".dcm"])
+    try:
+        stream = di.initScannerStream(str(tmp_path), PATTERN, 0)
+        with pytest.raises(FileWaitTimeout, match="getVolume: volume 3 of stream") as caught:
+            di.getVolume(stream, 3, timeout=0.3)
+        assert "matching '001_000013_{TR:06d}.dcm'" in str(caught.value)
     finally:
         di.close()

@@ -1,4 +1,4 @@
-"""getVolume over a real data service process, for each layout."""
+"""getVolume over a real data service process, for each layout, against dcm2niix."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from test_remote import remote  # noqa: F401 (a fixture)
 
+from dcm2niix_oracle import assert_volume_matches_dcm2niix
 from helpers import wait_for
-from rtcloud.imaging.dicom import read_dicom_file
 from rtcloud.imaging.nifti import VolumeImage
-from rtcloud.imaging.volume import volume_image
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.simulate.synthetic import generate_series
 
@@ -40,11 +39,8 @@ def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F8
         stream = data.initScannerStream(str(scanner), PATTERN, 0)
         image = data.getVolume(stream, 2, timeout=10)
         per = SHAPE[2] if layout == "slices" else 1
-        expected = volume_image([read_dicom_file(p) for p in series[2 * per : 3 * per]])
         assert isinstance(image, VolumeImage) and image.shape == SHAPE
-        np.testing.assert_array_equal(np.asarray(image.dataobj), expected.dataobj)
-        np.testing.assert_allclose(image.affine, expected.affine)
-        assert image.sidecar == expected.sidecar
+        assert_volume_matches_dcm2niix(image, series[2 * per : 3 * per], tmp_path / "dcm2niix")
     finally:
         client.close()
 
@@ -77,8 +73,35 @@ def test_get_volume_goes_on_where_it_was_after_the_data_service_restarts(remote,
         start("data-service", "-d", str(tmp_path), "-f", ".dcm")
         wait_for(lambda: server.all_services_connected(), what="the service to come back")
         second = data.getVolume(stream, timeout=10)  # volume 1, from the new service
-        expected = volume_image([read_dicom_file(p) for p in series[SHAPE[2] : 2 * SHAPE[2]]])
-        np.testing.assert_array_equal(np.asarray(second.dataobj), expected.dataobj)
+        assert_volume_matches_dcm2niix(second, series[SHAPE[2] : 2 * SHAPE[2]], tmp_path / "v1")
         assert not np.array_equal(np.asarray(first.dataobj), np.asarray(second.dataobj))
+    finally:
+        client.close()
+
+
+def test_get_volume_of_the_real_siemens_series_over_the_data_service(
+    remote,  # noqa: F811
+    sample_dicom_dir,
+    tmp_path,
+):
+    """The shared scanner series (Siemens mosaics), through the data service, is what dcm2niix
+    makes of each file."""
+    server, start = remote
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    names = ["001_000013_000001.dcm", "001_000013_000002.dcm"]
+    for name in names:
+        shutil.copyfile(sample_dicom_dir / name, scanner / name)
+    start("data-service", "-d", str(tmp_path), "-f", ".dcm")
+    start("subject-service", "-o", str(tmp_path / "out"))
+    wait_for(lambda: server.all_services_connected(), what="the services")
+    client = ClientInterface()
+    try:
+        data = client.dataInterface
+        stream = data.initScannerStream(str(scanner), PATTERN, 1)
+        for number, name in enumerate(names, start=1):
+            image = data.getVolume(stream, number, timeout=10)
+            assert image.shape == (64, 64, 27)
+            assert_volume_matches_dcm2niix(image, [scanner / name], tmp_path / f"v{number}")
     finally:
         client.close()

@@ -523,8 +523,9 @@ class DataInterface(Interface):
         asked = time.time()
         deadline = started + _timeout(timeout, "getVolume")
         layout = stream.reader.volumes.layout
-        if layout is None:  # the first file tells the layout
-            first = self._wait_for_file(stream, 0, deadline, "getVolume")
+        if layout is None:  # the stream's first file tells the layout
+            # (in name order: a named stream may start at any number; Siemens's start at 1)
+            first = self._wait_for_file(stream, 0, deadline, "getVolume", volume=index)
             stream.reader.peek(first, deadline)
             layout = stream.reader.volumes.layout
         image: VolumeImage | None = None
@@ -546,11 +547,17 @@ class DataInterface(Interface):
         self._times.note(streamId, index, last, asked, found)
         return image
 
-    def _wait_for_file(self, stream: _Stream, index: int, deadline: float, what: str) -> Path:
-        """Wait until file ``index`` of a stream is complete; return its path."""
+    def _wait_for_file(
+        self, stream: _Stream, index: int, deadline: float, what: str, volume: int | None = None
+    ) -> Path:
+        """Wait until file ``index`` of a stream is complete; return its path.
+
+        With ``volume`` (the volume asked for, named in a timeout's message), ``index`` counts
+        the stream's files in name order even when its pattern names them by number.
+        """
         started = time.monotonic()
         try:
-            if stream.by_name:
+            if stream.by_name and volume is None:
                 return stream.watcher.wait_for_file(
                     stream.directory / stream.pattern.format(TR=index),
                     max(deadline - started, 0.0),
@@ -564,7 +571,8 @@ class DataInterface(Interface):
         except FileWaitTimeout as exc:
             waited = time.monotonic() - started
             raise FileWaitTimeout(
-                f"{what}: volume {index} of stream {stream.stream_id} was not complete "
+                f"{what}: volume {index if volume is None else volume} of stream "
+                f"{stream.stream_id} was not complete "
                 f"after {waited:.2f} s: {exc}",
                 path=exc.path,
                 waited=waited,
