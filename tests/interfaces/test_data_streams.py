@@ -129,13 +129,19 @@ def full_parses(monkeypatch):
     from rtcloud.imaging import dicom_read
 
     sizes = []
-    real = dicom_read.parse_dicom
+    real, real_fast = dicom_read.parse_dicom, dicom_read.read_dicom_fast
 
     def counting(data):
         sizes.append(len(data))
         return real(data)
 
+    def counting_split(data, pixel_data=None):
+        if pixel_data is not None:  # a file read in two parts (parse_dicom comes here too)
+            sizes.append(len(data) + len(pixel_data))
+        return real_fast(data, pixel_data)
+
     monkeypatch.setattr(dicom_read, "parse_dicom", counting)
+    monkeypatch.setattr(dicom_read, "read_dicom_fast", counting_split)
     return sizes
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
+import pydicom
 import pytest
 
 import rtcloud.imaging.volume as volume_module
@@ -34,13 +35,18 @@ def mid_volume(tmp_path_factory):
 def parses(monkeypatch):
     """The sizes of the byte strings the completeness checks parse."""
     sizes = []
-    real = filters.probe_dicom_bytes
+    real, real_parts = filters.probe_dicom_bytes, filters.probe_dicom_parts
 
     def counting(data):
         sizes.append(len(data))
         return real(data)
 
+    def counting_parts(head, pixels):
+        sizes.append(len(head) + len(pixels))
+        return real_parts(head, pixels)
+
     monkeypatch.setattr(filters, "probe_dicom_bytes", counting)
+    monkeypatch.setattr(filters, "probe_dicom_parts", counting_parts)
     return sizes
 
 
@@ -68,10 +74,44 @@ def test_a_file_growing_piece_by_piece_is_parsed_once_in_full(sample_dicom_dir, 
     assert len(full) == 1
     assert len(parses) - len(full) <= 1  # at most one parse of a partial file
     assert check(path)  # checked again: parsed again (a waiter stops at the first True)
-    assert len(handed) == 2 and handed[0].data == data
+    assert len(handed) == 2 and handed[0].data == data and handed[1].data == data
     assert handed[0].dataset is not handed[1].dataset
     assert handed[0].dataset.PixelData == read_dicom_bytes(data).PixelData
     assert handed[0].key == filters.file_key(os.stat(path))
+    # grown to the size its header asked for: the rest was read as the pixel data itself
+    assert handed[0].pixels is handed[0].dataset.PixelData and handed[1].pixels is None
+    assert handed[0].size == len(data)
+
+
+def test_a_file_completed_in_place_parses_as_dcmread_reads_it(sample_dicom_dir, tmp_path):
+    """The two-part read (beginning, then the pixel data on its own) gives dcmread's dataset;
+    a file that grows past its pixel data, or whose beginning changed, is read whole."""
+    data = (sample_dicom_dir / "001_000013_000003.dcm").read_bytes()
+    at = data.index(b"\xe0\x7f\x10\x00OW") + 12
+    padding = b"\xfc\xff\xfc\xffOB\0\0" + (4).to_bytes(4, "little") + b"\0" * 4
+    handed = []
+    check = make_completeness_check(10, on_complete=handed.append)
+    path = tmp_path / "vol.dcm"
+    for whole, split in ((data, True), (data + padding, False)):
+        rewrite(path, whole[:300000])
+        assert not check(path)
+        with open(path, "ab") as fh:
+            fh.write(whole[300000:])
+        assert check(path)
+        obj = handed.pop()
+        assert (obj.pixels is not None) is split
+        assert obj.data == whole and obj.dataset == pydicom.dcmread(path)
+        if split:
+            assert obj.head == data[:at] and obj.dataset.PixelData is obj.pixels
+    # another image of the same size written over it: its beginning differs
+    other = (sample_dicom_dir / "001_000013_000004.dcm").read_bytes()
+    assert len(other) == len(data) and other[:at] != data[:at]
+    rewrite(path, data[:300000])
+    assert not check(path)
+    rewrite(path, other)
+    assert check(path)
+    obj = handed.pop()
+    assert obj.pixels is None and obj.data == other and obj.dataset == pydicom.dcmread(path)
 
 
 def test_never_early_for_any_cut_of_a_real_file(sample_dicom_dir, tmp_path):

@@ -48,6 +48,7 @@ __all__ = [
     "may_hold_pixel_data",
     "probe_dataset",
     "probe_dicom_bytes",
+    "probe_dicom_parts",
 ]
 
 _PIXEL_DATA = BaseTag(0x7FE00010)
@@ -132,6 +133,9 @@ class DicomProbe:
     reason: str | None = None
     needed_size: int | None = None
     prefix_size: int | None = None
+    #: the prefix ends where the value of native (uncompressed) pixel data begins, and that
+    #: value ends the data at ``needed_size`` (see :func:`probe_dicom_parts`)
+    prefix_is_pixel_value: bool = False
 
 
 def _value_tell(elem: DataElement | RawDataElement) -> int | None:
@@ -294,6 +298,7 @@ def probe_dataset(ds: Dataset, data: bytes) -> DicomProbe:
                 f"its pixel data has {got} of {declared} bytes (file cut short?)",
                 needed,
                 prefix,
+                prefix is not None,
             )
         if got < expected:
             return DicomProbe(None, f"its pixel data has {got} bytes; the image needs {expected}")
@@ -334,6 +339,35 @@ def probe_dicom_bytes(data: bytes) -> DicomProbe:
         return DicomProbe(None, str(exc))
     except Exception as exc:  # any parser surprise on a half-written file means: not yet
         return DicomProbe(None, f"not readable yet ({type(exc).__name__}: {exc})")
+
+
+def probe_dicom_parts(head: bytes, pixels: bytes) -> DicomProbe:
+    """:func:`probe_dicom_bytes` of ``head + pixels`` without joining them (never raises).
+
+    For a file read in two parts: ``head`` up to the value of its native pixel data (as a
+    probe with ``prefix_is_pixel_value`` found), ``pixels`` that value, to the file's end. When
+    the dataset is such a file whose last element is that pixel data, its ``PixelData`` is
+    ``pixels`` itself; anything else is probed joined.
+    """
+    try:
+        ds = dicom_read.read_dicom_fast(head, pixel_data=pixels)
+        if ds is not None:
+            elements = cast("dict[BaseTag, DataElement | RawDataElement]", ds._dict)
+            elem = elements.get(_PIXEL_DATA)
+            expected = _expected_pixel_bytes(ds)
+            if (
+                type(elem) is RawDataElement
+                and elem.value is pixels
+                and elem.length == len(pixels)
+                and _value_tell(elem) == len(head)
+                and next(reversed(elements)) == _PIXEL_DATA
+                and expected is not None
+                and len(pixels) >= expected
+            ):
+                return DicomProbe(ds)
+    except Exception:  # the general path below says what is wrong, if anything
+        pass
+    return probe_dicom_bytes(head + pixels)
 
 
 def check_complete(ds: Dataset, data: bytes) -> Dataset:

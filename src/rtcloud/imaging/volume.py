@@ -77,12 +77,27 @@ _PHILIPS_SLICES = (0x2001, 0x1018)
 class DicomObject:
     """A complete DICOM object as it was received: its name (a file path, or an instance
     UID for a pushed image), ``key`` telling whether a file is still the one that was read
-    (None: it cannot change), its bytes and its parsed dataset."""
+    (None: it cannot change), its bytes and its parsed dataset.
+
+    The bytes are ``head`` alone, or for a file read in two parts ``head`` followed by
+    ``pixels``, the value of its pixel data (the dataset's ``PixelData`` is that very
+    object: a large volume is not copied to be parsed).
+    """
 
     name: str
     key: Hashable | None
-    data: bytes
+    head: bytes
     dataset: Dataset
+    pixels: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """All its bytes (joined when it was read in two parts)."""
+        return self.head if self.pixels is None else self.head + self.pixels
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + (0 if self.pixels is None else len(self.pixels))
 
 
 def layout_of(ds: Dataset) -> str:
@@ -274,14 +289,14 @@ class VolumeReader:
             self.layout = layout_of(obj.dataset)
         old = self._kept.pop(obj.name, None)
         if old is not None:
-            self._kept_bytes -= len(old.data)
+            self._kept_bytes -= old.size
         self._kept[obj.name] = obj
-        self._kept_bytes += len(obj.data)
+        self._kept_bytes += obj.size
         while len(self._kept) > 1 and (
             len(self._kept) > KEPT_MAX_OBJECTS or self._kept_bytes > KEPT_MAX_BYTES
         ):
             name, evicted = self._kept.popitem(last=False)
-            self._kept_bytes -= len(evicted.data)
+            self._kept_bytes -= evicted.size
             self._planes.pop(name, None)
         if self.layout == "slices" and layout_of(obj.dataset) == "slices":
             self._add_slice(obj)
@@ -347,7 +362,7 @@ class VolumeReader:
         self._planes.pop(name, None)
         old = self._kept.pop(name, None)
         if old is not None:
-            self._kept_bytes -= len(old.data)
+            self._kept_bytes -= old.size
 
     def take(self, name: str, key: Hashable | None) -> DicomObject | None:
         """The object of ``name`` for the caller to keep (and change its dataset), once; None
@@ -356,7 +371,7 @@ class VolumeReader:
         if obj is None or (obj.key is not None and obj.key != key):
             return None
         del self._kept[name]
-        self._kept_bytes -= len(obj.data)
+        self._kept_bytes -= obj.size
         return obj
 
     def get(self, name: str, key: Hashable | None) -> DicomObject | None:

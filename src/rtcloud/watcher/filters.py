@@ -22,7 +22,10 @@ that to one full parse per delivered file:
   byte for byte the same: a check in between costs a ``stat`` and a read of that beginning.
 
 So a file written in pieces is parsed twice: once (partly) when its pixel data has begun,
-and once in full when its last byte is there.
+and once in full when its last byte is there. For uncompressed pixel data that ends the
+file, that last read takes the beginning (compared with the one remembered) and then the
+pixel data value as an object of its own, which the dataset keeps as its ``PixelData``: a
+large volume is not copied to be split off the bytes read.
 
 Each of these shortcuts only ever answers "not complete", and only for bytes whose parse
 would say so: they never make a file complete early, and never hold back a complete one.
@@ -37,7 +40,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtcloud.imaging.completeness import may_hold_pixel_data, probe_dicom_bytes
+from rtcloud.imaging.completeness import (
+    may_hold_pixel_data,
+    probe_dicom_bytes,
+    probe_dicom_parts,
+)
 from rtcloud.imaging.volume import DicomObject
 from rtcloud.utils import natural_sort_key
 
@@ -115,6 +122,7 @@ class _Partial:
     prefix: bytes  # all its bytes (needed None), or those up to the pixel data value
     needed: int | None  # the size it must reach before it can be complete
     no_pixel_tag: bool = False  # its bytes cannot hold pixel data (see may_hold_pixel_data)
+    pixel_value: bool = False  # prefix ends where native pixel data, the last element, begins
 
 
 def _read_prefix(path: Path, size: int) -> bytes | None:
@@ -123,6 +131,26 @@ def _read_prefix(path: Path, size: int) -> bytes | None:
             return fh.read(size)
     except OSError:
         return None
+
+
+def _read_in_two(
+    path: Path, head: bytes, size: int
+) -> tuple[os.stat_result, bytes, os.stat_result] | None:
+    """The rest of a file of ``size`` bytes that begins with ``head``, read as one object of
+    its own (no copy to split it off), with the file's state before and after; None when
+    the file does not begin so, or is not that size when read."""
+    try:
+        with open(path, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            if before.st_size != size or fh.read(len(head)) != head:
+                return None
+            rest = fh.read(size - len(head))
+            after = os.fstat(fh.fileno())
+    except OSError:
+        return None
+    if len(head) + len(rest) != size or after.st_size != size:
+        return None
+    return before, rest, after
 
 
 def _dicom_check(on_complete: OnComplete | None) -> Callable[[Path, os.stat_result], bool]:
@@ -149,6 +177,22 @@ def _dicom_check(on_complete: OnComplete | None) -> Callable[[Path, os.stat_resu
             and _read_prefix(path, len(known.prefix)) == known.prefix
         ):
             return False  # same beginning, still shorter than its pixel data asks for
+        if (
+            known is not None
+            and known.pixel_value
+            and known.needed is not None
+            and st.st_size == known.needed
+        ):
+            whole = _read_in_two(path, known.prefix, known.needed)
+            if whole is not None:  # the same beginning, and the pixel data all there
+                before, pixels, after = whole
+                probe = probe_dicom_parts(known.prefix, pixels)
+                if probe.dataset is not None:
+                    partial.pop(name, None)
+                    key = file_key(after)
+                    if on_complete is not None and file_key(before) == key:
+                        on_complete(DicomObject(name, key, known.prefix, probe.dataset, pixels))
+                    return True
         try:
             with open(path, "rb") as fh:
                 before = os.fstat(fh.fileno())
@@ -177,7 +221,15 @@ def _dicom_check(on_complete: OnComplete | None) -> Callable[[Path, os.stat_resu
         if probe.dataset is None:
             if probe.needed_size is not None and probe.prefix_size is not None:
                 prefix = data[: probe.prefix_size]
-                _remember(name, _Partial(identity, prefix, probe.needed_size))
+                _remember(
+                    name,
+                    _Partial(
+                        identity,
+                        prefix,
+                        probe.needed_size,
+                        pixel_value=probe.prefix_is_pixel_value,
+                    ),
+                )
             elif len(data) <= MAX_REMEMBERED_BYTES:
                 _remember(name, _Partial(identity, data, None, not may_hold_pixel_data(data)))
             else:
