@@ -92,6 +92,43 @@ def test_messages_both_ways_with_headers_text_and_fragments(servers):
         link.close()
 
 
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (65535,),  # framed by websockets
+        (65536,),  # framed here: the smallest such message
+        (22, 1 << 20),  # a chunk frame's header, then its data
+        (1, 2, 3, 70001, 5, 131071),  # parts that turn the mask at every offset
+    ],
+)
+def test_messages_sent_in_parts_arrive_whole(servers, sizes):
+    """websockets' server unmasks and checks every frame: the parts, framed without being
+    joined, must arrive as the one message they make, whatever their lengths."""
+    received = []
+
+    async def handler(ws):
+        async for message in ws:
+            received.append(message)
+            await ws.send(len(message).to_bytes(8, "big"))
+
+    server = servers(handler)
+    link = WsSocket.connect(server.url)
+    data = bytes(range(251)) * (sum(sizes) // 251 + 1)
+    parts, at = [], 0
+    for size in sizes:
+        parts.append(memoryview(data)[at : at + size])
+        at += size
+    try:
+        messages = link.messages()
+        link.send(parts)
+        assert int.from_bytes(next(messages), "big") == sum(sizes)
+        link.send(parts[0])  # one part alone, as a view
+        assert int.from_bytes(next(messages), "big") == sizes[0]
+        assert received == [data[: sum(sizes)], bytes(parts[0])]
+    finally:
+        link.close()
+
+
 def test_refused_handshake_raises_invalid_status_with_the_code(servers):
     def refuse(connection, request):
         return Response(403, "Forbidden", Headers(), b"no remote data service here\n")

@@ -74,6 +74,7 @@ __all__ = [
     "allowed_error",
     "decode_frame",
     "decode_message",
+    "encode_chunk_parts",
     "encode_frame",
     "encode_message",
     "error_to_message",
@@ -338,17 +339,21 @@ def encode_message(
 def encode_frame(frame: Begin | Chunk | Abort) -> bytes:
     """The bytes of a stream control frame."""
     if isinstance(frame, Chunk):
-        # Same bytes as packing the map with msgpack, but the data is copied once (by join)
-        # instead of through msgpack's growing buffer: the map ends with an empty bin whose
-        # 2-byte header is replaced by a bin32 header for the real data.
-        head = _packb({"t": "chunk", "s": frame.stream_id, "q": frame.seq, "d": b""})
-        size = len(frame.data)
-        return b"".join([head[:-2], b"\xc6", size.to_bytes(4, "big"), frame.data])
+        return b"".join(encode_chunk_parts(frame))
     if isinstance(frame, Begin):
         return _packb({"t": "begin", "s": frame.stream_id, "len": list(frame.lengths)})
     if isinstance(frame, Abort):
         return _packb({"t": "abort", "s": frame.stream_id})
     raise TypeError(f"not a stream frame: {frame!r}")
+
+
+def encode_chunk_parts(chunk: Chunk) -> tuple[bytes, Buffer]:
+    """The bytes of a chunk frame as two parts: everything before its data, then the data
+    itself (not copied: a transport that writes parts sends it as it is)."""
+    # Same bytes as packing the map with msgpack: the map ends with an empty bin whose
+    # 2-byte header is replaced by a bin32 header for the real data.
+    head = _packb({"t": "chunk", "s": chunk.stream_id, "q": chunk.seq, "d": b""})
+    return head[:-2] + b"\xc6" + len(chunk.data).to_bytes(4, "big"), chunk.data
 
 
 # ---------------------------------------------------------------------------------- decoding

@@ -50,7 +50,7 @@ from rtcloud.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
-from rtcloud.rpc.codec import Encoded, Spooled
+from rtcloud.rpc.codec import Buffer, Encoded, Spooled
 from rtcloud.rpc.messages import (
     PROTOCOL_VERSION,
     Abort,
@@ -68,6 +68,7 @@ from rtcloud.rpc.messages import (
     Undecodable,
     decode_frame,
     decode_message,
+    encode_chunk_parts,
     encode_frame,
     encode_message,
     error_to_message,
@@ -257,13 +258,13 @@ class _OutStream:
     def done(self) -> bool:
         return self.part >= len(self.parts)
 
-    def next_frame(self, chunk_size: int) -> bytes:
+    def next_frame(self, chunk_size: int) -> tuple[Buffer, ...]:
         if not self.begun:
             self.begun = True
-            return encode_frame(Begin(self.stream_id, tuple(len(p) for p in self.parts)))
+            return (encode_frame(Begin(self.stream_id, tuple(len(p) for p in self.parts))),)
         view = self.parts[self.part]
         end = min(self.offset + chunk_size, len(view))
-        frame = encode_frame(Chunk(self.stream_id, self.seq, view[self.offset : end]))
+        frame = encode_chunk_parts(Chunk(self.stream_id, self.seq, view[self.offset : end]))
         self.seq += 1
         if end >= len(view):
             self.parts[self.part] = memoryview(b"")  # let a sent buffer go early
@@ -658,20 +659,29 @@ class RpcConnection:
         Pull one frame at a time to apply backpressure: chunks of large messages are only
         made when asked for.
         """
+        parts = self.next_frame_parts()
+        if parts is None:
+            return None
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)  # bytes(bytes): no copy
+
+    def next_frame_parts(self) -> tuple[Buffer, ...] | None:
+        """:meth:`next_frame` as the parts that make the frame one after the other, for a
+        transport that writes them without joining them: a chunk's data is a view of the
+        value being sent, not a copy."""
         if self._small and (self._credit > 0 or not self._streams):
-            frame = self._small.popleft()
-            self._credit -= len(frame)
-            return frame
+            small = self._small.popleft()
+            self._credit -= len(small)
+            return (small,)
         if self._streams:
             stream = self._streams.popleft()
-            frame = stream.next_frame(self.limits.chunk_size)
+            parts = stream.next_frame(self.limits.chunk_size)
             if stream.done:
                 if stream.key is not None:
                     self._stream_of.pop(stream.key, None)
             else:
                 self._streams.append(stream)
             self._credit = self.limits.chunk_size
-            return frame
+            return parts
         return None
 
     def frames_to_send(self) -> list[bytes]:

@@ -386,7 +386,7 @@ class _Link:
             try:
                 while True:
                     with self.lock:
-                        frame = self.conn.next_frame()
+                        frame = self.conn.next_frame_parts()
                     if frame is None:
                         break
                     self.ws.send(frame)

@@ -7,6 +7,10 @@ anyway, so :class:`WsSocket` drives websockets' sans-I/O :class:`~websockets.cli
 itself: the thread iterating :meth:`WsSocket.messages` reads the socket, parses and gets each
 message at once, and any thread may :meth:`WsSocket.send`.
 
+A large message (a volume's chunks) is framed here rather than by websockets: each part of
+it is masked straight from the caller's buffer and written as it is, where websockets would
+join the parts, mask the whole and copy it once more into the frame.
+
 Keepalive: a small thread sends a ping when nothing has arrived for ``ping_interval`` seconds,
 and declares the link lost when nothing at all (pong or data) has arrived for
 ``ping_timeout`` seconds more, so a server that vanished without closing (a dropped network)
@@ -19,14 +23,21 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # a build of websockets without its C extension
+    from websockets.utils import apply_mask
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
@@ -39,8 +50,12 @@ __all__ = ["LinkClosed", "WsSocket"]
 _PROTOCOL_LOGGER = logging.getLogger("rtcloud.transport.ws_socket.protocol")
 _PROTOCOL_LOGGER.addFilter(RedactSecrets())
 
+Buffer = bytes | bytearray | memoryview
+
 #: Bytes read from the socket at a time: a 1 MiB chunk frame in one read.
 RECV_BUFSIZE = (1 << 20) + (64 << 10)
+#: Messages from this size on are framed here (:func:`_masked_frame`), not by websockets.
+DIRECT_FRAME_SIZE = 64 << 10
 USER_AGENT = "rtcloud"
 
 
@@ -213,14 +228,28 @@ class WsSocket:
 
     # ------------------------------------------------------------ writing
 
-    def send(self, data: bytes) -> None:
-        """Send one binary message (any thread). LinkClosed once the link is closing."""
+    def send(self, data: Buffer | Sequence[Buffer]) -> None:
+        """Send one binary message (any thread). LinkClosed once the link is closing.
+
+        ``data``: the message, or the parts that make it one after the other (sent without
+        being joined).
+        """
+        parts: Sequence[Buffer] = (
+            (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
+        )
+        size = sum(len(part) for part in parts)
         with self._send_lock:
             with self._state_lock:
-                if self._protocol.state is not State.OPEN:
-                    raise LinkClosed(f"the WebSocket is {self._protocol.state.name.lower()}")
-                self._protocol.send_binary(data)
-                out = self._protocol.data_to_send()
+                protocol = self._protocol
+                if protocol.state is not State.OPEN:
+                    raise LinkClosed(f"the WebSocket is {protocol.state.name.lower()}")
+                if size < DIRECT_FRAME_SIZE or protocol.extensions:
+                    protocol.send_binary(parts[0] if len(parts) == 1 else b"".join(parts))
+                    out = protocol.data_to_send()
+                else:
+                    if protocol.expect_continuation_frame:  # never: we send whole messages
+                        raise LinkClosed("the WebSocket is inside a fragmented message")
+                    out = _masked_frame(parts, size)
             try:
                 _write(self.socket, out)
             except OSError as exc:
@@ -273,6 +302,26 @@ class WsSocket:
         except OSError:
             pass  # not connected any more
         self.socket.close()
+
+
+def _masked_frame(parts: Sequence[Buffer], size: int) -> list[bytes]:
+    """One final binary frame of a client (RFC 6455 section 5.2) holding ``parts`` one after
+    the other: its header, then each part masked on its own (one copy each, where building
+    the frame whole would join, mask and copy it again)."""
+    mask = secrets.token_bytes(4)
+    if size < 126:
+        header = struct.pack("!BB", 0x82, 0x80 | size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x82, 0x80 | 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x82, 0x80 | 127, size)
+    out = [header + mask]
+    offset = 0
+    for part in parts:
+        turn = offset % 4  # the mask runs on across the parts
+        out.append(apply_mask(part, mask[turn:] + mask[:turn]))
+        offset += len(part)
+    return out
 
 
 def _write(sock: socket.socket, chunks: list[bytes]) -> None:
