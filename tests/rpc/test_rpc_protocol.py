@@ -41,6 +41,8 @@ from rtcloud.rpc.protocol import (
     IncomingCallCancelled,
     PingReceived,
     PongReceived,
+    ResultBegun,
+    ResultPiece,
     RpcConnection,
     State,
 )
@@ -618,6 +620,61 @@ def test_raw_result_arrives_encoded_and_can_be_sent_on_unchanged(pair):
     relay.send_result(forwarded.call_id, event.value)
     transfer(relay, script)
     assert script.events_received() == [CallResult(second, {"file": big, "n": 7})]
+
+
+def test_a_streamed_result_is_passed_on_as_its_chunks_arrive(pair):
+    """With stream_result, the payload comes as soon as its chunk did, then each piece; the
+    pieces, with the payload, decode to the value the service sent."""
+    server, service = pair
+    big, small = os.urandom(3 * MiB + 5), os.urandom(200_000)
+    call_id = server.call("I", "m", raw_result=True, stream_result=True)
+    plain_id = server.call("I", "m", raw_result=True)  # not streamed: as before
+    transfer(server, service)
+    service.events_received()
+    service.send_result(call_id, {"a": big, "b": small, "n": 7})
+    frames = []
+    while (frame := service.next_frame()) is not None:
+        frames.append(frame)
+    events = []
+    for frame in frames:
+        server.receive_frame(frame)
+        events.extend(server.events_received())
+        if len(events) == 1:  # announced before the rest of its bytes arrived
+            assert isinstance(events[0], ResultBegun) and frame is not frames[-1]
+    begun, *pieces, end = events
+    assert begun.call_id == call_id and begun.lengths == (len(big), len(small))
+    assert all(isinstance(e, ResultPiece) and e.call_id == call_id for e in pieces)
+    assert end == CallResult(call_id, None)
+    parts = [bytearray(), bytearray()]
+    at = 0
+    for piece in pieces:  # the pieces fill the parts in order
+        parts[at] += piece.data
+        if len(parts[at]) == begun.lengths[at]:
+            at += 1
+    value = codec.Encoded(begun.payload, [(bytes(parts[0]),), (bytes(parts[1]),)]).decode()
+    assert value == {"a": big, "b": small, "n": 7}
+    assert call_id not in server.pending_calls and plain_id in server.pending_calls
+    # the same reply to a call without stream_result arrives whole, as before
+    service.send_result(plain_id, {"a": big})
+    transfer(service, server)
+    (event,) = server.events_received()
+    assert isinstance(event, CallResult) and event.value.decode() == {"a": big}
+
+
+def test_a_streamed_result_cut_short_fails_its_call(pair):
+    server, service = pair
+    call_id = server.call("I", "m", raw_result=True, stream_result=True)
+    transfer(server, service)
+    service.events_received()
+    service.send_result(call_id, os.urandom(3 * MiB))
+    for _ in range(3):  # the begin frame, the payload's chunk, one chunk of the bytes
+        server.receive_frame(service.next_frame())
+    begun, piece = server.events_received()
+    assert isinstance(begun, ResultBegun) and isinstance(piece, ResultPiece)
+    server.fail_all("the data service disconnected")
+    (event,) = server.events_received()
+    assert isinstance(event, CallFailed) and event.call_id == call_id
+    assert isinstance(event.exception, ServiceUnavailableError)
 
 
 def test_raw_result_is_not_validated_but_a_normal_one_is():

@@ -48,7 +48,7 @@ import io
 import pathlib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgpack
@@ -375,6 +375,14 @@ class Encoded:
     def nbytes(self) -> int:
         """Bytes of the payload and all buffers."""
         return len(self.payload) + sum(len(p) for pieces in self.buffers for p in pieces)
+
+    def part_sizes(self) -> list[int]:
+        """The size of the payload, then of each out-of-band buffer."""
+        return [len(self.payload), *(sum(len(p) for p in pieces) for pieces in self.buffers)]
+
+    def iter_part(self, index: int) -> Iterator[Buffer]:
+        """The pieces of part ``index`` (0: the payload, then each buffer), in order."""
+        return iter((self.payload,) if index == 0 else self.buffers[index - 1])
 
     def decode(self, *, max_depth: int = MAX_DEPTH) -> Any:
         """The value (ProtocolError when the encoding is malformed)."""

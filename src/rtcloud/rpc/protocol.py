@@ -14,7 +14,9 @@ the socket, the clock and the threads; it drives one :class:`RpcConnection` per 
 Either side may call the other. Every call made with :meth:`~RpcConnection.call` ends with
 exactly one :class:`CallResult` or :class:`CallFailed` event: the reply, a cancel or
 timeout, or the link failing (:meth:`~RpcConnection.fail_all` fails every pending call at
-once with :class:`~rtcloud.errors.ServiceUnavailableError`).
+once with :class:`~rtcloud.errors.ServiceUnavailableError`). A call made with
+``stream_result`` may see its large reply announced before that (:class:`ResultBegun`) and
+handed on chunk by chunk (:class:`ResultPiece`); it still ends with exactly one of the two.
 
 Sending is pull-based. Small messages wait in one queue; messages larger than a chunk, or
 holding large binary values, become streams cut into chunks of ``Limits.chunk_size``
@@ -89,6 +91,8 @@ __all__ = [
     "PartSink",
     "PingReceived",
     "PongReceived",
+    "ResultBegun",
+    "ResultPiece",
     "RpcConnection",
     "SpoolFactory",
     "State",
@@ -198,6 +202,29 @@ class CallFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class ResultBegun:
+    """A large result of one of our calls made with ``stream_result`` began to arrive.
+
+    ``payload`` is the encoded value without its out-of-band parts, whose sizes are
+    ``lengths``; their bytes follow, in order, as :class:`ResultPiece` events. A
+    :class:`CallResult` (value None) says the last one arrived; a :class:`CallFailed` that
+    they never will.
+    """
+
+    call_id: int
+    payload: bytes
+    lengths: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultPiece:
+    """The next bytes of a result announced by :class:`ResultBegun` (a frame's view)."""
+
+    call_id: int
+    data: bytes | memoryview
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingCallCancelled:
     """The peer cancelled one of its calls to us (or the link was lost): drop its result."""
 
@@ -223,6 +250,8 @@ Event = (
     | IncomingCall
     | CallResult
     | CallFailed
+    | ResultBegun
+    | ResultPiece
     | IncomingCallCancelled
     | PingReceived
     | PongReceived
@@ -238,6 +267,7 @@ class _Pending:
     method: str
     deadline_s: float | None
     raw_result: bool = False
+    stream_result: bool = False
 
 
 class _OutStream:
@@ -303,6 +333,7 @@ class _InStream:
     __slots__ = (
         "assemble",
         "buffer",
+        "call_id",
         "filled",
         "lengths",
         "part",
@@ -323,6 +354,8 @@ class _InStream:
         self.seq = 0
         self.buffer: bytearray | None = None
         self.sink: PartSink | None = None
+        #: the call whose result this is, once it is passed on as it arrives (not kept)
+        self.call_id: int | None = None
 
     def add(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next chunk of the current part (its size already checked)."""
@@ -330,7 +363,9 @@ class _InStream:
         length = self.lengths[part]
         filled = self.filled
         size = len(data)
-        if self.sink is not None:
+        if self.call_id is not None:
+            pass  # passed on by the connection, not kept
+        elif self.sink is not None:
             self.sink.write(data if isinstance(data, (bytes, memoryview)) else bytes(data))
         elif part and length >= ASSEMBLE_MIN and self.assemble:
             if self.buffer is None:
@@ -463,11 +498,15 @@ class RpcConnection:
         deadline_s: float | None = None,
         *,
         raw_result: bool = False,
+        stream_result: bool = False,
     ) -> int:
         """Queue a call to the peer and return its call id.
 
         With ``raw_result`` the reply's value arrives still encoded, as a
-        :class:`~rtcloud.rpc.codec.Encoded`, for a caller that only passes it on.
+        :class:`~rtcloud.rpc.codec.Encoded`, for a caller that only passes it on. With
+        ``stream_result`` too, a reply sent in chunks is passed on as it arrives: a
+        :class:`ResultBegun` event once its payload is there, a :class:`ResultPiece` per
+        chunk of its out-of-band parts, then a :class:`CallResult` with value None.
 
         Raises:
             ServiceUnavailableError: the connection is closing or closed.
@@ -500,7 +539,9 @@ class RpcConnection:
             Call(call_id, interface, method, tuple(args), kw, deadline_s), ("call", call_id)
         )
         self._next_call_id += 1
-        self._pending[call_id] = _Pending(interface, method, deadline_s, raw_result)
+        self._pending[call_id] = _Pending(
+            interface, method, deadline_s, raw_result, raw_result and stream_result
+        )
         return call_id
 
     def send_result(self, call_id: int, value: Any) -> bool:
@@ -783,20 +824,49 @@ class RpcConnection:
             )
         if (
             self._spool is not None
+            and stream.call_id is None
             and stream.filled == 0
             and stream.part
             and stream.lengths[stream.part] >= ASSEMBLE_MIN
         ):
             stream.sink = self._sink_for(stream)
+        passed_on = stream.call_id
         stream.add(chunk.data)
+        if passed_on is not None:
+            self._events.append(ResultPiece(passed_on, _keepable(chunk.data)))
+        elif stream.part == 1 and stream.filled == 0 and len(stream.lengths) > 1:
+            self._pass_on(stream)  # its payload is here: a result to pass on as it comes?
         if stream.part < len(stream.lengths):
             return
         del self._partial[chunk.stream_id]
         self._release(stream.size)
+        if passed_on is not None:
+            if self._pending.pop(passed_on, None) is not None:
+                self._events.append(CallResult(passed_on, None))
+            return
         head = stream.pieces[0]
         envelope = head[0] if len(head) == 1 else b"".join(head)
         self._on_message(
             decode_message(envelope, stream.pieces[1:], self.limits, lazy_results=True)
+        )
+
+    def _pass_on(self, stream: _InStream) -> None:
+        """Start passing a result on as it arrives, when its call asked for that."""
+        if not any(pending.stream_result for pending in self._pending.values()):
+            return
+        head = stream.pieces[0]
+        envelope = head[0] if len(head) == 1 else b"".join(head)
+        stream.pieces[0] = [envelope]
+        placeholders: list[list[Any]] = [[] for _ in stream.lengths[1:]]
+        message = decode_message(envelope, placeholders, self.limits, lazy_results=True)
+        if not isinstance(message, Result) or not isinstance(message.value, Encoded):
+            return
+        pending = self._pending.get(message.call_id)
+        if pending is None or not pending.stream_result:
+            return
+        stream.call_id = message.call_id
+        self._events.append(
+            ResultBegun(message.call_id, bytes(message.value.payload), stream.lengths[1:])
         )
 
     def _sink_for(self, stream: _InStream) -> PartSink | None:

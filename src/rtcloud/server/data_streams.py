@@ -148,6 +148,19 @@ class DataStreams:
                     stream.next_volume = index + 1
                 else:
                     stream.next_index = index + 1
+            arrived = getattr(value, "add_done_callback", None)
+            if arrived is not None:  # passed on while it arrives: it may yet fail to
+
+                def undo(error: Exception | None) -> None:
+                    if error is None:
+                        return
+                    with stream.lock:  # the next call without an index asks for it again
+                        if volume and stream.next_volume == index + 1:
+                            stream.next_volume = index
+                        elif not volume and stream.next_index == index + 1:
+                            stream.next_index = index
+
+                arrived(undo)
         return value
 
     def _volume_times(

@@ -169,7 +169,16 @@ class Hub:
         if (interface, method) in self.observed:
             started = time.time()
             result = self._call(info, interface, method, args, kwargs, timeout, raw)
-            self.observer(interface, method, args, kwargs, started, time.time())
+            arrived = getattr(result, "add_done_callback", None)
+            if arrived is None:
+                self.observer(interface, method, args, kwargs, started, time.time())
+            else:  # a result passed on while it arrives: observed once it is all here
+
+                def observe(error: Exception | None) -> None:
+                    if error is None:
+                        self.observer(interface, method, args, kwargs, started, time.time())
+
+                arrived(observe)
             return result
         return self._call(info, interface, method, args, kwargs, timeout, raw)
 

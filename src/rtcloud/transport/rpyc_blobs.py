@@ -29,10 +29,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Sequence
 
-from rtcloud.errors import ProtocolError, ServiceUnavailableError
-from rtcloud.rpc.codec import MAX_BUFFERS, MAX_MESSAGE_SIZE, Buffer, Encoded
+from rtcloud.errors import ProtocolError, RTCloudError, ServiceUnavailableError
+from rtcloud.rpc.codec import MAX_BUFFERS, MAX_MESSAGE_SIZE, Encoded
 from rtcloud.transport.rpyc_stream import presents_secret, recv_exact, set_nodelay
 
 __all__ = [
@@ -87,11 +86,13 @@ def _recv_part(sock: socket.socket, size: int) -> bytes:
 
 
 def _send_value(sock: socket.socket, value: Encoded | None) -> None:
-    parts: list[Sequence[Buffer]] = [] if value is None else [(value.payload,), *value.buffers]
-    sizes = [sum(len(p) for p in pieces) for pieces in parts]
-    sock.sendall(_COUNT.pack(len(parts)) + b"".join(_SIZE.pack(n) for n in sizes))
-    for pieces in parts:
-        for piece in pieces:
+    """Send a value part by part; a value still arriving is sent as its pieces come (an
+    error it raises on the way, after its sizes went out, leaves the connection unusable)."""
+    sizes = [] if value is None else value.part_sizes()
+    sock.sendall(_COUNT.pack(len(sizes)) + b"".join(_SIZE.pack(n) for n in sizes))
+    for index in range(len(sizes)):
+        assert value is not None
+        for piece in value.iter_part(index):
             if len(piece):
                 sock.sendall(piece)
 
@@ -212,7 +213,15 @@ class BlobServer:
                 if op == b"G":
                     value = self.store.take(recv_exact(conn, TICKET_BYTES))
                     self.values_sent += value is not None
-                    _send_value(conn, value)
+                    try:
+                        _send_value(conn, value)
+                    except RTCloudError as exc:  # a result passed on as it came stopped coming
+                        logger.warning(
+                            "side channel: a result stopped arriving while it was passed on "
+                            "(%s); closing the connection to tell the script",
+                            exc,
+                        )
+                        return
                 elif op == b"P":
                     value = _recv_value(conn)
                     if value is None:

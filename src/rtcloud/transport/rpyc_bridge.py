@@ -10,7 +10,10 @@ type when that type is on the allow-list.
 ``call`` answers ``(status, data)``: :data:`REPLY_VALUE` with the encoded value,
 :data:`REPLY_TICKET` with the ticket of a large value parked on the side channel
 (:mod:`rtcloud.transport.rpyc_blobs`), or :data:`REPLY_ERROR` with the encoded error record.
-A reply of a remote service is forwarded still encoded, never decoded in the server.
+A reply of a remote service is forwarded still encoded, never decoded in the server; a
+large one is parked while it still arrives (a
+:class:`~rtcloud.transport.streamed.StreamedValue`), and the side channel sends it on as it
+comes.
 """
 
 from __future__ import annotations

@@ -212,7 +212,18 @@ class ServerConnection:
             if status == REPLY_TICKET:
                 blobs = self._blobs(link)
                 blobs.set_timeout(wait)
-                return blobs.fetch(bytes(data)).decode()
+                try:
+                    fetched = blobs.fetch(bytes(data))
+                except ConnectionError as exc:
+                    # the server passes a large result on while it arrives: it closes the
+                    # side channel when the rest will not come
+                    self._drop(link)
+                    raise ServiceUnavailableError(
+                        f"{interface}.{method}: the result stopped arriving before it was "
+                        f"whole ({exc}): the remote service disconnected while sending it, "
+                        "its time ran out, or the project server stopped; call again"
+                    ) from None
+                return fetched.decode()
         except (AsyncResultTimeout, TimeoutError):
             # The server may still be working on it: this connection is busy; use a new one.
             self._drop(link)

@@ -13,6 +13,11 @@ a caller that set something up on the service (a stream, say) passes the generat
 it up on, and a call for an older generation fails with :class:`Reconnected` instead of
 reaching a service that never heard of it (see :mod:`rtcloud.server.data_streams`).
 
+A raw call (the RPyC bridge passing a result on to a script) is made with
+``stream_result``: once its reply's payload has arrived, the caller gets a
+:class:`~rtcloud.transport.streamed.StreamedValue` that this channel keeps feeding with the
+reply's chunks as they come, then ends (or fails, when the service goes).
+
 A channel can also answer calls *from* its service, when given a
 :class:`~rtcloud.rpc.dispatch.Dispatcher` of the few methods a service may call (a subject
 service reporting the participant's responses); any other call is refused.
@@ -24,6 +29,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,9 +41,12 @@ from rtcloud.rpc.protocol import (
     CallFailed,
     CallResult,
     IncomingCall,
+    ResultBegun,
+    ResultPiece,
     RpcConnection,
 )
 from rtcloud.transport.budget import SERVER_BUDGET
+from rtcloud.transport.streamed import StreamedValue
 
 __all__ = ["Reconnected", "ServiceChannel"]
 
@@ -58,6 +67,8 @@ class _Link:
         self.peer = peer
         self.wake = asyncio.Event()
         self.futures: dict[int, concurrent.futures.Future[Any]] = {}
+        #: results handed on while they arrive, by call id (see rtcloud.transport.streamed)
+        self.streamed: dict[int, StreamedValue] = {}
         self.open = True
 
 
@@ -180,12 +191,20 @@ class ServiceChannel:
             return
         try:
             call_id = link.conn.call(
-                interface, method, args, kwargs, deadline_s=timeout, raw_result=raw
+                interface,
+                method,
+                args,
+                kwargs,
+                deadline_s=timeout,
+                raw_result=raw,
+                stream_result=raw,  # a raw result is only passed on: pass it on as it comes
             )
         except Exception as exc:  # bad arguments: report to the caller
             future.set_exception(exc)
             return
         future.sent = (link, call_id)  # type: ignore[attr-defined]
+        future.deadline = time.monotonic() + timeout  # type: ignore[attr-defined]
+        future.what = f"{interface}.{method}"  # type: ignore[attr-defined]
         link.futures[call_id] = future
         link.wake.set()
 
@@ -198,11 +217,32 @@ class ServiceChannel:
     def _handle_events(self, link: _Link) -> None:
         conn = link.conn
         for event in conn.events_received():
-            if isinstance(event, CallResult):
+            if isinstance(event, ResultPiece):
+                streamed = link.streamed.get(event.call_id)
+                if streamed is not None:
+                    streamed.add(event.data)
+            elif isinstance(event, ResultBegun):
+                future = link.futures.pop(event.call_id, None)
+                if future is not None and not future.done():
+                    streamed = StreamedValue(
+                        event.payload,
+                        event.lengths,
+                        getattr(future, "deadline", time.monotonic() + 60.0),
+                        getattr(future, "what", "the call"),
+                    )
+                    link.streamed[event.call_id] = streamed
+                    future.set_result(streamed)
+            elif isinstance(event, CallResult):
+                streamed = link.streamed.pop(event.call_id, None)
+                if streamed is not None:
+                    streamed.finish()
                 future = link.futures.pop(event.call_id, None)
                 if future is not None and not future.done():
                     future.set_result(event.value)
             elif isinstance(event, CallFailed):
+                streamed = link.streamed.pop(event.call_id, None)
+                if streamed is not None:
+                    streamed.fail(event.exception)
                 future = link.futures.pop(event.call_id, None)
                 if future is not None and not future.done():
                     future.set_exception(event.exception)
