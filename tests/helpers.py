@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,3 +93,66 @@ def start_service(kind, server, *extra, password="test", user="test"):
     return subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+class CuttingProxy:
+    """Forwards TCP from 127.0.0.1 to ``upstream``; :meth:`arm` makes it cut a connection
+    after it has carried so many more bytes one way: a link dropping mid-download
+    (``toward="client"``) or mid-upload (``toward="upstream"``)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.cuts = 0
+        self._armed: tuple[int, bool] | None = None  # (bytes left, toward the client)
+        self._lock = threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def arm(self, limit: int, toward: str = "client") -> None:
+        assert toward in ("client", "upstream")
+        with self._lock:
+            self._armed = (limit, toward == "client")
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream, timeout=10)
+            pair = (client, upstream)
+            for args in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(*args, pair), daemon=True).start()
+
+    def _pump(self, src, dst, to_client: bool, pair) -> None:
+        try:
+            while data := src.recv(65536):
+                cut = False
+                with self._lock:
+                    armed = self._armed
+                    if armed is not None and armed[1] == to_client:
+                        left = armed[0] - len(data)
+                        cut = left < 0
+                        self._armed = None if cut else (left, to_client)
+                        if cut:
+                            self.cuts += 1
+                            data = data[: armed[0]]  # what fits, then the cut
+                dst.sendall(data)
+                if cut:
+                    break
+        except OSError:
+            pass
+        for sock in pair:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.sock.close()

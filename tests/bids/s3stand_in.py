@@ -4,8 +4,6 @@ OpenNeuro's public bucket, plus a TCP proxy that can cut a response off midway."
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
 from bidstools import image
 
@@ -80,61 +78,3 @@ def put_dataset(endpoint: str, ds: str = "ds000001", shape=(16, 16, 8, 12)) -> d
     for key, data in files.items():
         client.put_object(Bucket=BUCKET, Key=key, Body=data)
     return files
-
-
-class CuttingProxy:
-    """Forwards TCP to ``upstream``; when armed, closes the next connection once it has
-    carried more than ``limit`` bytes towards the client (a link dropping mid-download)."""
-
-    def __init__(self, upstream: tuple[str, int], limit: int) -> None:
-        self.upstream = upstream
-        self.limit = limit
-        self.armed = threading.Event()
-        self.cuts = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.upstream, timeout=10)
-            for args in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(target=self._pump, args=args, daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, downstream: bool) -> None:
-        carried = 0
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if downstream and self.armed.is_set() and carried + len(data) > self.limit:
-                    dst.sendall(data[: max(0, self.limit - carried)])
-                    self.armed.clear()
-                    self.cuts += 1
-                    break
-                dst.sendall(data)
-                carried += len(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()

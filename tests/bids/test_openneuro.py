@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 from bidstools import assert_valid
-from s3stand_in import CuttingProxy
 
+from helpers import CuttingProxy
 from rtcloud.bids.archive import BidsArchive
 from rtcloud.bids.openneuro import OpenNeuroCache
 from rtcloud.errors import RequestError, ServiceUnavailableError, ValidationError
@@ -59,11 +59,11 @@ def test_downloads_only_what_a_run_needs_then_uses_the_cache(openneuro_env, tmp_
 def test_a_download_cut_off_midway_leaves_no_half_file_and_resumes(openneuro_env):
     endpoint, files = openneuro_env
     target = urlparse(endpoint)
-    proxy = CuttingProxy((target.hostname, target.port), limit=20_000)
+    proxy = CuttingProxy((target.hostname, target.port))
     try:
         cache = OpenNeuroCache(endpoint_url=proxy.url)
         key = "ds000001/sub-02/func/sub-02_task-nback_run-01_bold.nii"
-        proxy.armed.set()
+        proxy.arm(20_000)  # bytes toward the client, then the link drops
         with pytest.raises(RequestError, match="cut off.*call again to resume"):
             cache.downloadData("ds000001", subject="02", run=1)
         assert proxy.cuts == 1

@@ -5,73 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 from test_remote import remote  # noqa: F401 (a fixture)
 
-from helpers import wait_for
+from helpers import CuttingProxy, wait_for
 from rtcloud.errors import ServiceUnavailableError
 from rtcloud.interfaces.client import ClientInterface
 from rtcloud.simulate.synthetic import generate_series
 
 PATTERN = "001_000013_{TR:06d}.dcm"
-
-
-class UploadCut:
-    """Forwards TCP to ``upstream``; once armed, cuts the connection after it has carried
-    ``limit`` more bytes from the client (a data service losing its link mid-volume)."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.limit: int | None = None
-        self.cuts = 0
-        self._lock = threading.Lock()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def arm(self, limit: int) -> None:
-        with self._lock:
-            self.limit = limit
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.upstream, timeout=10)
-            pair = (client, upstream)
-            threading.Thread(target=self._pump, args=(client, upstream, pair, True)).start()
-            threading.Thread(target=self._pump, args=(upstream, client, pair, False)).start()
-
-    def _pump(self, src, dst, pair, up) -> None:
-        try:
-            while data := src.recv(65536):
-                if up:
-                    with self._lock:
-                        if self.limit is not None:
-                            self.limit -= len(data)
-                            if self.limit < 0:
-                                self.limit = None
-                                self.cuts += 1
-                                break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in pair:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -89,7 +34,7 @@ def volumes(tmp_path):
 def test_a_volume_cut_off_mid_way_is_a_clear_error_and_comes_again(remote, volumes, tmp_path):  # noqa: F811
     server, start = remote
     host, port = server.url.split("//")[1].rstrip("/").rsplit(":", 1)
-    proxy = UploadCut((host, int(port)))
+    proxy = CuttingProxy((host, int(port)))
     env = dict(os.environ, RTCLOUD_PASSWORD="test", PYTHONUNBUFFERED="1")
     service = subprocess.Popen(
         [sys.executable, "-m", "rtcloud", "data-service", "-s", f"127.0.0.1:{proxy.port}",
@@ -104,7 +49,7 @@ def test_a_volume_cut_off_mid_way_is_a_clear_error_and_comes_again(remote, volum
         stream = data.initScannerStream(str(volumes), PATTERN, 0)
         first = data.getImageData(stream, timeout=10)  # volume 0, whole
         assert int(first.InstanceNumber) == 1 and len(first.PixelData) > 2_500_000
-        proxy.arm(1_500_000)  # the link drops 1.5 MB into the next volume
+        proxy.arm(1_500_000, toward="upstream")  # the link drops 1.5 MB into the next volume
         with pytest.raises(ServiceUnavailableError) as caught:
             data.getImageData(stream, timeout=10)
         message = str(caught.value)
