@@ -6,6 +6,7 @@ calls. A test module that imports this module is skipped where the wheel is miss
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import shutil
@@ -90,13 +91,20 @@ def gunzipped(path: Path, tmp_path: Path) -> Path:
 
 FMRI_FIELDS = {"RepetitionTime", "EchoTime", "FlipAngle", "SliceTiming", "PhaseEncodingDirection"}
 
+#: When synthetic series compared with dcm2niix's slice times start. dcm2niix keeps a slice's
+#: time of day as the number hhmmss.ffffff in single precision, so the slice times it makes
+#: of a series written one file per slice are as coarse as that number's steps: 2**-7 s from
+#: 09:06 to 13:06 (65536 <= hhmmss < 131072), 2**-6 s after. A series started at 10:00 is
+#: within 2**-8 s of the exact times whatever the hour the test runs.
+SERIES_START = dt.datetime(2026, 1, 2, 10, 0, 0)
+
 
 def assert_volume_matches_dcm2niix(image: Any, files: list[Path], out: Path) -> None:
     """A volume with a sidecar (``VolumeImage``) is dcm2niix's image of ``files``.
 
     Voxels in the same order and the affine (0.01 mm); repetition and echo time, and slice
-    times where dcm2niix gives them (it keeps a slice's time of day in single precision, so
-    for per-slice series its steps are 2**-8 s apart at 10:00).
+    times where dcm2niix gives them (within 2**-8 s: make per-slice series start at
+    :data:`SERIES_START`).
     """
     theirs, their_sidecar = run_dcm2niix(files, out)
     assert_same_image(image, theirs, exact=True)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from dcm2niix_oracle import assert_volume_matches_dcm2niix
+from dcm2niix_oracle import SERIES_START, assert_volume_matches_dcm2niix
 from rtcloud.errors import FileWaitTimeout
 from rtcloud.imaging.dicom import read_dicom_file
 from rtcloud.imaging.nifti import VolumeImage
@@ -26,7 +26,12 @@ PATTERN = "001_000013_{TR:06d}.dcm"
 def layouts(tmp_path_factory):
     return {
         layout: generate_series(
-            tmp_path_factory.mktemp(layout), num_volumes=3, shape=SHAPE, layout=layout, scan=13
+            tmp_path_factory.mktemp(layout),
+            num_volumes=3,
+            shape=SHAPE,
+            layout=layout,
+            scan=13,
+            start=SERIES_START,
         )
         for layout in ("mosaic", "enhanced", "slices")
     }

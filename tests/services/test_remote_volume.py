@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_remote import remote  # noqa: F401 (a fixture)
 
-from dcm2niix_oracle import assert_volume_matches_dcm2niix
+from dcm2niix_oracle import SERIES_START, assert_volume_matches_dcm2niix
 from helpers import wait_for
 from rtcloud.imaging.nifti import VolumeImage
 from rtcloud.interfaces.client import ClientInterface
@@ -24,7 +24,12 @@ def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F8
     for voxel, with its sidecar."""
     server, start = remote
     series = generate_series(
-        tmp_path / "series", num_volumes=3, shape=SHAPE, layout=layout, scan=13
+        tmp_path / "series",
+        num_volumes=3,
+        shape=SHAPE,
+        layout=layout,
+        scan=13,
+        start=SERIES_START,
     )
     scanner = tmp_path / "scanner"
     scanner.mkdir()
@@ -50,7 +55,12 @@ def test_get_volume_goes_on_where_it_was_after_the_data_service_restarts(remote,
     own stream ids start again) is asked for the volume the script is at."""
     server, start = remote
     series = generate_series(
-        tmp_path / "series", num_volumes=3, shape=SHAPE, layout="slices", scan=13
+        tmp_path / "series",
+        num_volumes=3,
+        shape=SHAPE,
+        layout="slices",
+        scan=13,
+        start=SERIES_START,
     )
     scanner = tmp_path / "scanner"
     scanner.mkdir()
