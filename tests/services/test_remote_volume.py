@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +19,8 @@ SHAPE = (16, 12, 6)
 PATTERN = "001_000013_{TR:06d}.dcm"
 
 
-@pytest.mark.parametrize("layout", ["mosaic", "enhanced", "slices"])
-def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F811
-    """Remote mode: the data service assembles the volume; the script gets the image, voxel
-    for voxel, with its sidecar."""
-    server, start = remote
+def scanner_folder(tmp_path: Path, layout: str) -> tuple[list[Path], Path]:
+    """A 3-volume synthetic series of ``layout``, and the scanner folder holding a copy."""
     series = generate_series(
         tmp_path / "series",
         num_volumes=3,
@@ -35,6 +33,15 @@ def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F8
     scanner.mkdir()
     for path in series:
         shutil.copyfile(path, scanner / path.name)
+    return series, scanner
+
+
+@pytest.mark.parametrize("layout", ["mosaic", "enhanced", "slices"])
+def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F811
+    """Remote mode: the data service assembles the volume; the script gets the image, voxel
+    for voxel, with its sidecar."""
+    server, start = remote
+    series, scanner = scanner_folder(tmp_path, layout)
     start("data-service", "-d", str(tmp_path), "-f", ".dcm")
     start("subject-service", "-o", str(tmp_path / "out"))
     wait_for(lambda: server.all_services_connected(), what="the services")
@@ -54,18 +61,7 @@ def test_get_volume_goes_on_where_it_was_after_the_data_service_restarts(remote,
     """The server keeps the stream and its next volume: a restarted data service (whose
     own stream ids start again) is asked for the volume the script is at."""
     server, start = remote
-    series = generate_series(
-        tmp_path / "series",
-        num_volumes=3,
-        shape=SHAPE,
-        layout="slices",
-        scan=13,
-        start=SERIES_START,
-    )
-    scanner = tmp_path / "scanner"
-    scanner.mkdir()
-    for path in series:
-        shutil.copyfile(path, scanner / path.name)
+    series, scanner = scanner_folder(tmp_path, "slices")
     other = tmp_path / "other"
     other.mkdir()
     service = start("data-service", "-d", str(tmp_path), "-f", ".dcm")

@@ -80,6 +80,17 @@ def test_waiters_get_the_failure_and_callbacks_run_once():
     assert late == seen
 
 
+def test_empty_parts_are_whole_from_the_start():
+    # a peer may announce empty buffers, anywhere; each reads as empty, none as cut short
+    value = StreamedValue(b"payload", [3, 0, 2, 0], time.monotonic() + 5)
+    assert list(value.iter_part(2)) == []  # nothing to wait for
+    value.add(b"abc")
+    value.add(b"de")
+    value.finish()
+    assert [b"".join(value.iter_part(i)) for i in range(1, 5)] == [b"abc", b"", b"de", b""]
+    assert value.buffers == ((b"abc",), (), (b"de",), ())
+
+
 def test_waiting_past_the_deadline_is_a_call_timeout():
     value, _ = streamed({"pixels": os.urandom(200_000)}, deadline=0.2)
     started = time.monotonic()

@@ -68,21 +68,24 @@ class StreamedValue(Encoded):
         self._deadline = deadline
         self._what = what
         self._callbacks: list[DoneCallback] = []
+        self._pass_whole_parts()
 
     # ------------------------------------------------------------ fed by the channel
 
     def add(self, data: Buffer) -> None:
         """The next bytes of the current part (the channel checked their size)."""
         with self._cond:
-            while self._part < len(self._lengths) and self._filled == self._lengths[self._part]:
-                self._part, self._filled = self._part + 1, 0  # (an empty part)
             if self._part >= len(self._lengths):
                 return
             self._pieces[self._part].append(data)
             self._filled += len(data)
-            if self._filled == self._lengths[self._part]:
-                self._part, self._filled = self._part + 1, 0
+            self._pass_whole_parts()
             self._cond.notify_all()
+
+    def _pass_whole_parts(self) -> None:
+        """Move on past the current part once it is whole, and past any empty part."""
+        while self._part < len(self._lengths) and self._filled >= self._lengths[self._part]:
+            self._part, self._filled = self._part + 1, 0
 
     def finish(self) -> None:
         """Every piece arrived."""
@@ -132,6 +135,8 @@ class StreamedValue(Encoded):
             yield self.payload
             return
         part = index - 1
+        if self._lengths[part] == 0:
+            return
         taken = 0
         while True:
             with self._cond:

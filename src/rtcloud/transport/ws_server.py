@@ -57,6 +57,16 @@ class Reconnected(ServiceUnavailableError):
     """The service connected anew since the generation a call was meant for."""
 
 
+class _CallFuture(concurrent.futures.Future[Any]):
+    """A call's outcome, with what the loop needs to report on it and to end it in time."""
+
+    def __init__(self, what: str, deadline: float) -> None:
+        super().__init__()
+        self.what = what  # "DataInterface.getImageData", for messages
+        self.deadline = deadline  # time.monotonic() after which nobody waits for it
+        self.sent: tuple[_Link, int] | None = None  # its link and call id, once sent
+
+
 class _Link:
     """One accepted connection of a service: its socket, protocol state and pending calls."""
 
@@ -66,7 +76,7 @@ class _Link:
         self.generation = generation
         self.peer = peer
         self.wake = asyncio.Event()
-        self.futures: dict[int, concurrent.futures.Future[Any]] = {}
+        self.futures: dict[int, _CallFuture] = {}
         #: results handed on while they arrive, by call id (see rtcloud.transport.streamed)
         self.streamed: dict[int, StreamedValue] = {}
         self.open = True
@@ -151,7 +161,7 @@ class ServiceChannel:
             raise ServiceUnavailableError(f"the {self.role} service is not connected")
         if generation is not None and link.generation != generation:
             raise Reconnected(f"the {self.role} service connected anew")
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future = _CallFuture(f"{interface}.{method}", time.monotonic() + timeout)
         loop.call_soon_threadsafe(
             self._start, link, future, interface, method, args, kwargs, timeout, raw
         )
@@ -164,7 +174,7 @@ class ServiceChannel:
         except concurrent.futures.TimeoutError:
             if future.done():  # the service's own TimeoutError (e.g. a file wait), not ours
                 raise
-            sent = getattr(future, "sent", None)
+            sent = future.sent if isinstance(future, _CallFuture) else None
             if sent is not None and self._loop is not None:
                 link, call_id = sent
                 self._loop.call_soon_threadsafe(self._expire, link, call_id, timeout)
@@ -178,7 +188,7 @@ class ServiceChannel:
     def _start(
         self,
         link: _Link,
-        future: concurrent.futures.Future[Any],
+        future: _CallFuture,
         interface: str,
         method: str,
         args: tuple[Any, ...],
@@ -202,9 +212,7 @@ class ServiceChannel:
         except Exception as exc:  # bad arguments: report to the caller
             future.set_exception(exc)
             return
-        future.sent = (link, call_id)  # type: ignore[attr-defined]
-        future.deadline = time.monotonic() + timeout  # type: ignore[attr-defined]
-        future.what = f"{interface}.{method}"  # type: ignore[attr-defined]
+        future.sent = (link, call_id)
         link.futures[call_id] = future
         link.wake.set()
 
@@ -225,10 +233,7 @@ class ServiceChannel:
                 future = link.futures.pop(event.call_id, None)
                 if future is not None and not future.done():
                     streamed = StreamedValue(
-                        event.payload,
-                        event.lengths,
-                        getattr(future, "deadline", time.monotonic() + 60.0),
-                        getattr(future, "what", "the call"),
+                        event.payload, event.lengths, future.deadline, future.what
                     )
                     link.streamed[event.call_id] = streamed
                     future.set_result(streamed)
