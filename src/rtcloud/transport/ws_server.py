@@ -62,7 +62,7 @@ class _CallFuture(concurrent.futures.Future[Any]):
 
     def __init__(self, what: str, deadline: float) -> None:
         super().__init__()
-        self.what = what  # "DataInterface.getImageData", for messages
+        self.what = what  # "Interface.method", for messages
         self.deadline = deadline  # time.monotonic() after which nobody waits for it
         self.sent: tuple[_Link, int] | None = None  # its link and call id, once sent
 
