@@ -8,10 +8,11 @@ from __future__ import annotations
 import shutil
 import threading
 
+import pydicom
 import pytest
 
 from dcm2niix_oracle import SERIES_START, assert_volume_matches_dcm2niix
-from rtcloud.errors import FileWaitTimeout
+from rtcloud.errors import FileWaitTimeout, InvalidDicomError
 from rtcloud.imaging.dicom import read_dicom_file
 from rtcloud.imaging.nifti import VolumeImage
 from rtcloud.interfaces.data import DataInterface
@@ -117,5 +118,36 @@ def test_the_first_volume_of_an_empty_stream_times_out_naming_it(tmp_path):
         with pytest.raises(FileWaitTimeout, match="getVolume: volume 3 of stream") as caught:
             di.getVolume(stream, 3, timeout=0.3)
         assert "matching '001_000013_{TR:06d}.dcm'" in str(caught.value)
+    finally:
+        di.close()
+
+
+@pytest.mark.parametrize(
+    "layout,missing",
+    [("mosaic", "ImageOrientationPatient"), ("slices", "PixelSpacing")],
+)
+def test_an_image_without_its_place_in_the_scanner_is_a_clear_error(
+    layouts, sample_dicom_dir, layout, missing, tmp_path
+):
+    """A secondary-capture or QA export (a Siemens XA mosaic) has no geometry: getVolume says
+    what is missing and what to do, at once, instead of an affine made up or nibabel's words."""
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    if layout == "mosaic":
+        sources = [sample_dicom_dir / PATTERN.format(TR=1)]
+    else:
+        sources = _volume_files(layouts["slices"], "slices", 0)
+    for source in sources:
+        ds = pydicom.dcmread(source)
+        del ds[missing]
+        name = PATTERN.format(TR=0) if layout == "mosaic" else source.name
+        ds.save_as(scanner / name)
+    di = DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".dcm"])
+    try:
+        stream = di.initScannerStream(str(scanner), PATTERN, 0)
+        with pytest.raises(InvalidDicomError) as caught:
+            di.getVolume(stream, 0, timeout=5)
+        message = str(caught.value)
+        assert f"has no {missing}," in message and "export the series" in message
     finally:
         di.close()

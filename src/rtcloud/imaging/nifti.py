@@ -45,12 +45,14 @@ __all__ = [
     "VolumeImage",
     "convertDicomFileToNifti",
     "convertDicomImgToNifti",
+    "GEOMETRY",
     "LPS_TO_RAS",
     "dcm2niix_order",
     "dicom_to_nifti",
     "niftiToMem",
     "parseDicomVolume",
     "frames_to_nifti",
+    "missing_geometry",
     "readNifti",
     "slice_pixels",
     "slices_to_nifti",
@@ -125,6 +127,23 @@ def _mosaic(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     return data, lps
 
 
+#: What places a classic (single-frame or mosaic) image in the scanner.
+GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+
+
+def missing_geometry(ds: Dataset) -> str | None:
+    """Why a classic image cannot be placed in the scanner, and what to do; None if it can."""
+    missing = [keyword for keyword in GEOMETRY if not ds.get(keyword)]
+    if not missing:
+        return None
+    return (
+        f"it has no {', '.join(missing)}, so where its voxels lie in the scanner is unknown. "
+        "Secondary-capture and quality-check exports (a Siemens XA mosaic, a screenshot) "
+        "leave these out: export the series from the scanner as MR images (classic or "
+        "enhanced)"
+    )
+
+
 def dicom_to_nifti(
     ds: Dataset, image_class: type[nib.Nifti1Image] = nib.Nifti1Image
 ) -> nib.Nifti1Image:
@@ -153,7 +172,8 @@ def dicom_to_nifti(
             data = wrapper.get_data()
             affine = wrapper.affine
     except (dicomwrappers.WrapperError, AttributeError, KeyError, ValueError, TypeError) as exc:
-        raise InvalidDicomError(f"cannot convert this DICOM image to NIfTI: {exc}") from exc
+        why = None if "PerFrameFunctionalGroupsSequence" in ds else missing_geometry(ds)
+        raise InvalidDicomError(f"cannot convert this DICOM image to NIfTI: {why or exc}") from exc
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
     data, affine = dcm2niix_order(np.asarray(data), np.asarray(affine, dtype=np.float64))
@@ -286,13 +306,9 @@ def slices_to_nifti(
     if not datasets:
         raise ValidationError("slices_to_nifti: no slices")
     first = datasets[0]
-    missing = [
-        k
-        for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
-        if k not in first
-    ]
-    if missing:
-        raise ValidationError(f"slices_to_nifti: the slices lack {', '.join(missing)}")
+    why = missing_geometry(first)
+    if why:
+        raise InvalidDicomError(f"cannot stack these slices into a volume: {why}")
     spacing = _vector(first.PixelSpacing, "PixelSpacing")
     return stack_planes(
         [slice_pixels(ds) for ds in datasets],
