@@ -109,7 +109,9 @@ def _mosaic(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     except (AttributeError, TypeError, ValueError):
         return None
     row_dir, col_dir = np.array(iop[:3]), np.array(iop[3:6])
-    normal = np.cross(col_dir, row_dir)  # its sign from the CSA header, as nibabel does
+    # the tiles follow the CSA header's slice normal; without one, row x column (dcm2niix's
+    # choice; nibabel's opposite default stacked such a mosaic upside down)
+    normal = np.cross(row_dir, col_dir)
     csa_normal = numbers(tags.get("SliceNormalVector"))
     if len(csa_normal) == 3 and float(np.dot(csa_normal, normal)) < 0:
         normal = -normal
@@ -235,7 +237,13 @@ def _native_pixels(ds: Dataset) -> np.ndarray | None:
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
     if not isinstance(data, bytes) or len(data) < rows * cols * dtype.itemsize:
         return None
-    return np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+    pixels = np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+    stored = int(ds.get("BitsStored") or bits)
+    if not signed and 0 < stored < bits and int(pixels.max(initial=0)) >> stored:
+        # bits above BitsStored are not the value (old overlays live there): as pydicom
+        # and dcm2niix do, leave them out
+        pixels = pixels & np.array((1 << stored) - 1, dtype=dtype)
+    return pixels
 
 
 def slice_pixels(ds: Dataset) -> np.ndarray:
@@ -264,7 +272,16 @@ def stack_planes(
     dcm2niix stacks them), in dcm2niix's voxel order with a RAS affine."""
     row_dir, col_dir = iop[:3], iop[3:]
     normal = np.cross(row_dir, col_dir)
-    order = sorted(range(len(planes)), key=lambda i: float(np.dot(normal, positions[i])))
+    along = [float(np.dot(normal, p)) for p in positions]
+    order = sorted(range(len(planes)), key=along.__getitem__)
+    shared = len(order) - len({round(x, 3) for x in along})
+    if shared:
+        raise InvalidDicomError(
+            f"{shared} of the {len(planes)} slices of this volume lie where another slice "
+            "lies: a multi-echo series (a slice per echo at each position; rtcloud does not "
+            "assemble those into volumes yet: read each file with getImageData) or two "
+            "series written into one folder under one name pattern"
+        )
     shapes = {planes[i].shape for i in order}
     if len(shapes) != 1:
         raise ValidationError(f"the slices of a volume differ in size: {sorted(shapes)}")

@@ -195,7 +195,9 @@ def bids_sidecar(ds: Dataset, shape: Sequence[int] | None = None) -> dict[str, A
             sidecar["TotalReadoutTime"] = spacing * (matrix - 1)
 
     times = csa.get("MosaicRefAcqTimes")
-    if times:
+    if times and "MOSAIC" in str(ds.get("ImageType", "")).upper():
+        # a mosaic's tiles in order; in a single slice's header the list says nothing of
+        # where that slice goes (per-slice volumes time each slice by its AcquisitionTime)
         sidecar["SliceTiming"] = [round(float(t) / 1000.0, 6) for t in times]
     return sidecar
 

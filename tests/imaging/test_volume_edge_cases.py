@@ -1,0 +1,143 @@
+"""Files real scanners can write that the simulator does not, each against dcm2niix (or
+pydicom): a mosaic whose CSA header has no slice normal, stray bits above BitsStored,
+per-slice images carrying a Siemens CSA slice-time list, and a multi-echo per-slice volume."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+
+from dcm2niix_oracle import (
+    SERIES_START,
+    assert_same_image,
+    assert_volume_matches_dcm2niix,
+    run_dcm2niix,
+)
+from rtcloud.errors import InvalidDicomError
+from rtcloud.imaging.nifti import dicom_to_nifti
+from rtcloud.imaging.volume import volume_image
+from rtcloud.interfaces.data import DataInterface
+from rtcloud.simulate.synthetic import encode_csa2, generate_series
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # nibabel calls its DICOM readers experimental
+    from nibabel.nicom import csareader
+
+SAMPLE = "001_000013_000000.dcm"
+PATTERN = "001_000013_{TR:06d}.dcm"
+
+
+def _set_csa_image_tags(ds: pydicom.Dataset, tags: dict[str, tuple[str, list[str]]]) -> None:
+    """Replace the image CSA header of ``ds`` (creating the private block when needed)."""
+    block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    block.add_new(0x08, "CS", "IMAGE NUM 4")
+    block.add_new(0x10, "OB", encode_csa2(tags))
+
+
+def test_a_mosaic_without_a_slice_normal_stacks_as_dcm2niix_does(sample_dicom_dir, tmp_path):
+    """Without SliceNormalVector the tiles go along row x column; the opposite default put
+    slice k 4k mm below slice 0 instead of above it."""
+    ds = pydicom.dcmread(sample_dicom_dir / SAMPLE)
+    header = csareader.get_csa_header(ds, "image")
+    tags = {k: (v["vr"], [str(x) for x in v["items"]]) for k, v in header["tags"].items()}
+    del tags["SliceNormalVector"]
+    _set_csa_image_tags(ds, tags)
+    path = tmp_path / "mosaic.dcm"
+    ds.save_as(path)
+    ours = dicom_to_nifti(pydicom.dcmread(path))
+    theirs, _ = run_dcm2niix([path], tmp_path / "oracle")
+    assert_same_image(ours, theirs, exact=True)
+
+
+def test_bits_above_bits_stored_are_not_part_of_the_value(sample_dicom_dir, tmp_path):
+    ds = pydicom.dcmread(sample_dicom_dir / SAMPLE)
+    assert (ds.BitsStored, ds.BitsAllocated, ds.PixelRepresentation) == (12, 16, 0)
+    pixels = ds.pixel_array.copy()
+    pixels[::7, ::5] |= 0xF000  # an old overlay's bits
+    ds.PixelData = pixels.tobytes()
+    path = tmp_path / "overlay.dcm"
+    ds.save_as(path)
+    ours = dicom_to_nifti(pydicom.dcmread(path))
+    theirs, _ = run_dcm2niix([path], tmp_path / "oracle")
+    assert_same_image(ours, theirs, exact=True)
+    assert np.asarray(ours.dataobj).max() == pydicom.dcmread(path).pixel_array.max() < 4096
+
+
+def _slices_with_csa_times(tmp_path):
+    """One volume of six slices written top down, each slice's header also carrying a CSA
+    slice-time list in the order the files were written (as a mosaic's would)."""
+    source = generate_series(
+        tmp_path / "source",
+        num_volumes=1,
+        shape=(16, 12, 6),
+        layout="slices",
+        start=SERIES_START,
+    )
+    times_ms = [0.0, 1000.0, 333.0, 1333.0, 666.0, 1666.0]  # by position, bottom up
+    start = dt.datetime.combine(dt.date(2026, 1, 2), SERIES_START.time())
+    paths = []
+    for k, path in enumerate(source):
+        ds = pydicom.dcmread(path)
+        below = len(source) - 1 - k  # file k is the k-th from the top
+        position = [float(v) for v in ds.ImagePositionPatient]
+        position[2] = -8.75 + 3.5 * below
+        ds.ImagePositionPatient = [f"{v:.5f}" for v in position]
+        ds.SliceLocation = f"{position[2]:.5f}"
+        ds.AcquisitionTime = (start + dt.timedelta(milliseconds=times_ms[below])).strftime(
+            "%H%M%S.%f"
+        )
+        in_file_order = [times_ms[len(source) - 1 - j] for j in range(len(source))]
+        _set_csa_image_tags(ds, {"MosaicRefAcqTimes": ("FD", [f"{t:.4f}" for t in in_file_order])})
+        out = tmp_path / "slices" / path.name
+        out.parent.mkdir(exist_ok=True)
+        ds.save_as(out)
+        paths.append(out)
+    return paths
+
+
+def test_per_slice_times_come_from_each_slice_not_from_a_csa_list(tmp_path):
+    paths = _slices_with_csa_times(tmp_path)
+    image = volume_image([pydicom.dcmread(path) for path in paths])
+    assert_volume_matches_dcm2niix(image, paths, tmp_path / "oracle")
+    np.testing.assert_allclose(
+        image.sidecar["SliceTiming"], [0.0, 1.0, 0.333, 1.333, 0.666, 1.666], atol=2**-8
+    )
+
+
+def test_a_multi_echo_per_slice_volume_is_an_error_not_one_merged_image(tmp_path):
+    """Two echoes of each slice share its position: stacking them made one volume of twice
+    the slices, echoes alternating, 1.6 mm apart instead of 3.5."""
+    source = generate_series(
+        tmp_path / "source",
+        num_volumes=2,
+        shape=(16, 12, 6),
+        layout="slices",
+        start=SERIES_START,
+    )
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    number = 0
+    for volume in range(2):
+        for echo, echo_time in ((1, "14"), (2, "38")):
+            for path in source[volume * 6 : (volume + 1) * 6]:
+                ds = pydicom.dcmread(path)
+                ds.EchoNumbers, ds.EchoTime = echo, echo_time
+                ds.InstanceNumber = number + 1
+                ds.save_as(scanner / PATTERN.format(TR=number))
+                number += 1
+    first = [pydicom.dcmread(scanner / PATTERN.format(TR=i)) for i in range(12)]
+    with pytest.raises(InvalidDicomError, match="multi-echo"):
+        volume_image(first)
+    di = DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".dcm"])
+    try:
+        stream = di.initScannerStream(str(scanner), PATTERN, 0)
+        with pytest.raises(InvalidDicomError, match="getImageData"):
+            di.getVolume(stream, 0, timeout=5)
+    finally:
+        di.close()
+    shutil.rmtree(scanner)
