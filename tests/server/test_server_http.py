@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
@@ -251,3 +252,42 @@ def test_port_taken_and_listen_policy(server, project_dir, tmp_path):
 def test_missing_project_is_a_clear_error(tmp_path):
     with pytest.raises(InvocationError, match="not found"):
         ServerConfig.for_project("nosuchproject")
+
+
+def test_the_login_reads_no_multipart_or_large_body(server):
+    """Before any check, a stranger's body was read: multipart parts of up to 1 MiB each in
+    memory, or a whole large file on disk. Now only a small url-encoded form is read."""
+    client = new_client(server)
+    parts = {f"part{i}": ("x.bin", b"x" * 200_000) for i in range(10)}
+    response = client.post("/login", files=parts, data={"username": "test", "password": "test"})
+    assert response.status_code == 415 and COOKIE_NAME not in response.cookies
+    large = client.post("/login", data={"username": "test", "password": "x" * 20_000})
+    assert large.status_code == 413
+    chunked = client.post(  # no length announced: refused before reading
+        "/login",
+        content=iter([b"username=test&password=test"]),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert chunked.status_code == 411
+    client, response = login(server)  # the page's own form still logs in
+    assert response.status_code == 303
+
+
+def test_the_log_names_the_real_address_and_never_an_unknown_user_name(server, caplog):
+    """X-Forwarded-For chose the address the login throttle counted against; and a password
+    typed into the user-name field went into the log."""
+    caplog.set_level(logging.WARNING)
+    secret = "Zq9SecretPassw0rdXYZ"
+    client = new_client(server)
+    response = client.post(
+        "/login",
+        data={"username": secret, "password": "nope", "next": "/"},
+        headers={"X-Forwarded-For": "203.0.113.1"},
+    )
+    assert response.status_code == 401
+    _, response = login(server, password="nope")
+    assert response.status_code == 401
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert secret not in logged and "203.0.113.1" not in logged
+    assert "failed login for a user name that is nobody's from 127.0.0.1" in logged
+    assert "failed login for user 'test' from 127.0.0.1" in logged

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from rtcloud.errors import AuthenticationError
+from rtcloud.errors import AuthenticationError, ConfigError
 from rtcloud.feedback import FeedbackClient
 from rtcloud.tls import client_context, ensure_self_signed
 from rtcloud.transport.ws_client import ServiceClient
@@ -132,3 +132,9 @@ def test_the_pinned_certificate_itself_is_accepted(impostor):
         client.login()  # the impostor never answers; the request was sent
     impostor.close()
     assert PASSWORD.encode() in impostor.received
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3:8888", "scanner-pc.example.org:443"])
+def test_a_service_will_not_send_its_password_in_clear_beyond_this_computer(address):
+    with pytest.raises(ConfigError, match="--tls"):
+        ServiceClient(address, "data", {}, username="alice", password=PASSWORD)

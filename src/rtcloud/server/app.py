@@ -51,6 +51,8 @@ __all__ = ["COOKIE_NAME", "DEVICE_COOKIE", "bearer_token", "create_app"]
 logger = logging.getLogger(__name__)
 
 COOKIE_NAME = "rtcloud_session"
+#: The login form's largest body (a user name, a password up to bcrypt's 72 bytes, a path).
+LOGIN_FORM_MAX_BYTES = 16 * 1024
 #: A device token (see rtcloud.server.auth.DeviceTokens), sent only to /login.
 DEVICE_COOKIE = "rtcloud_device"
 PUBLIC_PREFIXES = ("/login", "/logout", "/assets/")
@@ -299,7 +301,17 @@ def create_app(server: ProjectServer) -> ASGIApp:
         return login_page("", safe_next(request.query_params.get("next")))
 
     async def login_post(request: Request) -> Response:
-        form = await request.form()
+        # the login page posts a small url-encoded form; anything else is refused before it
+        # is read (a stranger's multipart body would be held in memory or on disk)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            return PlainTextResponse("the login takes a url-encoded form", status_code=415)
+        length = request.headers.get("content-length", "")
+        if not length.isdigit():
+            return PlainTextResponse("the login needs a Content-Length", status_code=411)
+        if int(length) > LOGIN_FORM_MAX_BYTES:
+            return PlainTextResponse("the login form is too large", status_code=413)
+        form = await request.form(max_files=0, max_fields=8, max_part_size=LOGIN_FORM_MAX_BYTES)
         user = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
         target = safe_next(str(form.get("next") or "/"))
@@ -312,7 +324,9 @@ def create_app(server: ProjectServer) -> ASGIApp:
             wait = server.throttle.reserve(*keys)
         except LoginThrottled as exc:
             retry = max(1, math.ceil(exc.retry_after))
-            logger.warning("refused a login for user %r from %s: %s", user, client, exc)
+            logger.warning(
+                "refused a login for %s from %s: %s", server.user_label(user), client, exc
+            )
             response = login_page(
                 f"Too many failed logins; try again in {retry} s.", target, status=429
             )
@@ -322,7 +336,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
             await server.clock.sleep(wait)
         ok = await asyncio.to_thread(server.check_password, user, password)
         if not ok:
-            logger.warning("failed login for user %r from %s", user, client)
+            logger.warning("failed login for %s from %s", server.user_label(user), client)
             return login_page("Wrong user name or password.", target, status=401, username=user)
         server.throttle.succeeded(*keys)
         logger.info("user %s logged in from %s", user, client)

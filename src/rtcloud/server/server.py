@@ -244,6 +244,12 @@ class ProjectServer:
             return True
         return self.passwords.verify(user, password)
 
+    def user_label(self, user: str) -> str:
+        """A login's user name for the log: the name when it is a user's; else not the text
+        (a password typed into the name field must not end up in the log)."""
+        known = (self.config.test and user == TEST_USER) or user in self.passwords.users()
+        return f"user {user!r}" if known else "a user name that is nobody's"
+
     def _info_path(self) -> Path:
         override = os.environ.get(ENV_VAR)
         if override:
@@ -594,6 +600,9 @@ class ProjectServer:
             ws_ping_interval=5.0,
             ws_ping_timeout=10.0,
             timeout_graceful_shutdown=3,
+            # X-Forwarded-For would let anyone on this computer pick the address that the
+            # login throttle counts failures against; no proxy of ours sends it
+            proxy_headers=False,
             **kwargs,
         )
 

@@ -39,6 +39,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from rtcloud.errors import (
     AuthenticationError,
     CallTimeout,
+    ConfigError,
     ProtocolError,
     ServiceUnavailableError,
     ValidationError,
@@ -51,6 +52,7 @@ from rtcloud.rpc.protocol import (
     IncomingCallCancelled,
     RpcConnection,
 )
+from rtcloud.server.config import is_loopback
 from rtcloud.tls import client_context
 from rtcloud.transport.ws_socket import LinkClosed, WsSocket
 
@@ -111,6 +113,12 @@ class ServiceClient:
         self.label = label  # what kind of peer this is, for the server's log and page
         self.username, self._password = username, password
         self.tls = tls or bool(fingerprint) or bool(cafile)
+        if not self.tls and not is_loopback(self.host):
+            raise ConfigError(
+                f"{self.host} is not this computer, and without TLS the password would cross "
+                "the network in clear: pass --tls (and --fingerprint or --cafile when the "
+                "server's certificate is its own; `rtcloud serve` prints both)"
+            )
         self.fingerprint = fingerprint
         self._ssl = client_context(fingerprint=fingerprint, cafile=cafile) if self.tls else None  # type: ignore[arg-type]
         self.dispatcher = Dispatcher()
