@@ -108,6 +108,7 @@ class BidsInterface(Interface):
         *,
         openNeuroCache: Any = None,
         progress: Callable[[str], None] | None = None,
+        sendIdentifying: bool = True,
     ) -> None:
         if dataRemote:
             raise StateError(
@@ -116,6 +117,7 @@ class BidsInterface(Interface):
             )
         self.allowedDirs = list(allowedDirs) if allowedDirs else []
         self.scannerClockSkew = float(scannerClockSkew)
+        self.sendIdentifying = bool(sendIdentifying)  # False: anonymize=False is refused
         self._paths = DataInterface(allowedDirs=self.allowedDirs, allowedFileTypes=["*"])
         self._openneuro = openNeuroCache
         self._progress = progress
@@ -165,6 +167,7 @@ class BidsInterface(Interface):
             allowedDirs=self.allowedDirs,
             allowedFileTypes=_DICOM_TYPES,
             scannerClockSkew=self.scannerClockSkew,
+            sendIdentifying=self.sendIdentifying,
         )
         try:
             data_stream = data.initScannerStream(

@@ -40,7 +40,7 @@ from rtcloud.errors import (
     ValidationError,
 )
 from rtcloud.imaging.anonymize import anonymize_dicom
-from rtcloud.imaging.dicom import read_dicom_bytes
+from rtcloud.imaging.dicom import looks_like_dicom, read_dicom_bytes, write_dicom_bytes
 from rtcloud.imaging.volume import (
     DicomObject,
     VolumeImage,
@@ -54,6 +54,9 @@ from rtcloud.watcher.filters import file_key
 from rtcloud.watcher.watcher import FileWatcher
 
 __all__ = ["DataInterface"]
+
+#: File names a DICOM may have, whatever its first bytes (files without the preamble).
+_DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
 
 logger = logging.getLogger(__name__)
 
@@ -211,12 +214,17 @@ class DataInterface(Interface):
         allowedDirs: list[str] | None = None,
         allowedFileTypes: list[str] | None = None,
         scannerClockSkew: float = 0,
+        *,
+        sendIdentifying: bool = True,
     ) -> None:
         if dataRemote:
             raise StateError(
                 "DataInterface(dataRemote=True) is not created by hand: start the project "
                 "server with --dataRemote and use ClientInterface().dataInterface"
             )
+        #: False on a data service (unless started with --send-identifying-dicom): every
+        #: DICOM this object hands out is anonymized first, files as well as streams
+        self.sendIdentifying = bool(sendIdentifying)
         self.allowedDirs = list(allowedDirs) if allowedDirs else []
         self.allowedFileTypes = _normalize_types(allowedFileTypes)
         self.scannerClockSkew = float(scannerClockSkew)
@@ -386,9 +394,31 @@ class DataInterface(Interface):
         key = file_key(os.stat(found))
         with watch.reader.lock:
             parsed = watch.reader.volumes.take(str(found), key)  # what the check read
-        data = parsed.data if parsed is not None else found.read_bytes()
+        if parsed is not None and not self.sendIdentifying:
+            data = write_dicom_bytes(anonymize_dicom(parsed.dataset))
+        else:
+            data = parsed.data if parsed is not None else self._outgoing(found, found.read_bytes())
         watch.last_delivery = _pace(watch.demo_step, watch.last_delivery)
         return data
+
+    def _outgoing(self, path: Path, data: bytes) -> bytes:
+        """A file's bytes as they may leave: a DICOM anonymized unless identifying data may
+        be sent; a DICOM that cannot be read (so not anonymized) is not sent at all."""
+        if self.sendIdentifying or not (
+            path.suffix.lower() in _DICOM_SUFFIXES
+            or looks_like_dicom(data)
+            or data[:2] == b"\x08\x00"  # a raw data set starting with group 0008
+        ):
+            return data
+        try:
+            dataset = read_dicom_bytes(data)
+        except InvalidDicomError as exc:
+            raise InvalidDicomError(
+                f"{str(path)!r} looks like a DICOM file but cannot be read ({exc}), so it "
+                "cannot be anonymized and is not sent; this data service sends DICOM only "
+                "anonymized (start it with --send-identifying-dicom to send files as they are)"
+            ) from exc
+        return write_dicom_bytes(anonymize_dicom(dataset))
 
     # ----------------------------------------------------------------- streams
 
@@ -411,6 +441,12 @@ class DataInterface(Interface):
         ``slicesPerVolume`` tells :meth:`getVolume` how many files make a volume of a
         series written one file per slice, when their headers do not say it.
         """
+        if not anonymize and not self.sendIdentifying:
+            raise ValidationError(
+                "initScannerStream(anonymize=False): this data service sends DICOM images "
+                "only anonymized; start it with --send-identifying-dicom where identifying "
+                "data may leave the scanner computer"
+            )
         directory = self._resolve(imgDir, "image directory")
         pattern = os.path.basename(os.fspath(filePattern))
         by_name = "{" in pattern
@@ -620,9 +656,10 @@ class DataInterface(Interface):
             raise IsADirectoryError(f"getFile: {filename!r} is a directory, not a file")
         path = self._check_file(filename)
         try:
-            return path.read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"getFile: file {filename!r} does not exist") from None
+        return self._outgoing(path, data)
 
     @expose
     def getNewestFile(self, filepattern: str) -> bytes:
@@ -636,7 +673,8 @@ class DataInterface(Interface):
         if not candidates:
             raise FileNotFoundError(f"getNewestFile: no allowed file matches {filepattern!r}")
         newest = max(candidates, key=lambda f: os.stat(f).st_mtime_ns)
-        return self._check_file(newest).read_bytes()
+        path = self._check_file(newest)
+        return self._outgoing(path, path.read_bytes())
 
     @expose
     def putFile(

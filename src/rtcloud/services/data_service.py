@@ -2,8 +2,9 @@
 
 It runs next to the folder the scanner writes into, dials out to the project server and
 answers its calls inside the allowed directories and file types (``-d``, ``-f``; defaults as
-RT-Cloud: ``/tmp,/data,/var`` and ``.dcm,.mat,.txt``). Streams opened with ``anonymize``
-are anonymized here, before any byte leaves this computer.
+RT-Cloud: ``/tmp,/data,/var`` and ``.dcm,.mat,.txt``). Every DICOM it hands out (streams,
+``getFile``, ``watchFile``) is anonymized here, before any byte leaves this computer, unless it
+is started with ``--send-identifying-dicom``.
 
 With ``--dicom-listen HOST:PORT`` it is also a DICOM node that the scanner pushes images to
 (C-STORE, :mod:`rtcloud.watcher.cstore`): each image is written into ``--dicom-dir`` (inside
@@ -33,7 +34,11 @@ DEFAULT_DIRS = ",".join(dict.fromkeys(["/tmp", "/data", "/var", tempfile.gettemp
 DEFAULT_TYPES = ".dcm,.mat,.txt"
 
 
-def build_interfaces(dirs: str, types: str, clock_skew: float = 0.0) -> dict[str, object]:
+def build_interfaces(
+    dirs: str, types: str, clock_skew: float = 0.0, *, send_identifying: bool = False
+) -> dict[str, object]:
+    """The interfaces a data service serves. Unless ``send_identifying``, every DICOM they
+    hand out is anonymized here, files (``getFile``, ``watchFile``) as well as streams."""
     allowed_dirs = [d.strip() for d in dirs.split(",") if d.strip()]
     allowed_types = [t.strip() for t in types.split(",") if t.strip()]
     return {
@@ -41,9 +46,12 @@ def build_interfaces(dirs: str, types: str, clock_skew: float = 0.0) -> dict[str
             allowedDirs=allowed_dirs,
             allowedFileTypes=allowed_types,
             scannerClockSkew=clock_skew,
+            sendIdentifying=send_identifying,
         ),
         # DICOMs become anonymized BIDS incrementals here, before they leave this computer
-        "BidsInterface": BidsInterface(allowedDirs=allowed_dirs, scannerClockSkew=clock_skew),
+        "BidsInterface": BidsInterface(
+            allowedDirs=allowed_dirs, scannerClockSkew=clock_skew, sendIdentifying=send_identifying
+        ),
     }
 
 
@@ -104,7 +112,12 @@ def build_receiver(args: argparse.Namespace, data: DataInterface) -> DicomReceiv
 def _run(args: argparse.Namespace) -> int:
     from rtcloud.interfaces.custom import load_interface_class
 
-    objects = build_interfaces(args.dirs, args.filetypes, args.scannerClockSkew)
+    objects = build_interfaces(
+        args.dirs,
+        args.filetypes,
+        args.scannerClockSkew,
+        send_identifying=args.send_identifying_dicom,
+    )
     for spec in args.interface or ():
         cls = load_interface_class(spec)
         objects[cls.__name__] = cls()
@@ -132,7 +145,7 @@ def add_parser(sub: Any) -> None:
         description="Run on the scanner computer, next to the folder the scanner writes into: "
         "dial out to a server started with --dataRemote (or --remote) and serve its scripts' "
         "data calls (watch and stream volumes, get, put and list files) inside the allowed "
-        "folders and file types only. Streamed volumes are anonymized here, before any byte "
+        "folders and file types only. Every DICOM is anonymized here, before any byte "
         "leaves this computer.",
     )
     add_connection_arguments(parser)
@@ -151,6 +164,12 @@ def add_parser(sub: Any) -> None:
         default=0.0,
         metavar="SECONDS",
         help="seconds the scanner's clock is ahead of this computer's",
+    )
+    parser.add_argument(
+        "--send-identifying-dicom",
+        action="store_true",
+        help="send DICOM files and images as they are, names and dates included (by default "
+        "every DICOM is anonymized here: streams, getFile, watchFile, getNewestFile)",
     )
     parser.add_argument(
         "--interface",
