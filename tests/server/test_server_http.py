@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 
@@ -291,3 +292,39 @@ def test_the_log_names_the_real_address_and_never_an_unknown_user_name(server, c
     assert secret not in logged and "203.0.113.1" not in logged
     assert "failed login for a user name that is nobody's from 127.0.0.1" in logged
     assert "failed login for user 'test' from 127.0.0.1" in logged
+
+
+def test_a_loopback_server_answers_only_requests_addressed_to_this_computer(server):
+    """DNS rebinding: a page elsewhere points its own name at 127.0.0.1; the browser sends
+    that name as Host and Origin, and the page was on this server's origin (with --test's
+    known password it could log in and run scripts)."""
+    client = new_client(server)
+    port = server.url.rstrip("/").rsplit(":", 1)[1]
+    foreign = {"Host": f"rebind.attacker.example:{port}"}
+    response = client.post(
+        "/login",
+        data={"username": "test", "password": "test", "next": "/"},
+        headers={**foreign, "Origin": f"http://rebind.attacker.example:{port}"},
+    )
+    assert response.status_code == 421 and COOKIE_NAME not in response.cookies
+    assert client.get("/api/config", headers=foreign).status_code == 421
+    for name in ("localhost", "127.0.0.1", "[::1]"):  # this computer, by any of its names
+        page = client.get("/login", headers={"Host": f"{name}:{port}"})
+        assert page.status_code == 200, name
+    _, logged_in = login(server)
+    cookie = {"Cookie": f"{COOKIE_NAME}={logged_in.cookies[COOKIE_NAME]}"}
+
+    def upgrade(name):  # connect to 127.0.0.1, addressed (Host, Origin) to ``name``
+        sock = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+        return connect(
+            f"ws://{name}:{port}/ws/ui",
+            sock=sock,
+            additional_headers=cookie,
+            origin=f"http://{name}:{port}",
+            open_timeout=5,
+        )
+
+    with upgrade("localhost") as ws:  # this computer's page: its channel opens
+        assert ws.protocol.state.name == "OPEN"
+    with pytest.raises(InvalidStatus):
+        upgrade("rebind.attacker.example")

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from rtcloud.errors import AuthenticationError
-from rtcloud.server.config import JSPSYCH_CDN_VERSION, JsPsychDist
+from rtcloud.server.config import JSPSYCH_CDN_VERSION, JsPsychDist, is_loopback
 from rtcloud.server.throttle import LoginThrottled
 
 if TYPE_CHECKING:
@@ -208,6 +208,39 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class LoopbackHostOnly:
+    """ASGI middleware of a server that listens on loopback: only requests addressed to a
+    loopback name (``127.0.0.1``, ``localhost``, ``[::1]``) are answered.
+
+    A web page elsewhere can point a name of its own at 127.0.0.1 (DNS rebinding); the
+    browser then sends that name as the Host, and the page would be on this server's origin:
+    able to log in with ``--test``'s known password, read the page's API and run scripts.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = HTTPConnection(scope).headers.get("host", "")
+            try:
+                name = urlsplit(f"//{host}").hostname or ""
+            except ValueError:
+                name = ""
+            if not is_loopback(name):
+                logger.warning("refused a request addressed to %r (not this computer)", host)
+                if scope["type"] == "websocket":
+                    await WebSocket(scope, receive, send).close(code=4421)
+                    return
+                response = PlainTextResponse(
+                    "this server answers only requests addressed to 127.0.0.1, localhost or [::1]",
+                    status_code=421,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class AuthGate:
@@ -425,4 +458,5 @@ def create_app(server: ProjectServer) -> ASGIApp:
         routes.append(Route("/jspsych/{path:path}", no_jspsych))
     routes.extend(server.extra_routes())
     app = Starlette(routes=routes, lifespan=server.lifespan)
-    return SecurityHeaders(AuthGate(app, server))
+    gated: ASGIApp = SecurityHeaders(AuthGate(app, server))
+    return LoopbackHostOnly(gated) if is_loopback(server.config.host) else gated
