@@ -328,3 +328,20 @@ def test_a_loopback_server_answers_only_requests_addressed_to_this_computer(serv
         assert ws.protocol.state.name == "OPEN"
     with pytest.raises(InvalidStatus):
         upgrade("rebind.attacker.example")
+
+
+def test_logging_out_ends_the_session_everywhere(server):
+    """Logout only deleted the cookie: a copy of it (another tab, a stolen value) still
+    worked for up to 12 hours."""
+    client, response = login(server)
+    assert response.status_code == 303
+    cookie = response.cookies[COOKIE_NAME]
+    copy = new_client(server)
+    copy.cookies.set(COOKIE_NAME, cookie)
+    assert copy.get("/api/config").status_code == 200
+    assert client.post("/logout").status_code == 303
+    assert copy.get("/api/config").status_code == 401
+    with pytest.raises(InvalidStatus):
+        ws_connect(server, cookie)
+    _, again = login(server)  # a new login is a new session
+    assert again.status_code == 303 and COOKIE_NAME in again.cookies

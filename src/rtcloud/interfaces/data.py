@@ -308,6 +308,11 @@ class DataInterface(Interface):
             return False
         return True
 
+    def _admits(self, path: Path) -> bool:
+        """Whether a file a watch or stream found may be read: its real path (through any
+        symbolic link) inside the allowed folders."""
+        return self._inside(str(path))
+
     def _inside(self, path: str) -> bool:
         try:
             self._resolve(path)
@@ -354,7 +359,9 @@ class DataInterface(Interface):
         if not pattern.endswith("*"):
             self._check_type(pattern)
         reader = _Reader()
-        watcher = FileWatcher(directory, pattern, int(minFileSize or 0), on_complete=reader.add)
+        watcher = FileWatcher(
+            directory, pattern, int(minFileSize or 0), on_complete=reader.add, admit=self._admits
+        )
         with self._lock:
             old, self._watch = (
                 self._watch,
@@ -482,7 +489,13 @@ class DataInterface(Interface):
                 f"initScannerStream: slicesPerVolume must be > 0, got {slicesPerVolume!r}"
             )
         reader = _Reader(int(slicesPerVolume) if slicesPerVolume else None)
-        watcher = FileWatcher(directory, watch_glob, int(minFileSize or 0), on_complete=reader.add)
+        watcher = FileWatcher(
+            directory,
+            watch_glob,
+            int(minFileSize or 0),
+            on_complete=reader.add,
+            admit=self._admits,
+        )
         with self._lock:
             stream_id = self._next_stream_id
             self._next_stream_id += 1

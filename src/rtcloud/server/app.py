@@ -376,6 +376,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
         return logged_in(user, target, known_device=device is not None)
 
     async def logout(request: Request) -> Response:
+        server.sessions.end(request.cookies.get(COOKIE_NAME))  # a copied cookie ends too
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE_NAME, path="/")
         return response

@@ -188,7 +188,8 @@ class _SignedValues:
 
 
 class SessionSigner:
-    """Signs and checks session cookie values (user name + issue time)."""
+    """Signs and checks session cookie values (user name, issue time, session id); a session
+    ended by logging out no longer counts, although its cookie would not have expired yet."""
 
     def __init__(
         self,
@@ -201,14 +202,29 @@ class SessionSigner:
             secret or secrets.token_bytes(32), "rtcloud-session", max_age, clock
         )
         self.max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ended: dict[str, float] = {}  # session id -> when its cookie would expire
 
     def sign(self, user: str) -> str:
-        return self._values.sign(user)
+        return self._values.sign(user, s=secrets.token_urlsafe(12))
 
     def user_of(self, value: str | None) -> str | None:
-        """The user of a valid, unexpired cookie value, else None."""
+        """The user of a valid, unexpired cookie value of a session not ended, else None."""
         data = self._values.load(value)
-        return None if data is None else str(data["u"])
+        if data is None or data.get("s") in self._ended:
+            return None
+        return str(data["u"])
+
+    def end(self, value: str | None) -> None:
+        """End the session of a cookie value (log out): it no longer counts anywhere."""
+        data = self._values.load(value)
+        if data is None or not isinstance(data.get("s"), str):
+            return
+        now = self._clock.wall()
+        with self._lock:  # forget ended sessions whose cookies have expired anyway
+            self._ended = {sid: until for sid, until in self._ended.items() if until > now}
+            self._ended[data["s"]] = float(data["t"]) + self.max_age + 60
 
 
 class DeviceTokens:

@@ -132,6 +132,7 @@ class FileWatcher:
         use_watchdog: bool = False,
         poll_interval: float | None = None,
         on_complete: OnComplete | None = None,
+        admit: Callable[[Path], bool] | None = None,
     ) -> None:
         path = Path(directory)
         if not path.is_dir():
@@ -145,12 +146,18 @@ class FileWatcher:
         self._open_writes: set[str] = set()
         self._writes_lock = threading.Lock()
         self._close_events = sys.platform.startswith("linux")
-        self.completeness = completeness or make_completeness_check(
-            self.min_file_size, still_open=self._still_open, on_complete=on_complete
+        #: Whether a file may be read at all (its real path inside the allowed folders: a
+        #: symbolic link in the folder must not lead elsewhere); others are never complete.
+        self.admit = admit or (lambda _path: True)
+        self.completeness = self._admitted(
+            completeness
+            or make_completeness_check(
+                self.min_file_size, still_open=self._still_open, on_complete=on_complete
+            )
         )
         #: Like ``completeness``, but every file counts as DICOM (for image streams).
-        self.dicom_completeness = make_completeness_check(
-            self.min_file_size, dicom=True, on_complete=on_complete
+        self.dicom_completeness = self._admitted(
+            make_completeness_check(self.min_file_size, dicom=True, on_complete=on_complete)
         )
         self._cond = threading.Condition()
         self._generation = 0
@@ -203,6 +210,10 @@ class FileWatcher:
         observer.daemon = True
         observer.start()
         self._observer = observer
+
+    def _admitted(self, check: CompletenessCheck) -> CompletenessCheck:
+        admit = self.admit
+        return lambda path: admit(path) and check(path)
 
     def _still_open(self, path: Path) -> bool:
         with self._writes_lock:
@@ -297,6 +308,11 @@ class FileWatcher:
             ) from None
 
     def _diagnose(self, path: Path) -> str:
+        if path.exists() and not self.admit(path):
+            return (
+                f" (it leads to {os.path.realpath(path)!r}, outside the allowed folders: "
+                "a symbolic link is followed only inside them)"
+            )
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -356,7 +372,7 @@ class FileWatcher:
                 for entry in entries:
                     if matches(entry.name, self.pattern) and not entry.name.startswith("."):
                         try:
-                            if entry.is_file():
+                            if entry.is_file() and self.admit(self.directory / entry.name):
                                 found.append(self.directory / entry.name)
                         except OSError:
                             continue
