@@ -310,8 +310,10 @@ class DataInterface(Interface):
 
     def _admits(self, path: Path) -> bool:
         """Whether a file a watch or stream found may be read: its real path (through any
-        symbolic link) inside the allowed folders."""
-        return self._inside(str(path))
+        symbolic link) inside the allowed folders. Its folder was checked when the watch
+        began, so only a symbolic link can lead elsewhere (one system call for the others:
+        this runs at every change of every file)."""
+        return not os.path.islink(path) or self._inside(str(path))
 
     def _inside(self, path: str) -> bool:
         try:
