@@ -44,6 +44,15 @@ def assert_anonymized(data: bytes, original) -> None:
     assert received.PixelData == pydicom.dcmread(original).PixelData
 
 
+def connected(remote, tmp_path, *options):  # noqa: F811
+    """A script's client, once a data service (with ``options``) and a subject service are."""
+    server, start = remote
+    start("data-service", "-d", str(tmp_path), "-f", ".dcm", *options)
+    start("subject-service", "-o", str(tmp_path / "out"))
+    wait_for(lambda: server.all_services_connected(), what="the services")
+    return ClientInterface()
+
+
 @pytest.fixture
 def scanner(sample_dicom_dir, tmp_path):
     folder = tmp_path / "scanner"
@@ -53,11 +62,7 @@ def scanner(sample_dicom_dir, tmp_path):
 
 
 def test_files_leave_the_data_service_anonymized(remote, scanner, tmp_path):  # noqa: F811
-    server, start = remote
-    start("data-service", "-d", str(tmp_path), "-f", ".dcm")
-    start("subject-service", "-o", str(tmp_path / "out"))
-    wait_for(lambda: server.all_services_connected(), what="the services")
-    client = ClientInterface()
+    client = connected(remote, tmp_path)
     try:
         data = client.dataInterface
         original = scanner / NAME
@@ -74,11 +79,7 @@ def test_files_leave_the_data_service_anonymized(remote, scanner, tmp_path):  # 
 
 
 def test_the_operator_may_let_files_leave_as_they_are(remote, scanner, tmp_path):  # noqa: F811
-    server, start = remote
-    start("data-service", "-d", str(tmp_path), "-f", ".dcm", "--send-identifying-dicom")
-    start("subject-service", "-o", str(tmp_path / "out"))
-    wait_for(lambda: server.all_services_connected(), what="the services")
-    client = ClientInterface()
+    client = connected(remote, tmp_path, "--send-identifying-dicom")
     try:
         data = client.dataInterface
         original = scanner / NAME

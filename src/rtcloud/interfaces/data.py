@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
+
 from rtcloud.atomic_files import SpooledFile, write_atomically
 from rtcloud.errors import (
     FileWaitTimeout,
@@ -403,17 +405,22 @@ class DataInterface(Interface):
         key = file_key(os.stat(found))
         with watch.reader.lock:
             parsed = watch.reader.volumes.take(str(found), key)  # what the check read
-        if parsed is not None and not self.sendIdentifying:
-            data = write_dicom_bytes(anonymize_dicom(parsed.dataset))
+        if parsed is not None:
+            data = self._outgoing(found, parsed.data, parsed.dataset)
         else:
-            data = parsed.data if parsed is not None else self._outgoing(found, found.read_bytes())
+            data = self._outgoing(found, found.read_bytes())
         watch.last_delivery = _pace(watch.demo_step, watch.last_delivery)
         return data
 
-    def _outgoing(self, path: Path, data: bytes) -> bytes:
+    def _outgoing(self, path: Path, data: bytes, dataset: Dataset | None = None) -> bytes:
         """A file's bytes as they may leave: a DICOM anonymized unless identifying data may
-        be sent; a DICOM that cannot be read (so not anonymized) is not sent at all."""
-        if self.sendIdentifying or not (
+        be sent; a DICOM that cannot be read (so not anonymized) is not sent at all.
+        ``dataset``: the file already parsed, when the caller has it."""
+        if self.sendIdentifying:
+            return data
+        if dataset is not None:
+            return write_dicom_bytes(anonymize_dicom(dataset))
+        if not (
             path.suffix.lower() in _DICOM_SUFFIXES
             or looks_like_dicom(data)
             or data[:2] == b"\x08\x00"  # a raw data set starting with group 0008
