@@ -99,3 +99,38 @@ def test_without_network_the_error_says_so(tmp_path):
         cache.downloadData("ds000001", subject="01", run=1)
     with pytest.raises(ConnectionError):
         cache.getDatasetList()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ds000002/../../escaped.txt",
+        "ds000002/sub-01/func/../../../../sub-01_task-nback_run-01_bold.nii",
+        "ds000002//escaped.txt",
+        "ds000002/sub-01\\..\\..\\escaped.txt",
+    ],
+)
+def test_an_object_name_leaving_the_dataset_folder_is_refused(tmp_path, bad):
+    """A bucket that is not OpenNeuro's (or a tampered one) cannot make the cache write
+    outside the dataset's folder: the download stops before any byte is written."""
+    pytest.importorskip("moto", reason="moto's S3 server is a test dependency")
+    from s3stand_in import BUCKET, put_dataset, start_s3, uploader
+
+    server, endpoint = start_s3()
+    try:
+        put_dataset(endpoint, ds="ds000002")
+        uploader(endpoint).put_object(Bucket=BUCKET, Key=bad, Body=b"planted")
+        cache = OpenNeuroCache(tmp_path / "a" / "b" / "cache", endpoint_url=endpoint)
+        with pytest.raises(RequestError, match="outside ds000002's folder.*nothing was"):
+            cache.downloadData("ds000002", downloadWholeDataset=True)
+        assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+        # a run's download refuses it too when the name looks like one of the run's files;
+        # either way no planted byte lands anywhere
+        try:
+            cache.downloadData("ds000002", subject="01", run=1)
+        except RequestError as exc:
+            assert "outside ds000002's folder" in str(exc)
+        planted = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"planted"]
+        assert planted == []
+    finally:
+        server.stop()

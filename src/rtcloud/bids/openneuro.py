@@ -328,6 +328,8 @@ class OpenNeuroCache:
                 "session)"
             )
         root = self.cachePath / ds
+        for o in chosen:  # before any byte is written
+            _inside_dataset(ds, o.key, self._where())
         todo = [o for o in chosen if not _complete(root / o.key[len(ds) + 1 :], o)]
         if todo:
             total = sum(o.size - _partial_size(self._partial(o), o) for o in todo)
@@ -384,6 +386,26 @@ def _check_accession(value: Any) -> str:
             f"{value!r} is not an OpenNeuro accession number: those look like ds000102"
         )
     return value.strip()
+
+
+def _inside_dataset(ds: str, key: str, where: str) -> None:
+    """Refuse an object name that would be written outside the dataset's folder (``..``, an
+    empty or ``.`` part, a backslash, a NUL; on Windows a drive): S3 names are free text,
+    and a cache path is made by joining them."""
+    parts = key.split("/")
+    if (
+        parts[0] != ds
+        or len(parts) < 2
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in key
+        or "\0" in key
+        or (os.name == "nt" and ":" in key)
+    ):
+        raise RequestError(
+            f"{where} lists an object named {key!r}, which would be written outside "
+            f"{ds}'s folder in the cache; nothing was downloaded. Check that the endpoint is "
+            "OpenNeuro's (unset RTCLOUD_OPENNEURO_S3_URL to use it)"
+        )
 
 
 def _complete(path: Path, item: _Object) -> bool:
