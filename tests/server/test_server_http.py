@@ -345,3 +345,89 @@ def test_logging_out_ends_the_session_everywhere(server):
         ws_connect(server, cookie)
     _, again = login(server)  # a new login is a new session
     assert again.status_code == 303 and COOKIE_NAME in again.cookies
+
+
+def _closed_code(ws, timeout=10.0):
+    """The close code of an open socket, waiting for the server to close it."""
+    from websockets.exceptions import ConnectionClosed
+
+    deadline = time.monotonic() + timeout
+    with pytest.raises(ConnectionClosed) as closed:
+        while time.monotonic() < deadline:
+            ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+@pytest.mark.parametrize("path", ["ws/ui", "ws/feedback"])
+def test_logging_out_closes_the_pages_already_open(server, path):
+    """Logout refused new requests, but a page's socket opened before it kept receiving the
+    experiment (the participant's feedback, the log, the plots) until the page closed."""
+    _, response = login(server)
+    cookie = response.cookies[COOKIE_NAME]
+    url = server.url.replace("http://", "ws://") + path
+    headers = {"Cookie": f"{COOKIE_NAME}={cookie}"}
+    with connect(url, additional_headers=headers, open_timeout=5) as page:
+        if path == "ws/ui":
+            page.send(json.dumps({"cmd": "getState"}))
+        page.recv(timeout=5)  # the channel is open and talking
+        copy = new_client(server)
+        copy.cookies.set(COOKIE_NAME, cookie)
+        assert copy.post("/logout").status_code == 303
+        started = time.monotonic()
+        assert _closed_code(page) == 4401
+        assert time.monotonic() - started < 5
+    # a page's session that goes on is left open
+    _, other = login(server)
+    with ws_connect(server, other.cookies[COOKIE_NAME]) as page:
+        page.send(json.dumps({"cmd": "getState"}))
+        receive_until(page, lambda m: m["cmd"] == "hello")
+        time.sleep(2.5)  # over two checks of its session
+        page.send(json.dumps({"cmd": "getState"}))
+        receive_until(page, lambda m: m["cmd"] == "hello")
+
+
+def test_a_changed_password_ends_the_users_sessions(server_factory, tmp_path):
+    """``rtcloud add-user`` changing a password left every session of that user working
+    (the page told users to restart the server): a stolen session outlived the new
+    password."""
+    import subprocess
+    import sys
+
+    from rtcloud.server.auth import PasswordFile
+
+    users = tmp_path / "users.json"
+    PasswordFile(users, rounds=4).set_password("alice", "old-pass")
+    PasswordFile(users, rounds=4).set_password("bob", "bobs-pass")
+    server = server_factory(test=False, password_file=users)
+    alice, response = login(server, user="alice", password="old-pass")
+    assert response.status_code == 303
+    bob, response = login(server, user="bob", password="bobs-pass")
+    assert response.status_code == 303
+    with ws_connect(server, alice.cookies[COOKIE_NAME]) as page:
+        page.send(json.dumps({"cmd": "getState"}))
+        receive_until(page, lambda m: m["cmd"] == "hello")
+        assert alice.get("/api/config").status_code == 200
+
+        changed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rtcloud",
+                "add-user",
+                "-u",
+                "alice",
+                "--users-file",
+                str(users),
+                "--password-stdin",
+            ],
+            input="new-pass\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert changed.returncode == 0, changed.stderr
+        assert alice.get("/api/config").status_code == 401
+        assert _closed_code(page) == 4401
+    assert bob.get("/api/config").status_code == 200  # another user's session goes on
+    assert login(server, user="alice", password="old-pass")[1].status_code == 401
+    assert login(server, user="alice", password="new-pass")[1].status_code == 303

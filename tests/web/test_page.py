@@ -119,3 +119,21 @@ def test_run_the_sample_project_against_a_replayed_series(page, tmp_path, shots)
         assert "sample: all runs complete" in page.text_content("#debug-log")
     finally:
         server.stop()
+
+
+def test_an_open_page_goes_to_the_login_when_its_session_ends(page, server, shots):
+    """Logging out elsewhere (another tab, or a stolen copy of the cookie being ended) left
+    an open page showing the experiment and retrying its channel forever."""
+    import httpx
+
+    from rtcloud.server.app import COOKIE_NAME
+
+    log_in(page, server)
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == COOKIE_NAME)
+    with httpx.Client(base_url=server.url, cookies={COOKIE_NAME: cookie}) as other_tab:
+        assert other_tab.post("/logout").status_code == 303
+    page.wait_for_url("**/login?next=*", timeout=15000)
+    assert page.locator("#login-submit").is_visible()
+    page.screenshot(path=str(shots / "session-ended.png"))
+    log_in(page, server)  # and logging in again brings the page back
+    assert page.url.rstrip("/") == server.url.rstrip("/")

@@ -61,6 +61,8 @@ PUBLIC_ASSETS = frozenset({"login.css", "favicon.svg"})
 #: Paths that authenticate on their own (the remote services' sockets: a bearer session, no
 #: cookie, no Origin; see ProjectServer._service_socket).
 SELF_AUTHENTICATED = ("/ws/service/",)
+#: Seconds between two checks that an open page socket's session still counts.
+SESSION_CHECK_INTERVAL = 1.0
 #: Paths of files and data (not pages): 401 rather than a redirect to the login page.
 NOT_PAGES = ("/static/", "/api/", "/jspsych/")
 
@@ -279,7 +281,41 @@ class AuthGate:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["user"] = user
+        if scope["type"] == "websocket":
+            await self._while_session(scope, receive, send, conn.cookies.get(COOKIE_NAME))
+            return
         await self.app(scope, receive, send)
+
+    async def _while_session(
+        self, scope: Scope, receive: Receive, send: Send, cookie: str | None
+    ) -> None:
+        """Run a page's WebSocket while its session lasts. When the session ends (logout,
+        a changed password, expiry) the socket is closed with 4401 and the page's handler
+        is told the client left, so an open page stops receiving the experiment at once."""
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def watch() -> None:
+            while self.server.sessions.user_of(cookie) is not None:
+                await asyncio.sleep(SESSION_CHECK_INTERVAL)
+            ended.set_result(None)
+
+        async def guarded_receive() -> Message:
+            if not ended.done():
+                got = asyncio.ensure_future(receive())
+                either: set[asyncio.Future[Any]] = {got, ended}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if got.done():
+                    return got.result()
+                got.cancel()
+            logger.info("closed a page's socket: its session ended")
+            await send({"type": "websocket.close", "code": 4401, "reason": "session ended"})
+            return {"type": "websocket.disconnect", "code": 4401}
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.app(scope, guarded_receive, send)
+        finally:
+            watcher.cancel()
 
 
 def create_app(server: ProjectServer) -> ASGIApp:

@@ -4,7 +4,9 @@
   the file is written atomically and readable by its owner only. A wrong password costs the
   same bcrypt work whether the user exists or not, whatever its length.
 - A successful login gives a session cookie signed with a per-server random key (so
-  restarting the server ends every session); it expires after ``max_age`` seconds.
+  restarting the server ends every session); it expires after ``max_age`` seconds, ends
+  when the user logs out, and ends when the user's password changes (the cookie carries a
+  stamp of the password hash it was issued under).
 - It also gives a device token (:class:`DeviceTokens`, signed with a key kept in the state
   folder, so it outlives restarts): later logins carrying it are throttled on their own, not
   with strangers guessing the same user's password (:mod:`rtcloud.server.throttle`).
@@ -17,12 +19,14 @@ never logged.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import os
 import secrets
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +86,8 @@ class PasswordFile:
         self.rounds = rounds
         self._lock = threading.Lock()
         self._dummies: dict[bytes, bytes] = {}  # cost -> a hash of that cost, for unknown users
+        self._stamps: dict[str, str] = {}
+        self._stamped: tuple[int, int, int] | None = None  # the file's version they are of
 
     def _load(self) -> dict[str, str]:
         try:
@@ -121,6 +127,31 @@ class PasswordFile:
             users = self._load()
             users[user] = hashed.decode("ascii")
             write_private_file(self.path, json.dumps({"users": users}, indent=2) + "\n")
+
+    def stamp(self, user: str) -> str | None:
+        """A short digest of ``user``'s password hash ("" for a user without a password,
+        such as the one a start-up login link logs in): it changes when the password does.
+        None when the file cannot be read (then no session should count). Cheap: the file
+        is read again only when it changed (it is replaced whole when written)."""
+        try:
+            st = os.stat(self.path)
+            version = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            version = (0, 0, 0)
+        except OSError:
+            return None
+        with self._lock:
+            if version != self._stamped:
+                try:
+                    users = self._load() if version != (0, 0, 0) else {}
+                except ValidationError:
+                    return None
+                self._stamps = {
+                    name: hashlib.sha256(hashed.encode("utf-8")).hexdigest()[:16]
+                    for name, hashed in users.items()
+                }
+                self._stamped = version
+            return self._stamps.get(user, "")
 
     def verify(self, user: str, password: str) -> bool:
         """True when ``password`` is ``user``'s password.
@@ -188,8 +219,14 @@ class _SignedValues:
 
 
 class SessionSigner:
-    """Signs and checks session cookie values (user name, issue time, session id); a session
-    ended by logging out no longer counts, although its cookie would not have expired yet."""
+    """Signs and checks session cookie values (user name, issue time, session id, password
+    stamp). A session ended by logging out no longer counts, although its cookie would not
+    have expired yet; nor does one issued before its user's password changed.
+
+    Args:
+        stamp: the current stamp of a user's password (:meth:`PasswordFile.stamp`; None:
+            nothing counts); without it, password changes do not end sessions.
+    """
 
     def __init__(
         self,
@@ -197,24 +234,34 @@ class SessionSigner:
         *,
         max_age: float = 12 * 3600,
         clock: Clock = SYSTEM_CLOCK,
+        stamp: Callable[[str], str | None] | None = None,
     ) -> None:
         self._values = _SignedValues(
             secret or secrets.token_bytes(32), "rtcloud-session", max_age, clock
         )
         self.max_age = max_age
         self._clock = clock
+        self._stamp = stamp
         self._lock = threading.Lock()
         self._ended: dict[str, float] = {}  # session id -> when its cookie would expire
 
     def sign(self, user: str) -> str:
-        return self._values.sign(user, s=secrets.token_urlsafe(12))
+        extra: dict[str, Any] = {"s": secrets.token_urlsafe(12)}
+        if self._stamp is not None:
+            extra["p"] = self._stamp(user)
+        return self._values.sign(user, **extra)
 
     def user_of(self, value: str | None) -> str | None:
         """The user of a valid, unexpired cookie value of a session not ended, else None."""
         data = self._values.load(value)
         if data is None or data.get("s") in self._ended:
             return None
-        return str(data["u"])
+        user = str(data["u"])
+        if self._stamp is not None:
+            current = self._stamp(user)
+            if current is None or data.get("p") != current:
+                return None
+        return user
 
     def end(self, value: str | None) -> None:
         """End the session of a cookie value (log out): it no longer counts anywhere."""

@@ -138,11 +138,11 @@ class ProjectServer:
         self.port: int = self._sock.getsockname()[1]
         #: Time for logins, sessions and tokens (tests pass a clock they advance by hand).
         self.clock = clock
-        self.sessions = SessionSigner(clock=clock)
+        self.passwords = PasswordFile(config.password_file or default_password_file())
+        self.sessions = SessionSigner(clock=clock, stamp=self.passwords.stamp)
         self.tokens = OneTimeTokens(clock=clock)
         self.devices = DeviceTokens.in_folder(config.state_dir, clock=clock)
         self.throttle = LoginThrottle(clock=clock)
-        self.passwords = PasswordFile(config.password_file or default_password_file())
         self.ui = UIChannel()
         self.hub = Hub()
         self.web = WebDisplayInterface(sink=self.ui.broadcast)

@@ -80,19 +80,33 @@ $("clear-log").addEventListener("click", () => { $("debug-log").textContent = ""
 
 // ------------------------------------------------------------------ socket
 
+// The session ended (logged out, the password changed, or it expired): log in again.
+function toLogin() {
+  location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+}
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}/ws/ui`);
+  let opened = false;
   state.ws = ws;
   ws.onopen = () => {
+    opened = true;
     state.backoff = 500;
     setIndicator("ind-browser", "on", "browser: connected");
     send({ cmd: "getState" });
   };
-  ws.onclose = () => {
+  ws.onclose = (event) => {
     setIndicator("ind-browser", "", "browser: disconnected");
     setIndicator("ind-data", "", "data: unknown");
     setIndicator("ind-subject", "", "subject: unknown");
+    if (event.code === 4401) { toLogin(); return; }
+    if (!opened) {
+      // refused before it opened: the server is down, or this browser's session is gone
+      fetch("/api/session", { cache: "no-store", redirect: "manual" })
+        .then((response) => { if (response.status === 401) toLogin(); })
+        .catch(() => {});  // the server does not answer: keep retrying
+    }
     setTimeout(connect, state.backoff);
     state.backoff = Math.min(state.backoff * 2, 5000);
   };
