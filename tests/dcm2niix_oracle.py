@@ -65,6 +65,12 @@ def assert_same_image(ours: nib.Nifti1Image, theirs: nib.Nifti1Image, *, exact: 
         assert a.shape == b.shape
         np.testing.assert_allclose(a.affine, b.affine, atol=0.01)
         np.testing.assert_array_equal(a.get_fdata(), b.get_fdata())
+    # the header as dcm2niix labels it: scanner frame, and a type in which the values are
+    # what a script computes with (unsigned 12-bit data as int16: differences go negative)
+    for code in ("qform_code", "sform_code"):
+        assert int(ours.header[code]) == int(theirs.header[code]), code
+    if exact or ours.get_data_dtype().kind in "iu":
+        assert ours.get_data_dtype() == theirs.get_data_dtype()
 
 
 def assert_same_sidecar(ours: dict[str, Any], theirs: dict[str, Any], required: set[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -79,15 +80,51 @@ def test_reorienting_to_a_reference_matches_dcm2niix(sample_dicom_dir, tmp_path)
     nib.save(nib.Nifti1Image(first, canonical.affine), reference)
     cfg = StructDict(ref_BOLD=str(reference))
     target, dicom = getAxesForTransform(str(files[0]), cfg)
-    assert target == ("R", "A", "S") and dicom == ("L", "A", "S")
-    cfg.axesTransform = getTransform(target, dicom)
+    # the scan's codes are those of the array RT-Cloud read (nibabel's mosaic_to_nii)
     ds = readDicomFromBuffer(files[1].read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom.dicomreaders import mosaic_to_nii
+
+        nibabels = mosaic_to_nii(ds)
+    assert target == ("R", "A", "S") and dicom == nib.aff2axcodes(nibabels.affine)
+    assert dicom == ("P", "L", "S")
+    cfg.axesTransform = getTransform(target, dicom)
     out = saveAsNiftiImage(ds, str(tmp_path / "out" / "vol.nii"), cfg, str(reference))
     saved = nib.load(out)
     np.testing.assert_array_equal(
         np.asanyarray(saved.dataobj), np.asanyarray(canonical.dataobj)[..., 1]
     )
     np.testing.assert_allclose(saved.affine, canonical.affine, atol=1e-4)
+
+
+def test_a_hard_coded_rt_cloud_transform_still_reorients_right(sample_dicom_dir, tmp_path):
+    """RT-Cloud projects hard-code ``cfg.axesTransform = getTransform(('L', 'A', 'S'),
+    ('P', 'L', 'S'))`` for the axis order of nibabel's mosaic reader; applied to dcm2niix's
+    order instead, it scrambled the saved volume without any error. The oracle is nibabel's
+    own ``mosaic_to_nii``, reoriented by that transform, and dcm2niix's image of the file."""
+    dcm2niix = pytest.importorskip("dcm2niix")
+    path = sorted(sample_dicom_dir.glob("*.dcm"))[1]
+    shutil.copyfile(path, tmp_path / "in.dcm")
+    subprocess.run(
+        [dcm2niix.bin, "-z", "n", "-b", "n", "-f", "ref", "-o", tmp_path, tmp_path / "in.dcm"],
+        check=True,
+        capture_output=True,
+    )
+    reference = tmp_path / "ref.nii"  # dcm2niix's image: L, A, S
+    ds = readDicomFromBuffer(path.read_bytes())
+    cfg = StructDict(ref_BOLD=str(reference))
+    cfg.axesTransform = getTransform(("L", "A", "S"), ("P", "L", "S"))
+    saved = nib.load(saveAsNiftiImage(ds, str(tmp_path / "vol.nii"), cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom.dicomreaders import mosaic_to_nii
+
+        expected = nib.orientations.apply_orientation(
+            mosaic_to_nii(ds).get_fdata(), cfg.axesTransform
+        )
+    np.testing.assert_array_equal(np.asanyarray(saved.dataobj), expected)
+    np.testing.assert_array_equal(np.asanyarray(saved.dataobj), nib.load(reference).dataobj)
 
 
 def test_is_remote_attribute():

@@ -204,6 +204,6 @@ def test_every_layout_the_stream_assembles(layout, tmp_path):
             theirs, sidecar = run_dcm2niix(
                 files[index * per : (index + 1) * per], tmp_path / f"dcm2niix-{index}"
             )
-            ours = nib.Nifti1Image(inc.getImageData()[..., 0], inc.image.affine)
+            ours = nib.Nifti1Image(inc.getImageData()[..., 0], inc.image.affine, inc.image.header)
             assert_same_image(ours, theirs, exact=True)
             assert inc.getMetadataField("RepetitionTime") == sidecar["RepetitionTime"]

@@ -39,7 +39,9 @@ def test_real_siemens_series_matches_dcm2niix_volume_by_volume(sample_dicom_dir,
         ds = read_dicom_file(path)
         ours = convertDicomImgToNifti(ds)
         t = numbers.index(int(ds.InstanceNumber))
-        volume = nib.Nifti1Image(theirs.get_fdata()[..., t], theirs.affine)
+        volume = nib.Nifti1Image(
+            np.asanyarray(theirs.dataobj)[..., t], theirs.affine, theirs.header
+        )
         assert_same_image(ours, volume, exact=True)
     assert_same_sidecar(bids_sidecar(ds, ours.shape), their_sidecar, FMRI_FIELDS)
     # a transversal EPI: i runs to the patient's left, j forward, k up (dcm2niix's "LAS")
@@ -70,7 +72,9 @@ def test_synthetic_series_matches_dcm2niix_and_its_roi(tmp_path):
     for t, path in enumerate(paths):
         ds = read_dicom_file(path)
         ours = convertDicomImgToNifti(ds)
-        volume = nib.Nifti1Image(theirs.get_fdata()[..., t], theirs.affine)
+        volume = nib.Nifti1Image(
+            np.asanyarray(theirs.dataobj)[..., t], theirs.affine, theirs.header
+        )
         assert_same_image(ours, volume, exact=True)
     assert_same_sidecar(bids_sidecar(ds, ours.shape), their_sidecar, FMRI_FIELDS)
     # the activated box, in voxel indices of dcm2niix's image, shows the blocks

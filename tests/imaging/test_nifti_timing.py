@@ -33,10 +33,18 @@ def test_real_mosaic_becomes_64x64x27_and_round_trips_through_a_file(sample_dico
     zooms = np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0))
     np.testing.assert_allclose(zooms, [3, 3, 4], atol=0.01)
     # parseDicomVolume cuts the same tiles, in DICOM's (row, column) order: the NIfTI image
-    # has i along a row and j up the rows
+    # has i along a row and j up the rows. Like RT-Cloud's, it keeps every tile of the 6x6
+    # mosaic (scripts index it with masks made that way): the 9 after the last slice are
+    # empty. RT-Cloud's cut, written out tile by tile as its code does:
     tiles = parseDicomVolume(ds, 64)
-    assert tiles.shape == (64, 64, 27)
-    np.testing.assert_array_equal(tiles.transpose(1, 0, 2)[:, ::-1, :], image.get_fdata())
+    assert tiles.shape == (64, 64, 36)
+    pixels = ds.pixel_array
+    for tile in range(36):
+        r, c = divmod(tile, 6)
+        block = pixels[r * 64 : (r + 1) * 64, c * 64 : (c + 1) * 64]
+        np.testing.assert_array_equal(tiles[:, :, tile], block)
+    assert not tiles[:, :, 27:].any()
+    np.testing.assert_array_equal(tiles[:, :, :27].transpose(1, 0, 2)[:, ::-1], image.get_fdata())
     out = tmp_path / "vol.nii"
     convertDicomFileToNifti(sample_dicom_dir / "001_000013_000000.dcm", out)
     again = readNifti(out)

@@ -129,6 +129,58 @@ def _mosaic(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     return data, lps
 
 
+def dcm2niix_dtype(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Unsigned 16-bit pixels whose stored bits leave the top bit free (BitsStored <= 15, as
+    on every MR scanner's 12-bit data) as signed 16-bit, as dcm2niix writes them: the same
+    values, but a script subtracting two volumes gets negative differences instead of
+    numbers wrapped around 65536. A view, not a copy."""
+    if pixels.dtype != np.uint16:
+        return pixels
+    try:
+        stored = int(ds.get("BitsStored") or 16)
+    except (TypeError, ValueError):
+        return pixels
+    return pixels.view(np.int16) if 0 < stored <= 15 else pixels
+
+
+def scanner_image(
+    data: np.ndarray, affine: np.ndarray, image_class: type[nib.Nifti1Image] = nib.Nifti1Image
+) -> Any:
+    """A NIfTI image whose affine is in the scanner's frame, labelled as dcm2niix labels it
+    (qform and sform code 1, "scanner"; millimetres and seconds)."""
+    image = image_class(data, affine)
+    image.set_qform(affine, 1)
+    image.set_sform(affine, 1)
+    image.header.set_xyzt_units("mm", "sec")
+    return image
+
+
+def wrapper_volume(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """A classic image's ``(row, column, slice[, ...])`` array and LPS affine, as nibabel's
+    DICOM reader (``nibabel.nicom.dicomreaders.mosaic_to_nii`` for a mosaic) makes them.
+
+    This is the frame RT-Cloud's orientation helpers worked in; :func:`dicom_to_nifti`
+    reorders it as dcm2niix does. Raises InvalidDicomError for an image that has no place
+    in the scanner.
+    """
+    mosaic = _mosaic(ds) if "MOSAIC" in str(ds.get("ImageType", "")).upper() else None
+    if mosaic is not None:
+        return mosaic
+    try:
+        wrapper = _wrapper(ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = wrapper.get_data()
+            affine = wrapper.affine
+    except (dicomwrappers.WrapperError, AttributeError, KeyError, ValueError, TypeError) as exc:
+        why = None if "PerFrameFunctionalGroupsSequence" in ds else missing_geometry(ds)
+        raise InvalidDicomError(f"cannot convert this DICOM image to NIfTI: {why or exc}") from exc
+    data = dcm2niix_dtype(np.asarray(data), ds)
+    if data.ndim == 2:
+        data = data[:, :, np.newaxis]
+    return data, np.asarray(affine, dtype=np.float64)
+
+
 #: What places a classic (single-frame or mosaic) image in the scanner.
 GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
 
@@ -161,26 +213,8 @@ def dicom_to_nifti(
         stacked: nib.Nifti1Image | None = frames_to_nifti(ds, image_class)
         if stacked is not None:
             return stacked
-    mosaic = _mosaic(ds) if "MOSAIC" in str(ds.get("ImageType", "")).upper() else None
-    if mosaic is not None:
-        data, affine = dcm2niix_order(*mosaic)
-        image = image_class(data, affine)
-        image.header.set_xyzt_units("mm", "sec")
-        return image
-    try:
-        wrapper = _wrapper(ds)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data = wrapper.get_data()
-            affine = wrapper.affine
-    except (dicomwrappers.WrapperError, AttributeError, KeyError, ValueError, TypeError) as exc:
-        why = None if "PerFrameFunctionalGroupsSequence" in ds else missing_geometry(ds)
-        raise InvalidDicomError(f"cannot convert this DICOM image to NIfTI: {why or exc}") from exc
-    if data.ndim == 2:
-        data = data[:, :, np.newaxis]
-    data, affine = dcm2niix_order(np.asarray(data), np.asarray(affine, dtype=np.float64))
-    image = image_class(data, affine)
-    image.header.set_xyzt_units("mm", "sec")
+    data, affine = dcm2niix_order(*wrapper_volume(ds))
+    image: nib.Nifti1Image = scanner_image(data, affine, image_class)
     tr = ds.get("RepetitionTime")
     if tr is not None and data.ndim == 4:
         zooms = list(image.header.get_zooms()[:3]) + [float(tr) / 1000.0]
@@ -243,14 +277,14 @@ def _native_pixels(ds: Dataset) -> np.ndarray | None:
         # bits above BitsStored are not the value (old overlays live there): as pydicom
         # and dcm2niix do, leave them out
         pixels = pixels & np.array((1 << stored) - 1, dtype=dtype)
-    return pixels
+    return dcm2niix_dtype(pixels, ds)
 
 
 def slice_pixels(ds: Dataset) -> np.ndarray:
     """A slice's stored values, rescaled (to float) when it has a slope or intercept."""
     native = _native_pixels(ds)
     try:
-        pixels = native if native is not None else np.asarray(ds.pixel_array)
+        pixels = native if native is not None else dcm2niix_dtype(np.asarray(ds.pixel_array), ds)
     except (AttributeError, ValueError, TypeError, RuntimeError) as exc:
         raise ValidationError(f"cannot read the pixels of a DICOM slice: {exc}") from exc
     slope = float(ds.get("RescaleSlope", 1) or 1)
@@ -295,9 +329,7 @@ def stack_planes(
     lps[:3, 2] = step
     lps[:3, 3] = first
     data, affine = dcm2niix_order(data, lps)
-    image = image_class(data, affine)
-    image.header.set_xyzt_units("mm", "sec")
-    return image
+    return scanner_image(data, affine, image_class)
 
 
 def _vector(values: Any, what: str) -> np.ndarray:
@@ -374,7 +406,7 @@ def frames_to_nifti(ds: Dataset, image_class: type[nib.Nifti1Image] = nib.Nifti1
     if iop is None or spacing is None:
         return None
     try:
-        pixels = np.asarray(ds.pixel_array)
+        pixels = dcm2niix_dtype(np.asarray(ds.pixel_array), ds)
     except (AttributeError, ValueError, TypeError, RuntimeError) as exc:
         raise ValidationError(f"cannot read the pixels of a multi-frame image: {exc}") from exc
     planes = []
@@ -433,14 +465,13 @@ def readNifti(filename: str | os.PathLike[str], memCached: bool = True) -> nib.N
 
 
 def parseDicomVolume(dicomImg: Dataset, sliceDim: int) -> np.ndarray:
-    """Cut a mosaic into a float volume of shape ``(sliceDim, sliceDim, nSlices)``.
+    """Cut a mosaic into a float volume of shape ``(sliceDim, sliceDim, tiles)``.
 
-    The tiles keep DICOM's order, ``volume[row, column, slice]``, with no affine: this is
-    RT-Cloud's raw cut. For an image in world coordinates use :func:`dicom_to_nifti`, whose
-    array is ``volume.transpose(1, 0, 2)[:, ::-1]``.
-
-    The slices are the tiles in row-major order; ``nSlices`` comes from the Siemens private
-    tag NumberOfImagesInMosaic (0019,100a) when present, else from the mosaic's tile count.
+    RT-Cloud's raw cut, unchanged: every tile of the mosaic in row-major order, the empty
+    tiles after the last slice included (a 384x384 mosaic of 27 slices of 64x64 gives 36),
+    ``volume[row, column, tile]``, no affine. Scripts index these volumes with masks made
+    the same way, so the shape must not change. For an image in world coordinates use
+    :func:`dicom_to_nifti` (its slices only, as dcm2niix writes them).
     """
     pixels = np.asarray(dicomImg.pixel_array, dtype=np.float64)
     rows, cols = pixels.shape
@@ -448,17 +479,9 @@ def parseDicomVolume(dicomImg: Dataset, sliceDim: int) -> np.ndarray:
         raise ValidationError(
             f"parseDicomVolume: a {rows}x{cols} mosaic cannot be cut into {sliceDim}-pixel tiles"
         )
-    per_row = cols // sliceDim
-    tiles = (rows // sliceDim) * per_row
-    count = _mosaic_count(dicomImg) or tiles
-    count = max(1, min(count, tiles))
-    volume = np.zeros((sliceDim, sliceDim, count))
-    for index in range(count):
-        r, c = divmod(index, per_row)
-        volume[:, :, index] = pixels[
-            r * sliceDim : (r + 1) * sliceDim, c * sliceDim : (c + 1) * sliceDim
-        ]
-    return volume
+    per_row, per_col = cols // sliceDim, rows // sliceDim
+    blocks = pixels.reshape(per_col, sliceDim, per_row, sliceDim).transpose(1, 3, 0, 2)
+    return np.ascontiguousarray(blocks.reshape(sliceDim, sliceDim, per_col * per_row))
 
 
 def _mosaic_count(ds: Dataset) -> int | None:

@@ -3,10 +3,10 @@ getTransform and saveAsNiftiImage).
 
 A lab that made a reference BOLD image (``cfg.ref_BOLD``, in whatever axis order its
 software wrote) computes once how the volumes of a scan map onto it, and then saves each
-volume in the reference's layout. The volume is converted as dcm2niix converts it
-(:func:`rtcloud.imaging.nifti.dicom_to_nifti`, RAS affine); RT-Cloud used nibabel's mosaic
-reader there, whose affine is in DICOM's LPS frame under a NIfTI label, so its axis codes
-were wrong in x and y.
+volume in the reference's layout. The volume's array is in the axis order RT-Cloud read it
+in (nibabel's ``mosaic_to_nii``: DICOM's rows, columns, slices, with a RAS affine), not
+dcm2niix's: RT-Cloud projects hard-code ``cfg.axesTransform`` for that order, and the same
+transform applied to dcm2niix's order would silently scramble the volume.
 
 Pure module: no threads, sockets or event loops.
 """
@@ -48,13 +48,23 @@ def _dicom(dicom: Any) -> Any:
     return read_dicom_file(dicom)
 
 
-def getAxesForTransform(startingDicomFile: Any, cfg: Any) -> tuple[tuple[str, ...], ...]:
-    """``(target_orientation, dicom_orientation)``: the axis codes (``('L', 'A', 'S')``) of
-    the reference image ``cfg.ref_BOLD`` and of a scan's volume (a DICOM file or dataset)."""
-    from rtcloud.imaging.nifti import dicom_to_nifti
+def _scan_volume(ds: Any) -> nib.Nifti1Image:
+    """A scan's volume as RT-Cloud's helpers read it (nibabel's ``mosaic_to_nii``): the
+    DICOM reader's ``(row, column, slice)`` array with its affine in RAS. RT-Cloud projects
+    hard-code transforms made from this array's axis codes (``getTransform(('L', 'A', 'S'),
+    ('P', 'L', 'S'))`` for an axial Siemens mosaic), so its axis order must not change."""
+    from rtcloud.imaging.nifti import LPS_TO_RAS, wrapper_volume
 
+    data, lps = wrapper_volume(ds)
+    return nib.Nifti1Image(data, LPS_TO_RAS @ lps)
+
+
+def getAxesForTransform(startingDicomFile: Any, cfg: Any) -> tuple[tuple[str, ...], ...]:
+    """``(target_orientation, dicom_orientation)``: the axis codes of the reference image
+    ``cfg.ref_BOLD`` and of a scan's volume (a DICOM file or dataset) as RT-Cloud read it
+    (nibabel's ``mosaic_to_nii``: ``('P', 'L', 'S')`` for an axial Siemens mosaic)."""
     target = tuple(nib.aff2axcodes(_reference(cfg).affine))
-    volume = dicom_to_nifti(_dicom(startingDicomFile))
+    volume = _scan_volume(_dicom(startingDicomFile))
     return target, tuple(nib.aff2axcodes(volume.affine))
 
 
@@ -71,10 +81,8 @@ def saveAsNiftiImage(
     """Save a DICOM volume as a NIfTI file in the reference image's axis layout; return the
     file name. ``cfg.axesTransform`` is :func:`getTransform`'s result (computed here when
     missing); the header and affine are the reference's, as RT-Cloud wrote them."""
-    from rtcloud.imaging.nifti import dicom_to_nifti
-
     ref = _reference(cfg, reference)
-    volume = dicom_to_nifti(_dicom(dicomDataObject))
+    volume = _scan_volume(_dicom(dicomDataObject))
     transform = getattr(cfg, "axesTransform", None)
     if transform is None:
         transform = getTransform(nib.aff2axcodes(ref.affine), nib.aff2axcodes(volume.affine))
