@@ -196,6 +196,40 @@ def test_run_streams_lines_and_plot_points_then_completes(server):
     assert server.subject is not None and server.subject.msgQueue.qsize() == 3
 
 
+RT_CLOUD_STYLE_SCRIPT = """
+import argparse
+from rtCommon.utils import loadConfigFile
+
+p = argparse.ArgumentParser()
+p.add_argument("--config", "-c")  # and nothing else, as RT-Cloud's openNeuroClient
+args = p.parse_args()
+cfg = loadConfigFile(args.config)
+print(f"runs {cfg.runNum} scans {cfg.scanNum} subject {cfg.subjectName}", flush=True)
+"""
+
+
+def test_a_script_that_takes_only_its_config_runs_with_the_pages_numbers(server):
+    """The server started the main script with --runs and --scans too: a script whose
+    argparse has only --config (RT-Cloud started scripts with -c alone) stopped at once with
+    an argparse error. It now gets a copy of the settings holding the page's numbers."""
+    server.config.main_script.write_text(RT_CLOUD_STYLE_SCRIPT)
+    before = server.settings.path.read_text()
+    _, response = login(server)
+    with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
+        ws.send(
+            json.dumps({"cmd": "runScript", "script": "mainScript", "runNum": [3], "scanNum": [9]})
+        )
+        done, seen = receive_until(
+            ws, lambda m: m["cmd"] == "runStatus" and m["state"] in ("complete", "failed")
+        )
+    logs = [m["value"] for m in seen if m["cmd"] == "userLog"]
+    assert done["state"] == "complete", logs
+    assert "runs [3] scans [9] subject sub01" in logs
+    assert server.settings.path.read_text() == before  # the project's own file is untouched
+    copy = server.settings.path.with_name("cfg_subsub01_run3.toml")
+    assert "# runs to process" in copy.read_text()  # comments kept, as the file was
+
+
 def test_stop_midway_says_stopped(server):
     server.settings.save({"numVolumes": 1000, "pause": 0.05})
     _, response = login(server)

@@ -21,6 +21,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -570,7 +571,15 @@ class ProjectServer:
             cfg = self.settings.load()
             runs = _int_list(run_num if run_num is not None else cfg.runNum, "run numbers")
             scans = _int_list(scan_num if scan_num is not None else cfg.scanNum, "scan numbers")
-            args += ["--runs", ",".join(map(str, runs)), "--scans", ",".join(map(str, scans))]
+            # As RT-Cloud did: the script gets only --config, a copy of the settings with
+            # the page's run and scan numbers (a script whose argparse knows no --runs or
+            # --scans would stop at an unknown option)
+            subject = re.sub(r"[^A-Za-z0-9_-]", "", str(cfg.subjectName or ""))
+            name = f"cfg_sub{subject}_run{runs[0]}{self.settings.path.suffix}"
+            run_config = self.settings.write_copy(
+                self.settings.path.with_name(name), {"runNum": runs, "scanNum": scans}
+            )
+            args = ["--config", str(run_config)]
             if self.simulator is not None and not self.runner.running:
                 replay = (self.simulator, self.replay_plan(), scans[: len(runs)])
         if replay is not None:  # the old files of these scans go before the script looks

@@ -287,6 +287,25 @@ class SettingsFile:
             return changed
 
 
+    def write_copy(self, path: Path, values: dict[str, Any]) -> Path:
+        """Write this config with ``values`` set (added when the file lacks them) to
+        ``path``, comments kept; return ``path``. What a script started for one run reads,
+        as RT-Cloud wrote ``cfg_sub<subject>_run<run>.toml`` beside the project's config."""
+        with self._lock:
+            text = self._read_text()
+        if self._is_json:
+            data = json.loads(text)
+            data.update(values)
+            new_text = json.dumps(data, indent=2) + "\n"
+        else:
+            doc = tomlkit.parse(text)
+            for key, value in values.items():
+                doc[key] = value
+            new_text = tomlkit.dumps(doc)
+        _atomic_write(path, new_text)
+        return path
+
+
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
