@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -144,3 +145,64 @@ def test_reading_a_dataset_we_did_not_write(tmp_path):
     assert inc.readme == "hand made dataset\n"
     assert inc.getDatasetName() == "hand made"
     assert os.path.basename(inc.getImageFilePath()) == "sub-07_ses-a_task-nback_run-2_bold.nii"
+
+
+def test_appending_volume_by_volume_the_way_old_rt_cloud_scripts_do(tmp_path, sample_dicom_dir):
+    """RT-Cloud's older scripts append each volume to the archive: the second volume was
+    refused ("a run is never overwritten") and ``_appendIncremental`` did not exist. The
+    volumes now go at the end of the run, which reads back as the volumes given, and the
+    dataset stays valid; its files are as readable as any other file the user writes."""
+    from rtcloud.imaging.dicom import read_dicom_file
+    from rtCommon.dicomToBidsService import dicomToBidsInc
+
+    root = tmp_path / "ds"
+    archive = BidsArchive(str(root))
+    entities = {"subject": "01", "task": "faces", "run": 1}
+    incs = [
+        dicomToBidsInc(read_dicom_file(path), entities)
+        for path in sorted(sample_dicom_dir.glob("*.dcm"))[1:4]
+    ]
+    with pytest.raises(StateError, match="makePath"):
+        archive._appendIncremental(incs[0], makePath=False)
+    assert archive._appendIncremental(incs[0]) is True
+    for inc in incs[1:]:
+        archive.appendIncremental(inc)
+    run = BidsArchive(str(root)).getBidsRun(subject="01", task="faces", run=1)
+    assert run.numIncrementals() == 3
+    for i, inc in enumerate(incs):
+        np.testing.assert_array_equal(run.getIncremental(i).getImageData(), inc.getImageData())
+    assert_valid(root)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_run_1_and_run_01_are_one_run(tmp_path):
+    """A dataset holding ``run-01`` (as dcm2niix names it) got a second image ``run-1`` of
+    the same run, and getBidsRun(run=1) then matched two images."""
+    root = tmp_path / "ds"
+    first = BidsRun(subject="01", task="faces", run=1)
+    first.appendIncremental(incremental())
+    written = Path(BidsArchive(str(root)).appendBidsRun(first))
+    padded = written.with_name(written.name.replace("run-1_", "run-01_"))
+    for path in written.parent.iterdir():
+        path.rename(path.with_name(path.name.replace("run-1_", "run-01_")))
+    assert padded.exists()
+    archive = BidsArchive(str(root))
+    again = BidsRun(subject="01", task="faces", run=1)
+    again.appendIncremental(incremental(seed=3))
+    with pytest.raises(StateError, match="already exists"):
+        archive.appendBidsRun(again)
+    archive.appendIncremental(incremental(seed=4))  # goes at the end of run-01
+    assert sorted(p.name for p in padded.parent.iterdir()) == sorted(
+        [
+            padded.name,
+            padded.name.replace(".nii", ".json"),
+            padded.name.replace("bold.nii", "events.tsv"),
+        ]
+    )
+    assert (
+        BidsArchive(str(root)).getBidsRun(subject="01", task="faces", run=1).numIncrementals() == 2
+    )

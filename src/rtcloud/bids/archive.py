@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -302,21 +302,41 @@ class BidsArchive:
         """Write ``run`` into the dataset; return the path of its image.
 
         The dataset gets ``dataset_description.json`` and ``README`` (the run's) if it has
-        none. A run whose image file already exists is refused (StateError) rather than
-        overwritten.
+        none. A run whose image file already exists (``run-1`` and ``run-01`` name the same
+        run) is refused (StateError) rather than overwritten.
         """
         if not isinstance(run, BidsRun):
             raise TypeError(f"appendBidsRun takes a BidsRun, got {type(run).__name__}")
         if run.numIncrementals() == 0:
             raise ValidationError("appendBidsRun: the run has no volumes")
+        existing = self._run_image(run.run_metadata())
+        if existing is not None:
+            raise StateError(
+                f"{existing} already exists; a run is never overwritten (delete it first, "
+                "or give the new run another run number)"
+            )
+        return self._write_run(run)
+
+    def _run_image(self, metadata: dict[str, Any]) -> Path | None:
+        """The image file of the run these entities name, if the dataset has it."""
+        folder = Path(self.rootPath, bids_data_dir(metadata))
+        wanted = _name_entities(bids_file_name(metadata, BidsFileExtension.IMAGE.value))
+        if not folder.is_dir():
+            return None
+        for path in sorted(folder.iterdir()):
+            if path.name.endswith((".nii", ".nii.gz")) and _name_entities(path.name) == wanted:
+                return path
+        return None
+
+    def _write_run(self, run: BidsRun, replacing: Path | None = None) -> str:
+        """Write a run's image, sidecar and events (``replacing``: the run's old image)."""
         metadata = run.run_metadata()
         folder = Path(self.rootPath, bids_data_dir(metadata))
         image_path = folder / bids_file_name(metadata, BidsFileExtension.IMAGE.value)
-        if image_path.exists() or image_path.with_suffix(".nii.gz").exists():
-            raise StateError(
-                f"{image_path} already exists; a run is never overwritten (delete it first, "
-                "or give the new run another run number)"
-            )
+        if replacing is not None:  # keep the run's file names (run-01 stays run-01)
+            folder = replacing.parent
+            image_path = folder / (replacing.name.split(".", 1)[0] + ".nii")
+        stem = image_path.name.removesuffix(".nii")
         folder.mkdir(parents=True, exist_ok=True)
         root = Path(self.rootPath)
         if not (root / "dataset_description.json").exists():
@@ -327,20 +347,58 @@ class BidsArchive:
         if not any((root / name).exists() for name in _README_NAMES):
             _write_text(root / "README", run.readme or DEFAULT_README)
         _write_run_image(run, image_path)
+        if replacing is not None and replacing != image_path:
+            replacing.unlink()  # the old run-01 (or .nii.gz) file the new one replaces
         _write_text(
-            image_path.with_name(bids_file_name(metadata, BidsFileExtension.METADATA.value)),
-            dumps_sidecar(non_entities(metadata, VOLUME_METADATA)),
+            folder / f"{stem}.json", dumps_sidecar(non_entities(metadata, VOLUME_METADATA))
         )
-        events_name = bids_file_name({**metadata, "suffix": "events"}, ".tsv")
-        _write_text(image_path.with_name(events_name), events_to_tsv(run.events))
+        events_name = stem.rsplit("_", 1)[0] + "_events.tsv"
+        _write_text(folder / events_name, events_to_tsv(run.events))
         self._changed()
         return str(image_path)
 
-    def appendIncremental(self, incremental: BidsIncremental) -> str:
-        """Write one incremental as a run of its own (RT-Cloud's older scripts call this)."""
-        run = BidsRun(**incremental.getEntities())
-        run.appendIncremental(incremental)
-        return self.appendBidsRun(run)
+    def appendIncremental(
+        self, incremental: BidsIncremental, makePath: bool = True, validateAppend: bool = True
+    ) -> str:
+        """Add an incremental's volumes to the dataset (RT-Cloud's older scripts call this
+        once per volume); return the path of the run's image.
+
+        When the run's image exists, the volumes go at its end: the run is read, extended
+        and written again (each call rewrites the whole run, as RT-Cloud's did; a script
+        that builds a run should keep a :class:`BidsRun` and call :meth:`appendBidsRun`
+        once). Else the incremental becomes a new run. ``makePath=False`` refuses to create
+        a dataset that does not exist yet.
+
+        Raises:
+            MetadataMismatchError: the volumes do not fit the existing run (with
+                ``validateAppend``); nothing is written.
+        """
+        if not isinstance(incremental, BidsIncremental):
+            raise TypeError(
+                f"appendIncremental takes a BidsIncremental, got {type(incremental).__name__}"
+            )
+        if not makePath and not Path(self.rootPath).is_dir():
+            raise StateError(
+                f"{self.rootPath} does not exist; pass makePath=True to create the dataset"
+            )
+        metadata = incremental.getImageMetadata()
+        existing = self._run_image(metadata)
+        if existing is None:
+            run = BidsRun(**incremental.getEntities())
+            run.appendIncremental(incremental)
+            return self._write_run(run)
+        image_file = self._layout().get_file(str(existing))
+        entities = _plain_entities(image_file.get_entities()) if image_file else {}
+        run = self.getBidsRun(**entities)
+        run.appendIncremental(incremental, validateAppend=validateAppend)
+        return self._write_run(run, replacing=existing)
+
+    def _appendIncremental(
+        self, incremental: BidsIncremental, makePath: bool = True, validateAppend: bool = True
+    ) -> bool:
+        """RT-Cloud's name of :meth:`appendIncremental`: True once the volumes are written."""
+        self.appendIncremental(incremental, makePath=makePath, validateAppend=validateAppend)
+        return True
 
     def _getIncremental(self, imageIndex: int = 0, **entities: Any) -> BidsIncremental:
         return self.getBidsRun(**entities).getIncremental(imageIndex)
@@ -361,15 +419,44 @@ def _plain_entities(entities: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Entities whose values are numbers: ``run-01`` and ``run-1`` name the same run.
+_INDEX_ENTITIES = frozenset({"run", "echo", "chunk", "flip", "inv", "mt"})
+
+
+def _name_entities(name: str) -> tuple[tuple[str, str], ...]:
+    """The entities and suffix of a BIDS file name, index values as numbers."""
+    stem = name.split(".", 1)[0]
+    parts = stem.split("_")
+    out = [("suffix", parts[-1])]
+    for part in parts[:-1]:
+        key, _, value = part.partition("-")
+        if key in _INDEX_ENTITIES and value.isdigit():
+            value = str(int(value))
+        out.append((key, value))
+    return tuple(sorted(out))
+
+
 def _read_events(path: str) -> Any:
     return events_from_tsv(Path(path).read_text(encoding="utf-8"))
 
 
+def _temporary(path: Path) -> Path:
+    """A new file beside ``path`` for writing it, created with the process's umask (as any
+    file the user writes; ``mkstemp`` would make it readable by its owner only)."""
+    while True:
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with open(temp, "xb"):
+                return temp
+        except FileExistsError:
+            continue
+
+
 def _write_text(path: Path, text: str) -> None:
     """Write a text file under a temporary name, then rename it into place."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temp = _temporary(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with open(temp, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
         os.replace(temp, path)
     except BaseException:
@@ -381,9 +468,9 @@ def _write_text(path: Path, text: str) -> None:
 def _write_run_image(run: BidsRun, path: Path) -> None:
     """Write a run's 4-D NIfTI volume by volume (no 4-D copy in memory), then rename it."""
     header = run.run_image_header()
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temp = _temporary(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(temp, "wb") as fh:
             if isinstance(header, nib.Nifti2Header):
                 header = nib.Nifti2Header.from_header(header)
             else:

@@ -40,6 +40,7 @@ __all__ = [
     "ENTITIES",
     "ENTITY_KEYS",
     "PYBIDS_PSEUDO_ENTITIES",
+    "ACQUISITION_METADATA",
     "VOLUME_METADATA",
     "BidsEntityKeys",
     "BidsFileExtension",
@@ -128,6 +129,41 @@ VOLUME_METADATA = frozenset(
         "TriggerTime",
         "FrameReferenceTime",
         "ImageComments",
+    }
+)
+
+#: Sidecar fields that say how a run was acquired: volumes appended to one run must agree on
+#: each of them that both have. Any other field (a DICOM header's per-image values such as
+#: WindowCenter or SOPInstanceUID, a field only some volumes carry) may differ from volume to
+#: volume; a run keeps such values per volume.
+ACQUISITION_METADATA = frozenset(
+    {
+        "RepetitionTime",
+        "EchoTime",
+        "EchoNumber",
+        "FlipAngle",
+        "InversionTime",
+        "SliceTiming",
+        "SliceThickness",
+        "SpacingBetweenSlices",
+        "PhaseEncodingDirection",
+        "SliceEncodingDirection",
+        "EffectiveEchoSpacing",
+        "TotalReadoutTime",
+        "MultibandAccelerationFactor",
+        "ParallelReductionFactorInPlane",
+        "MagneticFieldStrength",
+        "Manufacturer",
+        "ManufacturersModelName",
+        "ManufacturerModelName",
+        "PulseSequenceType",
+        "ScanningSequence",
+        "SequenceVariant",
+        "ScanOptions",
+        "SequenceName",
+        "MRAcquisitionType",
+        "PixelBandwidth",
+        "TaskName",
     }
 )
 
@@ -331,13 +367,13 @@ def correct3DHeaderTo4D(image: Any, repetitionTime: float, timeUnitCode: int = 8
     header.set_xyzt_units("mm" if space == "unknown" else space, CODE_TO_UNIT[timeUnitCode])
 
 
-#: Header fields compared when volumes are appended to one run, and what they mean.
+#: Header fields compared when volumes are appended to one run, and what they mean. (The
+#: qform and sform codes are not: a run written to disk says "scanner" where an image made
+#: in memory said nothing, and the affines themselves are compared.)
 _HEADER_CHECKS: tuple[tuple[str, str], ...] = (
     ("datatype", "voxel data type"),
     ("bitpix", "bits per voxel"),
     ("xyzt_units", "space and time units"),
-    ("qform_code", "qform code"),
-    ("sform_code", "sform code"),
     ("slice_code", "slice order code"),
     ("dim_info", "frequency/phase/slice axes"),
 )
@@ -395,10 +431,15 @@ def niftiImagesAppendCompatible(img1: Any, img2: Any) -> tuple[bool, str]:
 
 
 def metadataAppendCompatible(m1: Mapping[str, Any], m2: Mapping[str, Any]) -> tuple[bool, str]:
-    """Whether volumes with these metadata can be in one run (fields that change from volume
-    to volume, such as AcquisitionTime, are not compared), and if not, which fields differ."""
-    a = {k: v for k, v in m1.items() if k not in VOLUME_METADATA}
-    b = {k: v for k, v in m2.items() if k not in VOLUME_METADATA}
+    """Whether volumes with these metadata can be in one run, and if not, which fields differ.
+
+    Compared: the entities and the acquisition fields (:data:`ACQUISITION_METADATA`) that
+    both have. Other fields, such as a DICOM header's per-image values, may differ, and a
+    field only one of them has is no difference.
+    """
+    keys = {k for k in m1.keys() & m2.keys() if k in ACQUISITION_METADATA or isEntity(k)}
+    a = {k: m1[k] for k in keys}
+    b = {k: m2[k] for k in keys}
     diff = symmetricDictDifference(a, b, _values_equal)
     if not diff:
         return True, ""
@@ -491,9 +532,36 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+#: BIDS sidecar fields whose value is a number: a DICOM header's text (RT-Cloud's
+#: getDicomMetadata gives every value as text, "90" for a flip angle) is written as one.
+_BIDS_NUMBERS = frozenset(
+    {
+        "EchoTime",
+        "EchoTrainLength",
+        "FlipAngle",
+        "ImagingFrequency",
+        "InversionTime",
+        "MagneticFieldStrength",
+        "PercentPhaseFOV",
+        "PercentSampling",
+        "RepetitionTime",
+        "SAR",
+        "SliceThickness",
+    }
+)
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def dumps_sidecar(metadata: Mapping[str, Any]) -> str:
-    """A sidecar's JSON text: sorted keys, four-space indents, as RT-Cloud wrote it."""
-    return json.dumps(json_ready(metadata), indent=4, sort_keys=True) + "\n"
+    """A sidecar's JSON text: sorted keys, four-space indents, as RT-Cloud wrote it; the
+    fields BIDS defines as numbers written as numbers when they came as text."""
+    fields = {
+        k: float(v)
+        if k in _BIDS_NUMBERS and isinstance(v, str) and _NUMBER.fullmatch(v.strip())
+        else v
+        for k, v in metadata.items()
+    }
+    return json.dumps(json_ready(fields), indent=4, sort_keys=True) + "\n"
 
 
 def non_entities(metadata: Mapping[str, Any], drop: Iterable[str] = ()) -> dict[str, Any]:

@@ -16,6 +16,7 @@ Pure module: no threads, sockets, clocks or event loops.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -48,6 +49,53 @@ def _same_entity(name: str, a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
+_ABSENT = object()
+
+
+def _values_equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) if not isinstance(a == b, np.ndarray) else bool(np.all(a == b))
+    except ValueError:
+        return False
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+_TIME = re.compile(r"^(\d{2})(:?)(\d{2}):?(\d{2})(\.\d+)?$")
+
+
+def _shift_time(text: Any, seconds: float) -> Any:
+    """A time of day (``HH:MM:SS.ffffff`` or DICOM's ``HHMMSS.ffffff``) ``seconds`` later,
+    written the same way; anything else unchanged."""
+    match = _TIME.match(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        return text
+    hours, sep, minutes, secs, fraction = match.groups()
+    start = int(hours) * 3600 + int(minutes) * 60 + int(secs) + float(fraction or 0)
+    micro = round((start + seconds) * 1_000_000) % (86400 * 1_000_000)
+    whole, us = divmod(micro, 1_000_000)
+    digits = len(fraction) - 1 if fraction else (6 if us else 0)
+    rest = f".{us:06d}"[: digits + 1] if digits else ""
+    return f"{whole // 3600:02d}{sep}{whole // 60 % 60:02d}{sep}{whole % 60:02d}{rest}"
+
+
+def _later_volume(fields: Mapping[str, Any], t: int, tr: float | None) -> dict[str, Any]:
+    """The own fields of volume ``t`` of a multi-volume image whose first volume has
+    ``fields``: acquired ``t`` TRs later, with the acquisition number ``t`` higher."""
+    out = dict(fields)
+    if tr is not None and "AcquisitionTime" in out:
+        out["AcquisitionTime"] = _shift_time(out["AcquisitionTime"], t * tr)
+    number = out.get("AcquisitionNumber")
+    if isinstance(number, int) or (isinstance(number, str) and number.strip().isdigit()):
+        out["AcquisitionNumber"] = type(number)(int(number) + t)
+    return out
+
+
 class BidsRun:
     """The volumes of one run. ``BidsRun(subject='01', task='rest', run=1)``: entities that
     every appended incremental must carry (more are taken from the first one)."""
@@ -65,6 +113,7 @@ class BidsRun:
         self._description: dict[str, Any] | None = None
         self._readme: str | None = None
         self._events: Any = None
+        self._varying: set[str] = set()  # fields some volume has its own value of
 
     # ------------------------------------------------------------ appending
 
@@ -102,8 +151,16 @@ class BidsRun:
                 )
             events = self._merged_events(events)
         data = incremental.getImageData()
-        volume_fields = {k: metadata[k] for k in VOLUME_METADATA if k in metadata}
-        if not self._volumes:
+        first = not self._volumes
+        # what is this volume's own: the fields that change per volume, and any field whose
+        # value is not the run's (a DICOM header's WindowCenter, say)
+        own = {
+            k: v
+            for k, v in metadata.items()
+            if k in VOLUME_METADATA
+            or (not first and not _values_equal(self._metadata.get(k, _ABSENT), v))
+        }
+        if first:
             self._header = incremental.image.header.copy()
             self._affine = np.array(incremental.image.affine)
             self._image_class = type(incremental.image)
@@ -113,9 +170,11 @@ class BidsRun:
             for name in ("subject", "session", "task", "run", "acquisition", "suffix"):
                 if name in metadata and name not in self._entities:
                     self._entities[name] = metadata[name]
+        self._varying.update(k for k in own if k not in VOLUME_METADATA)
+        tr = _seconds(self._metadata.get("RepetitionTime"))
         for t in range(data.shape[3]):
             self._volumes.append(data[..., t])
-            self._volume_metadata.append(volume_fields)
+            self._volume_metadata.append(own if t == 0 else _later_volume(own, t, tr))
         if events is not None:
             self._events = events
 
@@ -192,11 +251,12 @@ class BidsRun:
         return header
 
     def run_metadata(self) -> dict[str, Any]:
-        """Entities and sidecar fields shared by the run's volumes."""
-        return dict(self._metadata)
+        """Entities and sidecar fields shared by all the run's volumes."""
+        return {k: v for k, v in self._metadata.items() if k not in self._varying}
 
     def volume_metadata(self, index: int) -> dict[str, Any]:
-        """The per-volume fields (AcquisitionTime ...) of volume ``index``."""
+        """The fields of volume ``index`` that are its own (AcquisitionTime ..., and any
+        field whose value differs from the run's)."""
         return dict(self._volume_metadata[index])
 
     @property

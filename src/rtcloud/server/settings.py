@@ -286,7 +286,6 @@ class SettingsFile:
             _atomic_write(self.path, new_text)
             return changed
 
-
     def write_copy(self, path: Path, values: dict[str, Any]) -> Path:
         """Write this config with ``values`` set (added when the file lacks them) to
         ``path``, comments kept; return ``path``. What a script started for one run reads,
