@@ -32,8 +32,17 @@ RTCOMMON_NAMES = {
         "writeFile",
     ],
     "rtCommon.structDict": ["StructDict"],
-    "rtCommon.errors": ["ValidationError", "StateError", "RequestError", "RTError"],
+    "rtCommon.errors": [
+        "ValidationError",
+        "StateError",
+        "RequestError",
+        "RTError",
+        "NotImplementedError",
+    ],
     "rtCommon.fileWatcher": ["FileWatcher"],
+    "rtCommon.subjectService": ["SubjectService"],
+    "rtCommon.wsRemoteService": ["WsRemoteService", "parseConnectionArgs"],
+    "rtCommon.dicomToBidsService": ["dicomToBidsInc"],
 }
 
 
@@ -112,3 +121,28 @@ def test_sample_session_scripts_copy_files_both_ways(tmp_path):
     assert out.returncode == 0, out.stderr
     back = project / "tmp" / "stimulus_directory" / "results" / "sub_run1_values.txt"
     assert back.read_text() == "0.5\n"
+
+
+@pytest.mark.parametrize("trailing", [False, True])
+def test_folder_copies_keep_or_drop_the_folders_name_as_rt_cloud_did(tmp_path, trailing):
+    """RT-Cloud cut ``os.path.dirname(srcDir)`` from each file's path, both ways: ``stim``
+    arrives as ``out/stim/...`` and ``stim/`` as its contents. Ours dropped the name on the
+    way to the data side and kept it on the way back, whatever the caller wrote."""
+    from rtcloud.interfaces.data import DataInterface
+    from rtcloud.interfaces.transfer import downloadFolderFromCloud, uploadFolderToCloud
+
+    stim = tmp_path / "src" / "stim"
+    (stim / "sub").mkdir(parents=True)
+    (stim / "a.txt").write_text("a")
+    (stim / "sub" / "b.txt").write_text("b")
+    data = DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".txt"])
+    src = str(stim) + (os.sep if trailing else "")
+    expected = ["a.txt", "sub/b.txt"] if trailing else ["stim/a.txt", "stim/sub/b.txt"]
+
+    def tree(root):
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    downloadFolderFromCloud(data, src, str(tmp_path / "down"))
+    assert tree(tmp_path / "down") == expected
+    uploadFolderToCloud(data, src, str(tmp_path / "up"))
+    assert tree(tmp_path / "up") == expected

@@ -92,3 +92,46 @@ def test_np_to_py():
     out = npToPy(data)
     assert type(out["a"]) is float and type(out["b"][0]) is int and out["b"][1][0] is True
     assert isinstance(out["c"], np.ndarray)
+
+
+def test_rt_clouds_array_and_process_helpers(tmp_path, monkeypatch, capsys):
+    """``find``, ``flatten_1Ds``, ``runCmdCheckOutput`` and ``getGitCodeId`` were missing
+    from ``rtCommon.utils``: projects that import them stopped at the import."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    import rtcloud.utils
+    from rtCommon.errors import NotImplementedError as RtNotImplemented
+    from rtCommon.utils import find, flatten_1Ds, getGitCodeId, runCmdCheckOutput
+
+    mask = np.array([[0, 1, 0], [1, 0, 1]])
+    # MATLAB's find goes down the columns: (1,0), (0,1), (1,2); as row-major flat indices
+    expected = [r * 3 + c for c in range(3) for r in range(2) if mask[r, c]]
+    assert list(find(mask)) == expected == [3, 1, 5]
+    cube = np.random.default_rng(0).integers(0, 2, (3, 4, 2))
+    flat = cube.ravel()
+    assert list(flat[find(cube)]) == list(cube.ravel(order="F")[cube.ravel(order="F") != 0])
+    assert flatten_1Ds(np.zeros((1, 5))).shape == (5,)
+    assert flatten_1Ds(np.zeros((4, 1, 3))).shape == (4, 3)
+    assert flatten_1Ds(np.zeros((2, 3))).shape == (2, 3)
+    assert runCmdCheckOutput([sys.executable, "-c", "print('Volume 3 READY')"], "ready")
+    assert not runCmdCheckOutput([sys.executable, "-c", "print('nothing')"], "ready")
+    assert "Volume 3 READY" in capsys.readouterr().out
+    monkeypatch.setattr(rtcloud.utils, "_code_id", None)
+    monkeypatch.chdir(tmp_path)  # not a git checkout
+    assert getGitCodeId() == f"rtcloud:{rtcloud.__version__}"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    monkeypatch.setattr(rtcloud.utils, "_code_id", None)
+    assert getGitCodeId() == f"main:{commit}"
+    with pytest.raises(NotImplementedError):  # the builtin catches RT-Cloud's
+        raise RtNotImplemented("not in this version")

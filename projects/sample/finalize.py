@@ -34,8 +34,9 @@ def main(argv=None):
         resultsDir = os.path.join(currPath, resultsDir)
     found = dataInterface.listFiles(os.path.join(resultsDir, "*.txt"))
     print(f"finalize: {len(found)} result files")
+    # the trailing separator copies the folder's contents (without it, the folder itself)
     copied = downloadFolderFromCloud(
-        dataInterface, resultsDir, os.path.join(stimulusDir, "results")
+        dataInterface, os.path.join(resultsDir, ""), os.path.join(stimulusDir, "results")
     )
     for name in copied:
         print(f"finalize: copied {name}")

@@ -27,6 +27,10 @@ from rtcloud.errors import ValidationError
 
 __all__ = [
     "DebugLevels",
+    "find",
+    "flatten_1Ds",
+    "getGitCodeId",
+    "runCmdCheckOutput",
     "calcAvgRoundTripTime",
     "copyFileWildcard",
     "dateStr30",
@@ -292,3 +296,66 @@ def installLoggers(consoleLevel: int, fileLevel: int, filename: str | None = Non
         handler.setFormatter(fmt)
         handler._rtcloud_handler = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+
+
+# ------------------------------------------------------------------ RT-Cloud's array and
+# process helpers (older projects call them)
+
+
+def find(A: Any) -> Any:
+    """The flat row-major indices of ``A``'s nonzero elements, listed in MATLAB's order
+    (down the columns first): how RT-Cloud's projects index a MATLAB-made ROI mask."""
+    import numpy as np
+
+    array = np.asarray(A)
+    in_matlab_order = np.flatnonzero(array.ravel(order="F"))
+    position = np.unravel_index(in_matlab_order, array.shape, order="F")
+    return np.ravel_multi_index(position, array.shape, order="C")
+
+
+def flatten_1Ds(M: Any) -> Any:
+    """``M`` without its length-1 axes (a 1xN or Nx1 MATLAB array as a 1-D array)."""
+    if 1 in M.shape:
+        M = M.reshape([n for n in M.shape if n > 1])
+    return M
+
+
+def runCmdCheckOutput(cmd: list[str], outputRegex: str) -> bool:
+    """Run ``cmd``, print its output (stderr merged), and say whether a line matched
+    ``outputRegex`` (case-insensitive)."""
+    import subprocess
+
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    found = False
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        print(line)
+        found = found or re.search(outputRegex, line, re.IGNORECASE) is not None
+    return found
+
+
+_code_id: str | None = None
+
+
+def getGitCodeId() -> str:
+    """``"branch:commit"`` of the git checkout the program runs in (for a results log);
+    ``"rtcloud:<version>"`` when it is not in one."""
+    global _code_id
+    if _code_id is None:
+        import subprocess
+
+        try:
+            branch, commit = (
+                subprocess.run(
+                    ["git", *args], capture_output=True, text=True, check=True, timeout=10
+                ).stdout.strip()
+                for args in (
+                    ["symbolic-ref", "--short", "-q", "HEAD"],
+                    ["rev-parse", "--short", "HEAD"],
+                )
+            )
+            _code_id = f"{branch}:{commit}"
+        except (OSError, subprocess.SubprocessError):
+            from rtcloud import __version__
+
+            _code_id = f"rtcloud:{__version__}"
+    return _code_id

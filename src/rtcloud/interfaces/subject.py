@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import numpy as np
 
 from rtcloud.errors import ValidationError
 from rtcloud.interfaces.expose import Interface, expose
@@ -27,7 +30,11 @@ logger = logging.getLogger(__name__)
 
 
 def _check_delay(onsetTimeDelayMs: Any) -> float:
-    if isinstance(onsetTimeDelayMs, bool) or not isinstance(onsetTimeDelayMs, (int, float)):
+    """A delay in ms as a float: any real number (numpy's too: scripts compute delays with
+    numpy), not a bool, NaN or below 0."""
+    if isinstance(onsetTimeDelayMs, (bool, np.bool_)) or not isinstance(
+        onsetTimeDelayMs, (numbers.Real, np.integer, np.floating)
+    ):
         raise ValidationError(
             f"onsetTimeDelayMs must be a number of milliseconds, got {onsetTimeDelayMs!r}"
         )

@@ -74,17 +74,25 @@ def downloadFilesFromList(
 
 
 def uploadFolderToCloud(dataInterface: Any, srcDir: str, outputDir: str) -> list[str]:
-    """Copy a remote folder (recursively) into ``outputDir``, keeping the folder's own name."""
+    """Copy a remote folder (recursively) into ``outputDir``: ``stim`` arrives as
+    ``outputDir/stim/...``, ``stim/`` (a trailing separator) as its contents, as RT-Cloud."""
     src = srcDir.rstrip("/\\")
     files = dataInterface.listFiles(os.path.join(src, "**"))
-    parent = os.path.dirname(src)
-    return uploadFilesFromList(dataInterface, files, outputDir, srcDirPrefix=parent)
+    return uploadFilesFromList(dataInterface, files, outputDir, srcDirPrefix=_prefix(srcDir))
 
 
 def uploadFilesToCloud(dataInterface: Any, srcFilePattern: str, outputDir: str) -> list[str]:
     """Copy the remote files matching ``srcFilePattern`` flat into ``outputDir``."""
     files = dataInterface.listFiles(srcFilePattern)
     return uploadFilesFromList(dataInterface, files, outputDir)
+
+
+def _prefix(srcDir: str) -> str:
+    """What is cut from the files' paths: the folder's parent, or with a trailing separator
+    the folder itself (RT-Cloud took ``os.path.dirname`` of the folder as given)."""
+    if srcDir.endswith(("/", "\\")):
+        return srcDir.rstrip("/\\")
+    return os.path.dirname(srcDir)
 
 
 def _allowed(name: str, types: list[str]) -> bool:
@@ -97,7 +105,8 @@ def _allowed(name: str, types: list[str]) -> bool:
 def downloadFolderFromCloud(
     dataInterface: Any, srcDir: str, outputDir: str, deleteAfter: bool = False
 ) -> list[str]:
-    """Copy a local folder (recursively, allowed types only) to ``outputDir`` on the data side."""
+    """Copy a local folder (recursively, allowed types only) to ``outputDir`` on the data
+    side: ``stim`` arrives as ``outputDir/stim/...``, ``stim/`` as its contents, as RT-Cloud."""
     types = dataInterface.getAllowedFileTypes()
     src = srcDir.rstrip("/\\")
     files = [
@@ -105,7 +114,7 @@ def downloadFolderFromCloud(
         for f in glob.glob(os.path.join(src, "**"), recursive=True)
         if os.path.isfile(f) and _allowed(f, types)
     ]
-    written = downloadFilesFromList(dataInterface, files, outputDir, srcDirPrefix=src)
+    written = downloadFilesFromList(dataInterface, files, outputDir, srcDirPrefix=_prefix(srcDir))
     if deleteAfter:
         for name in files:
             os.remove(name)
