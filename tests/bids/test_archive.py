@@ -206,3 +206,57 @@ def test_run_1_and_run_01_are_one_run(tmp_path):
     assert (
         BidsArchive(str(root)).getBidsRun(subject="01", task="faces", run=1).numIncrementals() == 2
     )
+
+
+def test_a_scaled_image_keeps_its_values_when_written_or_sent(tmp_path):
+    """An int16 image with scl_slope/scl_inter (dcm2niix writes Philips data so) read into a
+    run was exact in memory, but written again or sent to another process its values were
+    rounded a second time (errors of 0.004)."""
+    import pickle
+
+    root = tmp_path / "ds"
+    func = root / "sub-01" / "func"
+    func.mkdir(parents=True)
+    raw = np.random.default_rng(0).integers(0, 1000, size=(6, 7, 5, 4)).astype(np.int16)
+    img = nib.Nifti1Image(raw, np.diag([2.0, 2.0, 2.0, 1.0]))
+    img.header.set_data_dtype(np.int16)
+    img.header.set_slope_inter(0.5, 10.0)
+    img.header.set_zooms((2, 2, 2, 2.0))
+    nib.save(img, func / "sub-01_task-rest_run-01_bold.nii.gz")
+    (func / "sub-01_task-rest_run-01_bold.json").write_text(
+        json.dumps({"RepetitionTime": 2.0, "TaskName": "rest"})
+    )
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "s", "BIDSVersion": "1.8.0"})
+    )
+    truth = raw * 0.5 + 10.0  # what nibabel reads from the file
+    archive = BidsArchive(str(root))
+    run = archive.getBidsRun(subject="01", task="rest", run=1)
+    inc = run.getIncremental(1)
+    for copy in (BidsIncremental.from_wire(inc.to_wire()), pickle.loads(pickle.dumps(inc))):
+        np.testing.assert_array_equal(copy.getImageData()[..., 0], truth[..., 1])
+    out = tmp_path / "out"
+    inc.writeToDisk(str(out))
+    (written,) = out.rglob("*.nii")
+    np.testing.assert_array_equal(nib.load(written).get_fdata()[..., 0], truth[..., 1])
+    # matchExact finds run 1 in a dataset that writes run-01, as the plain query does
+    assert (
+        len(
+            archive.getImages(
+                matchExact=True, subject="01", task="rest", run=1, suffix="bold", datatype="func"
+            )
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize("entity", [{"run": "a"}, {"echo": "x"}])
+def test_an_index_entity_that_is_no_number_is_refused_before_writing(tmp_path, entity):
+    """``run="a"`` was written as ``run-a``, which the BIDS validator rejects."""
+    from rtcloud.errors import ValidationError
+
+    run = BidsRun()
+    run.appendIncremental(incremental(**entity))
+    with pytest.raises(ValidationError, match="whole number"):
+        BidsArchive(str(tmp_path / "ds")).appendBidsRun(run)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))

@@ -187,13 +187,13 @@ class BidsArchive:
             return_type="object", extension=[extension] if extension else _IMAGE_EXTENSIONS,
             **entities,
         )  # fmt: skip
-        if matchExact:
-            wanted = {k: str(v) for k, v in entities.items()}
+        if matchExact:  # (run 1 is run-01: index entities compare as numbers)
+            wanted = {k: _entity_value(k, v) for k, v in entities.items()}
             images = [
                 image
                 for image in images
                 if {
-                    k: str(v)
+                    k: _entity_value(k, v)
                     for k, v in image.get_entities().items()
                     if k not in PYBIDS_PSEUDO_ENTITIES
                 }
@@ -269,7 +269,15 @@ class BidsArchive:
         data = np.asanyarray(image.dataobj)
         if isinstance(data, np.memmap):
             data = np.array(data)  # independent of the file, which may be replaced later
-        image = type(image)(data, image.affine, image.header)
+        header = image.header.copy()
+        if data.dtype.kind == "f" and header.get_data_dtype().kind in "iu":
+            # integers scaled on reading (scl_slope, scl_inter): keep the values read, as
+            # floats, so that writing or sending the run does not round them again
+            narrow = data.astype(np.float32)
+            data = narrow if np.array_equal(narrow, data) else data
+            header.set_data_dtype(data.dtype)
+            header.set_slope_inter(1.0, 0.0)
+        image = type(image)(data, image.affine, header)
         if "RepetitionTime" not in metadata and len(image.header.get_zooms()) > 3:
             metadata["RepetitionTime"] = float(image.header.get_zooms()[3])
         try:
@@ -421,6 +429,12 @@ def _plain_entities(entities: dict[str, Any]) -> dict[str, Any]:
 
 #: Entities whose values are numbers: ``run-01`` and ``run-1`` name the same run.
 _INDEX_ENTITIES = frozenset({"run", "echo", "chunk", "flip", "inv", "mt"})
+
+
+def _entity_value(key: str, value: Any) -> str:
+    """An entity's value as text, an index (``run``, ``echo`` ...) without leading zeros."""
+    text = str(value)
+    return str(int(text)) if key in _INDEX_ENTITIES and text.isdigit() else text
 
 
 def _name_entities(name: str) -> tuple[tuple[str, str], ...]:

@@ -210,8 +210,16 @@ def filterEntities(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metadata.items() if isEntity(k)}
 
 
+#: Entities whose values are indices (BIDS: non-negative integers), not labels.
+_INDEX_ENTITIES = frozenset({"run", "echo", "flip", "inv", "chunk"})
+
+
 def _label(name: str, value: Any) -> str:
     text = str(value)
+    if name in _INDEX_ENTITIES and not text.isdigit():
+        raise ValidationError(
+            f"BIDS entity {name}={value!r} must be a whole number (its index, e.g. {name}=1)"
+        )
     if not _LABEL.fullmatch(text):
         raise ValidationError(
             f"BIDS entity {name}={value!r} may hold only letters, digits and '+' "
