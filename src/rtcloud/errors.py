@@ -69,6 +69,7 @@ __all__ = [
     "MissedMultipleDeadlines",
     "MissingMetadataError",
     "NoMatchError",
+    "NoSuchStreamError",
     "NotInWatchedFolderError",
     "PreprocessError",
     "ProtocolError",
@@ -199,6 +200,13 @@ class SerializationError(ValidationError, TypeError):
     """A value cannot be sent to another process: its type is not supported, it is nested too
     deeply, or it is larger than a message may be. It is a ``TypeError`` too, as with ``json``.
     """
+
+
+class NoSuchStreamError(ValidationError, KeyError):
+    """A stream id that no ``init*Stream`` call returned (or that was closed). It is a
+    ``KeyError`` too, what RT-Cloud's BidsInterface raised for an unknown stream."""
+
+    __str__ = Exception.__str__  # the message, not KeyError's quoted repr of it
 
 
 class FileWaitTimeout(RequestError, TimeoutError):

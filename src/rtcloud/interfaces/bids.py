@@ -29,7 +29,13 @@ from rtcloud.bids.archive import BidsArchive
 from rtcloud.bids.dicom import nifti_to_incremental
 from rtcloud.bids.incremental import BidsIncremental
 from rtcloud.bids.run import BidsRun
-from rtcloud.errors import MissingMetadataError, RequestError, StateError, ValidationError
+from rtcloud.errors import (
+    MissingMetadataError,
+    NoSuchStreamError,
+    RequestError,
+    StateError,
+    ValidationError,
+)
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.expose import Interface, expose
 
@@ -222,7 +228,7 @@ class BidsInterface(Interface):
     def _stream(self, streamId: int) -> _Stream:
         stream = self._streams.get(streamId)
         if stream is None:
-            raise ValidationError(
+            raise NoSuchStreamError(
                 f"unknown BIDS stream id {streamId!r}; use the id an init*Stream call returned "
                 f"(open streams: {sorted(self._streams)})"
             )
