@@ -141,3 +141,30 @@ def test_a_multi_echo_per_slice_volume_is_an_error_not_one_merged_image(tmp_path
     finally:
         di.close()
     shutil.rmtree(scanner)
+
+
+def test_a_mosaic_numbered_in_reverse_is_turned_as_dcm2niix_turns_it(sample_dicom_dir, tmp_path):
+    """A scanner set to number images in reverse writes ProtocolSliceNumber above 1 in the
+    CSA header; dcm2niix then turns the slice axis (voxels, affine, slice times). We kept
+    the tile order: the same places in the scanner, but voxel k was dcm2niix's 26-k, so a
+    mask made on dcm2niix's image picked other voxels."""
+    from dcm2niix_oracle import FMRI_FIELDS, assert_same_sidecar
+    from rtcloud.imaging.sidecar import bids_sidecar
+
+    ds = pydicom.dcmread(sample_dicom_dir / SAMPLE)
+    header = csareader.get_csa_header(ds, "image")
+    tags = {k: (v["vr"], [str(x) for x in v["items"]]) for k, v in header["tags"].items()}
+    tags["ProtocolSliceNumber"] = ("IS", ["26"])
+    _set_csa_image_tags(ds, tags)
+    path = tmp_path / "reversed.dcm"
+    ds.save_as(path)
+    ours = dicom_to_nifti(pydicom.dcmread(path))
+    theirs, their_sidecar = run_dcm2niix([path], tmp_path / "oracle")
+    assert_same_image(ours, theirs, exact=True)
+    assert_same_sidecar(
+        bids_sidecar(pydicom.dcmread(path), ours.shape), their_sidecar, FMRI_FIELDS
+    )
+    # the volume reader gives the same image
+    np.testing.assert_array_equal(
+        np.asanyarray(volume_image([pydicom.dcmread(path)]).dataobj), np.asanyarray(theirs.dataobj)
+    )

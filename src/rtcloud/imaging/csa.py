@@ -89,3 +89,10 @@ def numbers(items: list[str] | None) -> list[float]:
 def first_number(tags: dict[str, Any], name: str) -> float | None:
     values = numbers(tags.get(name))
     return values[0] if values else None
+
+
+def numbering_reversed(tags: dict[str, Any]) -> bool:
+    """Whether a mosaic's slices were numbered in reverse (the scanner's System >
+    Miscellaneous > Image numbering setting): its first tile's CSA ProtocolSliceNumber is
+    above 1. dcm2niix then reverses the slice axis (voxels, affine and slice times)."""
+    return (first_number(tags, "ProtocolSliceNumber") or 0) > 1

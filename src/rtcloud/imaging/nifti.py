@@ -39,7 +39,7 @@ with warnings.catch_warnings():
     from nibabel.nicom import dicomwrappers
 
 from rtcloud.errors import InvalidDicomError, ValidationError
-from rtcloud.imaging.csa import csa_image_tags, first_number, numbers
+from rtcloud.imaging.csa import csa_image_tags, first_number, numbering_reversed, numbers
 
 __all__ = [
     "VolumeImage",
@@ -84,10 +84,19 @@ def dcm2niix_order(data: np.ndarray, lps_affine: np.ndarray) -> tuple[np.ndarray
     return np.ascontiguousarray(out), LPS_TO_RAS @ lps_affine @ to_input
 
 
-def _mosaic(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+def _reverse_slices(data: np.ndarray, lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same volume with its slice axis the other way (every voxel stays where it is)."""
+    flipped = lps.copy()
+    flipped[:3, 3] = lps[:3, 3] + lps[:3, 2] * (data.shape[2] - 1)
+    flipped[:3, 2] = -lps[:3, 2]
+    return data[:, :, ::-1], flipped
+
+
+def _mosaic(ds: Dataset, as_dcm2niix: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     """A Siemens mosaic's (row, column, slice) array and LPS affine, as nibabel's wrapper
     makes them, from the pixel bytes and a one-pass read of the CSA header; None when this
-    is not a plain mosaic (the wrapper then does it)."""
+    is not a plain mosaic (the wrapper then does it). ``as_dcm2niix``: slices numbered in
+    reverse come the other way, as dcm2niix turns them."""
     tags = csa_image_tags(ds)
     count = int(first_number(tags, "NumberOfImagesInMosaic") or 0)
     pixels = _native_pixels(ds)
@@ -126,6 +135,8 @@ def _mosaic(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     lps[:3, 1] = row_dir * spacing[1]
     lps[:3, 2] = normal * step
     lps[:3, 3] = ipp + shift
+    if as_dcm2niix and numbering_reversed(tags):
+        return _reverse_slices(data, lps)
     return data, lps
 
 
@@ -155,15 +166,17 @@ def scanner_image(
     return image
 
 
-def wrapper_volume(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+def wrapper_volume(ds: Dataset, as_dcm2niix: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A classic image's ``(row, column, slice[, ...])`` array and LPS affine, as nibabel's
     DICOM reader (``nibabel.nicom.dicomreaders.mosaic_to_nii`` for a mosaic) makes them.
 
     This is the frame RT-Cloud's orientation helpers worked in; :func:`dicom_to_nifti`
-    reorders it as dcm2niix does. Raises InvalidDicomError for an image that has no place
-    in the scanner.
+    reorders it as dcm2niix does (``as_dcm2niix``: a mosaic whose slices were numbered in
+    reverse comes with its slice axis turned, as dcm2niix turns it). Raises
+    InvalidDicomError for an image that has no place in the scanner.
     """
-    mosaic = _mosaic(ds) if "MOSAIC" in str(ds.get("ImageType", "")).upper() else None
+    is_mosaic = "MOSAIC" in str(ds.get("ImageType", "")).upper()
+    mosaic = _mosaic(ds, as_dcm2niix) if is_mosaic else None
     if mosaic is not None:
         return mosaic
     try:
@@ -178,7 +191,10 @@ def wrapper_volume(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     data = dcm2niix_dtype(np.asarray(data), ds)
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
-    return data, np.asarray(affine, dtype=np.float64)
+    lps = np.asarray(affine, dtype=np.float64)
+    if as_dcm2niix and is_mosaic and data.ndim == 3 and numbering_reversed(csa_image_tags(ds)):
+        return _reverse_slices(data, lps)
+    return data, lps
 
 
 #: What places a classic (single-frame or mosaic) image in the scanner.
@@ -213,7 +229,7 @@ def dicom_to_nifti(
         stacked: nib.Nifti1Image | None = frames_to_nifti(ds, image_class)
         if stacked is not None:
             return stacked
-    data, affine = dcm2niix_order(*wrapper_volume(ds))
+    data, affine = dcm2niix_order(*wrapper_volume(ds, as_dcm2niix=True))
     image: nib.Nifti1Image = scanner_image(data, affine, image_class)
     tr = ds.get("RepetitionTime")
     if tr is not None and data.ndim == 4:

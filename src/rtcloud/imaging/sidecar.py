@@ -198,7 +198,10 @@ def bids_sidecar(ds: Dataset, shape: Sequence[int] | None = None) -> dict[str, A
     if times and "MOSAIC" in str(ds.get("ImageType", "")).upper():
         # a mosaic's tiles in order; in a single slice's header the list says nothing of
         # where that slice goes (per-slice volumes time each slice by its AcquisitionTime)
-        sidecar["SliceTiming"] = [round(float(t) / 1000.0, 6) for t in times]
+        timing = [round(float(t) / 1000.0, 6) for t in times]
+        if (_number(_first(csa.get("ProtocolSliceNumber"))) or 0) > 1:
+            timing.reverse()  # slices numbered in reverse: the image's slice axis is turned
+        sidecar["SliceTiming"] = timing
     return sidecar
 
 
