@@ -14,6 +14,7 @@ from rtcloud.errors import (
     AuthenticationError,
     CallTimeout,
     FileWaitTimeout,
+    RequestError,
     StateError,
     ValidationError,
 )
@@ -65,6 +66,8 @@ def test_errors_keep_their_types(server, tmp_path):
         assert "never.dcm" in str(info.value)
         assert time.monotonic() - start < 5
         with pytest.raises(ValidationError, match="runId"):
+            client.webInterface.plotDataPoint(0, 1, 1.0)
+        with pytest.raises(RequestError, match="runId"):  # RT-Cloud's scripts catch this
             client.webInterface.plotDataPoint(0, 1, 1.0)
         assert not hasattr(data, "_resolve")  # only exposed methods exist on the proxy
         for name in ("_resolve", "__init__", "close", "allowedDirs"):

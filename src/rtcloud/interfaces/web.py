@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rtcloud.errors import ValidationError
+from rtcloud.errors import InvalidRequestError, ValidationError
 from rtcloud.interfaces.expose import Interface, expose
 from rtcloud.utils import npToPy
 
@@ -214,7 +214,10 @@ class WebDisplayInterface(Interface):
         """
         run = npToPy(runId)
         if isinstance(run, bool) or not isinstance(run, int) or run < 1:
-            raise ValidationError(f"plotDataPoint: runId must be an integer >= 1, got {runId!r}")
+            # (also a RequestError: what RT-Cloud raised, and its scripts catch)
+            raise InvalidRequestError(
+                f"plotDataPoint: runId must be an integer >= 1, got {runId!r}"
+            )
         x = _number(trId, "trId")
         if x is None:
             raise ValidationError(f"plotDataPoint: trId must be a finite number, got {trId!r}")
@@ -228,7 +231,9 @@ class WebDisplayInterface(Interface):
         """Remove every point of run ``runId``."""
         run = npToPy(runId)
         if isinstance(run, bool) or not isinstance(run, int) or run < 1:
-            raise ValidationError(f"clearRunPlot: runId must be an integer >= 1, got {runId!r}")
+            raise InvalidRequestError(
+                f"clearRunPlot: runId must be an integer >= 1, got {runId!r}"
+            )
         with self._lock:
             self._points.pop(run, None)
         self._send({"cmd": "plotDataPoint", "runId": run, "trId": None, "value": None})
