@@ -26,17 +26,47 @@ import queue
 import stat
 import tempfile
 import threading
+import time
 import weakref
 from pathlib import Path
 
 from rtcloud.rpc.codec import Spooled
 
-__all__ = ["DEFER_REMOVAL_MIN", "SpooledFile", "flush_removals", "write_atomically"]
+__all__ = [
+    "DEFER_REMOVAL_MIN",
+    "SpooledFile",
+    "flush_removals",
+    "replace_file",
+    "write_atomically",
+]
 
 logger = logging.getLogger(__name__)
 
 #: A replaced file at least this large is removed in the background.
 DEFER_REMOVAL_MIN = 4 << 20
+
+#: How long a rename over a file another program holds open is retried (Windows refuses it
+#: while MATLAB, PsychoPy or a virus scanner has the file open), and the first pause.
+REPLACE_RETRY_SECONDS = 1.0
+_REPLACE_FIRST_PAUSE = 0.005
+
+
+def replace_file(src: str, dst: str) -> None:
+    """``os.replace(src, dst)``, retried for up to :data:`REPLACE_RETRY_SECONDS` while the
+    system refuses it for a moment (PermissionError: on Windows, ``dst`` is open in another
+    program, such as the presentation software polling a result file). A refusal that
+    lasts is raised."""
+    pause = _REPLACE_FIRST_PAUSE
+    deadline = time.monotonic() + REPLACE_RETRY_SECONDS
+    while True:
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
 
 class _Remover:
@@ -106,7 +136,7 @@ def _replace(tmp: str, target: str, folder: str) -> None:
     """Rename ``tmp`` over ``target``; a large old file is deleted in the background."""
     hold = _hold_old(target, folder)
     try:
-        os.replace(tmp, target)
+        replace_file(tmp, target)
     finally:
         if hold is not None:
             _remover.remove_later(hold)

@@ -135,3 +135,40 @@ def test_the_subject_service_keeps_only_recent_results_in_memory(tmp_path):
         time.sleep(0.02)
     assert last.read_text() == f"{(total - 1) / 10}\n"
     assert len(list((tmp_path / "run1" / "classoutput").iterdir())) == total
+
+
+def test_a_result_file_held_open_for_a_moment_is_still_replaced(tmp_path, monkeypatch):
+    """On Windows a rename over a file that another program has open (MATLAB or PsychoPy
+    polling feedback.json) fails with PermissionError for as long as it is open: the result
+    was lost and the script's next call raised. The rename is now retried for a second.
+    (Windows' refusal is simulated: os.replace fails while the reader "holds" the file.)"""
+    import os
+
+    from rtcloud.interfaces.subject import SubjectInterface
+    from rtcloud.services.result_files import BackgroundWriter
+
+    real_replace = os.replace
+    held = {"refusals": 3}
+
+    def windows_replace(src, dst):
+        if os.path.basename(dst) == "feedback.json" and held["refusals"]:
+            held["refusals"] -= 1
+            raise PermissionError(13, "Access is denied", dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", windows_replace)
+    writer = BackgroundWriter(ResultFileWriter(tmp_path / "out"))  # as the subject service
+    subject = SubjectInterface(on_result=writer.submit)
+    subject.setResultDict({"score": 1}, name="feedback")
+    subject.setResultDict({"score": 2}, name="feedback")
+    writer.flush()
+    subject.setResultDict({"score": 3}, name="feedback")  # raised PermissionError here
+    writer.flush()
+    assert held["refusals"] == 0
+    assert json.loads((tmp_path / "out" / "feedback.json").read_text())["score"] == 3
+    # a refusal that lasts is still an error, reported on the script's next call
+    held["refusals"] = 10**6
+    subject.setResultDict({"score": 4}, name="feedback")
+    writer.flush()
+    with pytest.raises(PermissionError, match="could not write the result file"):
+        subject.setResultDict({"score": 5}, name="feedback")

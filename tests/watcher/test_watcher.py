@@ -237,3 +237,46 @@ def test_missing_folder_and_prompt_close(tmp_path):
         timeout=5,
         what="the watcher's threads to end",
     )
+
+
+@pytest.mark.parametrize("mode", ["watchdog", "polling"])
+def test_without_close_events_a_file_being_written_is_not_complete(tmp_path, mode):
+    """Where the system reports no closes (macOS, Windows, network shares: watchdog's
+    observer, or polling), a .mat or .txt file was complete as soon as it reached
+    minFileSize: watchFile handed over the first 1000 bytes of a file still being copied.
+    It is now complete once its size and time have stayed the same for QUIET_SECONDS."""
+    options = {"use_watchdog": True} if mode == "watchdog" else {"polling": True}
+    watcher = FileWatcher(tmp_path, "*.mat", **options)
+    try:
+        assert not watcher._close_events
+        path = tmp_path / "result.mat"
+        handle = open(path, "wb")
+        handle.write(b"A" * 1000)
+        handle.flush()
+
+        def copy_slowly():  # a network copy: a piece every 50 ms for a second
+            for _ in range(20):
+                time.sleep(0.05)
+                handle.write(b"B" * 200)
+                handle.flush()
+            handle.close()
+
+        writer = threading.Thread(target=copy_slowly)
+        started = time.monotonic()
+        writer.start()
+        assert watcher.wait_for_file("result.mat", timeout=10) == path
+        waited = time.monotonic() - started
+        writer.join()
+        assert path.stat().st_size == 5000 and waited >= 1.0
+        assert (
+            waited < 1.0 + watcher_module.QUIET_SECONDS + 1.0
+        )  # handed over soon after the last write
+        # a file written before the watch began is complete at once
+        old = tmp_path / "old.mat"
+        old.write_bytes(b"x" * 10)
+        os.utime(old, (time.time() - 60, time.time() - 60))
+        started = time.monotonic()
+        watcher.wait_for_file("old.mat", timeout=5)
+        assert time.monotonic() - started < watcher_module.QUIET_SECONDS
+    finally:
+        watcher.close()

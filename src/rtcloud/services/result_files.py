@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rtcloud.atomic_files import write_atomically
+from rtcloud.atomic_files import replace_file, write_atomically
 from rtcloud.errors import ValidationError
 from rtcloud.rpc.dispatch import after_reply
 from rtcloud.utils import json_plain
@@ -227,7 +227,7 @@ class BackgroundWriter:
         finally:
             os.close(fd)
         try:
-            os.replace(tmp, path)
+            replace_file(tmp, path)  # retried while the presentation program has it open
         except OSError:
             self._folders.discard(folder)
             try:

@@ -3,8 +3,8 @@
 A file is complete when it is a regular file of at least ``min_file_size`` bytes and, for a
 DICOM file (``.dcm``/``.ima``, or a name without extension holding ``DICM`` at byte 128),
 its pixel data is all there. Other files are complete once their writer has closed them
-(where the operating system reports closes) or at once otherwise; the watcher supplies that
-fact as ``still_open``.
+(where the operating system reports closes: Linux) or, elsewhere, once their size and time
+have not changed for a moment; the watcher supplies that fact as ``still_open``.
 
 Deciding that a DICOM file is complete takes a full parse of its bytes. Three things keep
 that to one full parse per delivered file:

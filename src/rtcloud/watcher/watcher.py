@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +56,10 @@ __all__ = ["FileWatcher", "WatchDirectoryError"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Without close events, a file other than DICOM is complete once its size and
+#: modification time have not changed for this long (a DICOM file's own bytes say when it is).
+QUIET_SECONDS = 0.3
 
 #: Backstop re-check interval with native events, and with polling only (seconds).
 EVENT_BACKSTOP = 0.25
@@ -145,7 +148,9 @@ class FileWatcher:
         self.min_file_size = int(min_file_size or 0)
         self._open_writes: set[str] = set()
         self._writes_lock = threading.Lock()
-        self._close_events = sys.platform.startswith("linux")
+        self._close_events = False  # True once our inotify reader (which reports closes) runs
+        # without close events: each file's last (size, mtime) and when it was first seen
+        self._last_change: dict[str, tuple[tuple[int, int], float]] = {}
         #: Whether a file may be read at all (its real path inside the allowed folders: a
         #: symbolic link in the folder must not lead elsewhere); others are never complete.
         self.admit = admit or (lambda _path: True)
@@ -197,6 +202,7 @@ class FileWatcher:
         if not use_watchdog and inotify.available():
             try:
                 self._events = inotify.FolderEvents(str(self.directory), self._on_change)
+                self._close_events = True
                 return
             except OSError as exc:
                 logger.debug("inotify refused %s (%s); using watchdog", self.directory, exc)
@@ -216,8 +222,28 @@ class FileWatcher:
         return lambda path: admit(path) and check(path)
 
     def _still_open(self, path: Path) -> bool:
+        """Whether a (non-DICOM) file may still be being written. With close events, until
+        its writer closes it; without (macOS, Windows, polling, a network share), until its
+        size and modification time have stayed the same for :data:`QUIET_SECONDS`."""
+        key = str(path)
+        if self._close_events:
+            with self._writes_lock:
+                return key in self._open_writes
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        if time.time() - st.st_mtime >= QUIET_SECONDS:
+            return False  # written a while ago (before the watch, say)
+        signature, now = (st.st_size, st.st_mtime_ns), time.monotonic()
         with self._writes_lock:
-            return str(path) in self._open_writes
+            seen = self._last_change.get(key)
+            if seen is None or seen[0] != signature:
+                if len(self._last_change) >= MAX_CHANGED_NAMES:
+                    self._last_change.clear()
+                self._last_change[key] = (signature, now)
+                return True
+            return now - seen[1] < QUIET_SECONDS
 
     def _on_change(self, name: str | None, kind: int) -> None:
         """A change to folder entry ``name`` (None: anything may have changed)."""
