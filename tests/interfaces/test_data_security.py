@@ -98,6 +98,10 @@ def test_forbidden_types_are_refused(di, tree):
     with pytest.raises(ValidationError):
         di.putFile(str(tree / "data" / "x.sh"), "echo")
     assert str(tree / "data" / "notes.pem") not in di.listFiles(str(tree / "data" / "*"))
+    # a pattern naming a forbidden type says so (it returned an empty list, as if no file
+    # were there; RT-Cloud raised too)
+    with pytest.raises(ValidationError, match=r"\*\.pem.*allowed file types"):
+        di.listFiles(str(tree / "data" / "*.pem"))
 
 
 def test_no_allowed_dirs_or_types(tree):

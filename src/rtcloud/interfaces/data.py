@@ -763,6 +763,10 @@ class DataInterface(Interface):
         base = os.path.basename(pattern)
         if base and not _GLOB_CHARS.search(base) and not base.endswith("*"):
             self._check_type(base)
+        extension = os.path.splitext(base)[1]
+        if extension and not _GLOB_CHARS.search(extension):
+            # "*.dcm" where .dcm is not allowed: say so (as RT-Cloud did), not an empty list
+            self._check_type(base)
         found = [
             f
             for f in glob.glob(pattern, recursive=True)
