@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from rtcloud.errors import MaskError, RegistrationError, VolumeError
+from rtcloud.errors import MaskError, PreprocessError, RegistrationError, VolumeError
 from rtcloud.preprocess import STAGES, Pipeline
 from rtcloud.preprocess.metrics import framewise_displacement
 from rtcloud.preprocess.slices import SliceViews
@@ -155,3 +155,25 @@ def test_the_simulators_head_motion_is_what_the_pipeline_reports(tmp_path):
         if index in (0, 5, 17, 25, 27):
             np.testing.assert_allclose(result.motion, head_motion(index, 1.0), atol=0.1)
     assert result.volumes_over == 2  # into the sudden movement at 25 and out of it at 27
+
+
+def test_a_volume_that_cannot_be_the_reference_is_flagged_and_the_next_is_tried(real_series):
+    """A flat first volume, or a slab too thin to register to, ended the run with a bare
+    ValueError from process(), where every other bad volume is flagged."""
+    affine = real_series[0].affine
+    first = np.asarray(real_series[0].dataobj)
+    for bad in (np.full(first.shape, 100, np.int16), first[:, :, 12:15].copy()):
+        pipeline = Pipeline(fwhm=0)
+        result = pipeline.process(nib.Nifti1Image(bad, affine), 0)
+        assert not result.usable and [p.kind for p in result.problems] == ["reference"]
+        assert "cannot be the reference" in str(result.problems[0])
+        assert pipeline.process(real_series[1], 1).usable  # the next volume is the reference
+
+
+def test_a_reference_image_of_several_volumes_is_a_clear_error(real_series):
+    four_d = nib.Nifti1Image(
+        np.stack([np.asarray(img.dataobj) for img in real_series[:3]], -1), real_series[0].affine
+    )
+    pipeline = Pipeline(reference=four_d, fwhm=0)
+    with pytest.raises(PreprocessError, match=r"one 3-D volume.*four_to_three"):
+        pipeline.process(real_series[1])

@@ -132,11 +132,15 @@ class IncrementalGlm:
         self.count += 1
         active = self._active()
         xtx = self._xtx[np.ix_(active, active)]
-        ridge = 1e-10 * max(float(np.trace(xtx)), 1.0)
-        try:
-            beta_active = np.linalg.solve(xtx + ridge * np.eye(xtx.shape[0]), self._xty[active])
-        except np.linalg.LinAlgError:
-            beta_active = np.linalg.lstsq(xtx, self._xty[active], rcond=None)[0]
+        # Least squares through the normal equations, each column scaled to unit norm first:
+        # the drift powers (index/100)^p are tiny early in a run, and a ridge (or rounding)
+        # sized for the intercept would bias them. A pseudo-inverse handles a column that
+        # is all zeros (no motion yet) or a duplicate of another.
+        diag = np.diag(xtx)
+        scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 0.0)
+        inverse = np.linalg.pinv(xtx * np.outer(scale, scale), rcond=1e-12, hermitian=True)
+        inverse *= np.outer(scale, scale)  # (X'X)^-1 of the active columns
+        beta_active = inverse @ self._xty[active]
         beta = np.zeros((self.n_columns, self.n_rois))
         beta[active] = beta_active
         first_task = 1 + self._n_drift + self._n_motion
@@ -153,16 +157,11 @@ class IncrementalGlm:
             rss = self._yty - 2 * np.einsum("ij,ij->j", beta_active, self._xty[active])
             rss += np.einsum("ij,ik,kj->j", beta_active, xtx, beta_active)
             sigma2 = np.maximum(rss, 0.0) / (self.count - n_params)
-            try:
-                inverse = np.linalg.inv(xtx + ridge * np.eye(xtx.shape[0]))
-            except np.linalg.LinAlgError:
-                inverse = None
-            if inverse is not None:
-                positions = np.cumsum(active) - 1
-                for k in range(self.n_task):
-                    column = first_task + k
-                    if active[column]:
-                        var = inverse[positions[column], positions[column]] * sigma2
-                        with np.errstate(divide="ignore", invalid="ignore"):
-                            task_t[k] = np.where(var > 0, task_beta[k] / np.sqrt(var), np.nan)
+            positions = np.cumsum(active) - 1
+            for k in range(self.n_task):
+                column = first_task + k
+                if active[column]:
+                    var = inverse[positions[column], positions[column]] * sigma2
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        task_t[k] = np.where(var > 0, task_beta[k] / np.sqrt(var), np.nan)
         return GlmUpdate(cleaned, activation, task_beta.copy(), task_t)

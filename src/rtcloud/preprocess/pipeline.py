@@ -44,7 +44,13 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from rtcloud.errors import MaskError, PreprocessError, RegistrationError, VolumeError
+from rtcloud.errors import (
+    MaskError,
+    PreprocessError,
+    RegistrationError,
+    RTCloudError,
+    VolumeError,
+)
 from rtcloud.preprocess.glm import IncrementalGlm
 from rtcloud.preprocess.metrics import RunningTsnr, dvars, framewise_displacement
 from rtcloud.preprocess.motion import (
@@ -284,8 +290,19 @@ class Pipeline:
 
     def _set_reference_from_image(self) -> None:
         img = self._reference_image
-        data, affine = _volume_data(img)
-        self._setup(data, affine, getattr(img, "header", None))
+        try:
+            data, affine = _volume_data(img)
+            self._setup(data, affine, getattr(img, "header", None))
+        except (VolumeError, ValueError) as exc:
+            if isinstance(exc, RTCloudError) and not isinstance(exc, VolumeError):
+                raise
+            shape = getattr(img, "shape", None)
+            raise PreprocessError(
+                f"the reference image (shape {shape}) cannot be registered to: {exc}. Give "
+                "one 3-D volume of this scan, such as its first volume "
+                "(nibabel.funcs.four_to_three(img)[0] of a 4-D image)",
+                kind="reference",
+            ) from exc
 
     # ------------------------------------------------------------ per volume
 
@@ -318,7 +335,17 @@ class Pipeline:
             bad = _content_problem(data, idx)
             if bad is not None:
                 return self._unusable(idx, [bad], timings, start)
-            self._setup(data, affine, getattr(image, "header", None))
+            try:
+                self._setup(data, affine, getattr(image, "header", None))
+            except ValueError as exc:  # nothing to register to (a thin slab, a flat image)
+                if isinstance(exc, RTCloudError):
+                    raise
+                problem = VolumeError(
+                    f"volume {idx} cannot be the reference ({exc}); the next volume will be tried",
+                    kind="reference",
+                    volume=idx,
+                )
+                return self._unusable(idx, [problem], timings, start)
             now = clock()
             timings["setup"] = 1000 * (now - start)
             start = now

@@ -4,7 +4,8 @@ A mask may come from any scan of the same session (an anatomical image at 1 mm, 
 run, a dcm2niix conversion of the reference volume): all of them share the scanner's world
 coordinates, which their affines describe. :func:`resample_mask` takes each functional voxel
 centre to the mask's voxel grid through both affines and reads the mask there (trilinear
-between mask voxels, a voxel is in when at least half of it is), once per run. The means per
+between mask voxels; a voxel is in when that value is at least 0.5, as nibabel's
+``resample_from_to(order=1) >= 0.5`` decides), once per run. The means per
 volume are then one indexed sum.
 
 What is refused, with :class:`~rtcloud.errors.MaskError` (its ``kind`` in brackets):
