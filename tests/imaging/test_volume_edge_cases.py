@@ -39,16 +39,22 @@ def _set_csa_image_tags(ds: pydicom.Dataset, tags: dict[str, tuple[str, list[str
     block.add_new(0x10, "OB", encode_csa2(tags))
 
 
-def test_a_mosaic_without_a_slice_normal_stacks_as_dcm2niix_does(sample_dicom_dir, tmp_path):
-    """Without SliceNormalVector the tiles go along row x column; the opposite default put
-    slice k 4k mm below slice 0 instead of above it."""
+def _sample_with_csa(sample_dicom_dir, path, change) -> None:
+    """Write the real sample mosaic to ``path`` with its CSA image tags passed through
+    ``change`` (a function that edits the ``{name: (vr, items)}`` dict in place)."""
     ds = pydicom.dcmread(sample_dicom_dir / SAMPLE)
     header = csareader.get_csa_header(ds, "image")
     tags = {k: (v["vr"], [str(x) for x in v["items"]]) for k, v in header["tags"].items()}
-    del tags["SliceNormalVector"]
+    change(tags)
     _set_csa_image_tags(ds, tags)
-    path = tmp_path / "mosaic.dcm"
     ds.save_as(path)
+
+
+def test_a_mosaic_without_a_slice_normal_stacks_as_dcm2niix_does(sample_dicom_dir, tmp_path):
+    """Without SliceNormalVector the tiles go along row x column; the opposite default put
+    slice k 4k mm below slice 0 instead of above it."""
+    path = tmp_path / "mosaic.dcm"
+    _sample_with_csa(sample_dicom_dir, path, lambda tags: tags.pop("SliceNormalVector"))
     ours = dicom_to_nifti(pydicom.dcmread(path))
     theirs, _ = run_dcm2niix([path], tmp_path / "oracle")
     assert_same_image(ours, theirs, exact=True)
@@ -151,13 +157,10 @@ def test_a_mosaic_numbered_in_reverse_is_turned_as_dcm2niix_turns_it(sample_dico
     from dcm2niix_oracle import FMRI_FIELDS, assert_same_sidecar
     from rtcloud.imaging.sidecar import bids_sidecar
 
-    ds = pydicom.dcmread(sample_dicom_dir / SAMPLE)
-    header = csareader.get_csa_header(ds, "image")
-    tags = {k: (v["vr"], [str(x) for x in v["items"]]) for k, v in header["tags"].items()}
-    tags["ProtocolSliceNumber"] = ("IS", ["26"])
-    _set_csa_image_tags(ds, tags)
     path = tmp_path / "reversed.dcm"
-    ds.save_as(path)
+    _sample_with_csa(
+        sample_dicom_dir, path, lambda tags: tags.update(ProtocolSliceNumber=("IS", ["26"]))
+    )
     ours = dicom_to_nifti(pydicom.dcmread(path))
     theirs, their_sidecar = run_dcm2niix([path], tmp_path / "oracle")
     assert_same_image(ours, theirs, exact=True)
