@@ -465,3 +465,40 @@ def test_a_changed_password_ends_the_users_sessions(server_factory, tmp_path):
     assert bob.get("/api/config").status_code == 200  # another user's session goes on
     assert login(server, user="alice", password="old-pass")[1].status_code == 401
     assert login(server, user="alice", password="new-pass")[1].status_code == 303
+
+
+@pytest.mark.parametrize("role", ["data", "subject"])
+def test_a_changed_password_closes_the_users_service_links(server_factory, tmp_path, role):
+    """A service connected with a password kept its link open after the password changed
+    (a leaked password, revoked, still served the scanner's files). The link now closes
+    within a second; the service logs in again, and with the old password it cannot."""
+    from rtcloud.errors import AuthenticationError
+    from rtcloud.server.auth import PasswordFile
+    from rtcloud.transport.ws_client import ServiceClient
+
+    users = tmp_path / "users.json"
+    PasswordFile(users, rounds=4).set_password("alice", "old-pass")
+    server = server_factory(test=False, password_file=users, data_remote=True, subject_remote=True)
+    host = server.url.split("//")[1].rstrip("/")
+    service = ServiceClient(host, role, {}, username="alice", password="old-pass")
+    ended = []
+
+    def run():
+        try:
+            service.run_forever()
+        except AuthenticationError as exc:
+            ended.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.service_connected(role), what=f"the {role} service")
+        PasswordFile(users, rounds=4).set_password("alice", "new-pass")
+        started = time.monotonic()
+        wait_for(lambda: not server.service_connected(role), timeout=10, what="the link closed")
+        assert time.monotonic() - started < 5
+        thread.join(timeout=20)
+        assert ended and not thread.is_alive()  # the old password no longer logs in
+    finally:
+        service.stop()
+        thread.join(timeout=10)

@@ -40,7 +40,7 @@ from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
-from rtcloud.server.app import bearer_token, create_app
+from rtcloud.server.app import SESSION_CHECK_INTERVAL, bearer_token, create_app
 from rtcloud.server.auth import (
     TEST_PASSWORD,
     TEST_USER,
@@ -313,17 +313,14 @@ class ProjectServer:
             logger.warning("refused a %s service socket opened by a web page (%r)", role, origin)
             await ws.close(code=4403)
             return
-        user = self.sessions.user_of(bearer_token(ws.headers.get("authorization")))
+        token = bearer_token(ws.headers.get("authorization"))
+        user = self.sessions.user_of(token)
         if user is None:
             logger.warning("refused a %s service without a valid login", role)
             await ws.close(code=4401)
             return
         peer = f"{user}@{ws.client.host if ws.client else '?'}"
-        if role == "subject":
-            await self.relay.serve_service(ws, peer)
-            return
-        channel = self.channels.get(role)
-        if channel is None:
+        if role != "subject" and role not in self.channels:
             logger.warning(
                 "refused a %s service: this server serves %s locally (start it with --%sRemote)",
                 role,
@@ -332,7 +329,25 @@ class ProjectServer:
             )
             await ws.close(code=4403)
             return
-        await channel.serve(ws, peer)
+        watcher = asyncio.create_task(self._end_with_session(ws, token, role, peer))
+        try:
+            if role == "subject":
+                await self.relay.serve_service(ws, peer)
+            else:
+                await self.channels[role].serve(ws, peer)
+        finally:
+            watcher.cancel()
+
+    async def _end_with_session(
+        self, ws: WebSocket, token: str | None, role: str, peer: str
+    ) -> None:
+        """Close a service's link when its session ends (its user's password changed, say):
+        it must log in again, and with a revoked password it cannot."""
+        while self.sessions.user_of(token) is not None:
+            await asyncio.sleep(SESSION_CHECK_INTERVAL)
+        logger.warning("closing the %s service of %s: its session ended", role, peer)
+        with contextlib.suppress(Exception):  # it may be closing on its own at this moment
+            await ws.close(code=4401)
 
     def _broadcast_conn_status(self) -> None:
         self.ui.broadcast(self.conn_status())
