@@ -172,27 +172,34 @@ def test_service_sockets_take_a_bearer_session_only_and_no_origin(server_factory
         ws.close()
 
 
-def test_run_streams_lines_and_plot_points_then_completes(server):
+def run_main_script(server, runs, scans):
+    """Press Run on the page's channel; (final runStatus, every message seen until then)."""
     _, response = login(server)
     with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
         ws.send(
-            json.dumps({"cmd": "runScript", "script": "mainScript", "runNum": [2], "scanNum": [7]})
+            json.dumps(
+                {"cmd": "runScript", "script": "mainScript", "runNum": runs, "scanNum": scans}
+            )
         )
-        done, seen = receive_until(
+        return receive_until(
             ws, lambda m: m["cmd"] == "runStatus" and m["state"] in ("complete", "failed")
         )
-        logs = [m["value"] for m in seen if m["cmd"] == "userLog"]
-        assert done["state"] == "complete", logs
-        assert "connected to server: True" in logs
-        assert "run 2 tr 2 value 4.0" in logs
-        points = [
-            (m["trId"], m["value"])
-            for m in seen
-            if m["cmd"] == "plotDataPoint" and m["trId"] is not None
-        ]
-        assert points == [(0, 0.0), (1, 2.0), (2, 4.0)]
-        states = [m["state"] for m in seen if m["cmd"] == "runStatus"]
-        assert states[0] == "running"
+
+
+def test_run_streams_lines_and_plot_points_then_completes(server):
+    done, seen = run_main_script(server, [2], [7])
+    logs = [m["value"] for m in seen if m["cmd"] == "userLog"]
+    assert done["state"] == "complete", logs
+    assert "connected to server: True" in logs
+    assert "run 2 tr 2 value 4.0" in logs
+    points = [
+        (m["trId"], m["value"])
+        for m in seen
+        if m["cmd"] == "plotDataPoint" and m["trId"] is not None
+    ]
+    assert points == [(0, 0.0), (1, 2.0), (2, 4.0)]
+    states = [m["state"] for m in seen if m["cmd"] == "runStatus"]
+    assert states[0] == "running"
     assert server.subject is not None and server.subject.msgQueue.qsize() == 3
 
 
@@ -214,14 +221,7 @@ def test_a_script_that_takes_only_its_config_runs_with_the_pages_numbers(server)
     an argparse error. It now gets a copy of the settings holding the page's numbers."""
     server.config.main_script.write_text(RT_CLOUD_STYLE_SCRIPT)
     before = server.settings.path.read_text()
-    _, response = login(server)
-    with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
-        ws.send(
-            json.dumps({"cmd": "runScript", "script": "mainScript", "runNum": [3], "scanNum": [9]})
-        )
-        done, seen = receive_until(
-            ws, lambda m: m["cmd"] == "runStatus" and m["state"] in ("complete", "failed")
-        )
+    done, seen = run_main_script(server, [3], [9])
     logs = [m["value"] for m in seen if m["cmd"] == "userLog"]
     assert done["state"] == "complete", logs
     assert "runs [3] scans [9] subject sub01" in logs

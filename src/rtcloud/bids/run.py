@@ -25,6 +25,7 @@ import numpy as np
 
 from rtcloud.bids.common import (
     VOLUME_METADATA,
+    _values_equal,
     correct3DHeaderTo4D,
     events_equal,
     events_to_tsv,
@@ -50,13 +51,6 @@ def _same_entity(name: str, a: Any, b: Any) -> bool:
 
 
 _ABSENT = object()
-
-
-def _values_equal(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b) if not isinstance(a == b, np.ndarray) else bool(np.all(a == b))
-    except ValueError:
-        return False
 
 
 def _seconds(value: Any) -> float | None:
