@@ -61,8 +61,6 @@ PUBLIC_ASSETS = frozenset({"login.css", "favicon.svg"})
 #: Paths that authenticate on their own (the remote services' sockets: a bearer session, no
 #: cookie, no Origin; see ProjectServer._service_socket).
 SELF_AUTHENTICATED = ("/ws/service/",)
-#: Seconds between two checks that an open page socket's session still counts.
-SESSION_CHECK_INTERVAL = 1.0
 #: Paths of files and data (not pages): 401 rather than a redirect to the login page.
 NOT_PAGES = ("/static/", "/api/", "/jspsych/")
 
@@ -295,8 +293,7 @@ class AuthGate:
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def watch() -> None:
-            while self.server.sessions.user_of(cookie) is not None:
-                await asyncio.sleep(SESSION_CHECK_INTERVAL)
+            await self.server.sessions.until_ended(cookie)
             ended.set_result(None)
 
         async def guarded_receive() -> Message:

@@ -19,6 +19,7 @@ never logged.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -41,6 +42,7 @@ __all__ = [
     "DeviceTokens",
     "OneTimeTokens",
     "PasswordFile",
+    "SESSION_CHECK_INTERVAL",
     "SessionSigner",
     "TEST_PASSWORD",
     "TEST_USER",
@@ -49,6 +51,9 @@ __all__ = [
 
 TEST_USER = "test"
 TEST_PASSWORD = "test"
+
+#: Seconds between two checks that an open socket's session still counts.
+SESSION_CHECK_INTERVAL = 1.0
 
 #: bcrypt reads at most this many bytes of a password.
 BCRYPT_MAX_BYTES = 72
@@ -262,6 +267,12 @@ class SessionSigner:
             if current is None or data.get("p") != current:
                 return None
         return user
+
+    async def until_ended(self, value: str | None) -> None:
+        """Return once the session of a cookie value has ended (logout, a changed password,
+        expiry), looking every :data:`SESSION_CHECK_INTERVAL` seconds."""
+        while self.user_of(value) is not None:
+            await asyncio.sleep(SESSION_CHECK_INTERVAL)
 
     def end(self, value: str | None) -> None:
         """End the session of a cookie value (log out): it no longer counts anywhere."""

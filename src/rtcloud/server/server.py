@@ -40,7 +40,7 @@ from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.interfaces.web import WebDisplayInterface
-from rtcloud.server.app import SESSION_CHECK_INTERVAL, bearer_token, create_app
+from rtcloud.server.app import bearer_token, create_app
 from rtcloud.server.auth import (
     TEST_PASSWORD,
     TEST_USER,
@@ -343,8 +343,7 @@ class ProjectServer:
     ) -> None:
         """Close a service's link when its session ends (its user's password changed, say):
         it must log in again, and with a revoked password it cannot."""
-        while self.sessions.user_of(token) is not None:
-            await asyncio.sleep(SESSION_CHECK_INTERVAL)
+        await self.sessions.until_ended(token)
         logger.warning("closing the %s service of %s: its session ended", role, peer)
         with contextlib.suppress(Exception):  # it may be closing on its own at this moment
             await ws.close(code=4401)
