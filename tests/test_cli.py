@@ -51,8 +51,14 @@ def test_local_demo_runs_to_the_end(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "mode",
-    [[], ["--in-process"], ["--layout", "enhanced"], ["--layout", "slices"]],
-    ids=["services", "in-process", "services-enhanced", "services-slices"],
+    [
+        [],
+        ["--in-process"],
+        ["--layout", "enhanced"],
+        ["--layout", "slices"],
+        ["--layout", "enhanced-slices"],
+    ],
+    ids=["services", "in-process", "services-enhanced", "services-slices", "enhanced-slices"],
 )
 def test_server_demo_runs_the_sample_through_the_server(tmp_path, capsys, caplog, mode):
     argv = ["demo", "--volumes", "3", "--tr", "0.2", "--port", "0", "--workdir", str(tmp_path)]

@@ -391,10 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--local", action="store_true", help="no server: run the script on its own")
     demo.add_argument(
         "--layout",
-        choices=["mosaic", "enhanced", "slices"],
+        choices=["mosaic", "enhanced", "slices", "enhanced-slices"],
         default="mosaic",
         help="how the simulated scanner writes: mosaic (Siemens VB/VE), enhanced "
-        "(Siemens XA, Philips multi-frame), slices (one file per slice: XA, GE, Philips)",
+        "(Siemens XA, Philips multi-frame), slices (one file per slice: XA, GE, Philips), "
+        "enhanced-slices (one one-frame enhanced file per slice: Siemens XA)",
     )
     demo.add_argument(
         "--in-process",

@@ -70,7 +70,8 @@ def _start_replay(
 ) -> threading.Thread:
     from rtcloud.simulate.replay import files_per_volume, replay_series, series_files
 
-    per = files_per_volume(series_files(source)[0])
+    files = series_files(source)
+    per = files_per_volume(files[0], files)
     thread = threading.Thread(
         target=replay_series,
         args=(source, scanner),

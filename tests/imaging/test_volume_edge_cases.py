@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -115,9 +116,13 @@ def test_per_slice_times_come_from_each_slice_not_from_a_csa_list(tmp_path):
     )
 
 
-def test_a_multi_echo_per_slice_volume_is_an_error_not_one_merged_image(tmp_path):
+@pytest.mark.parametrize("numbering", ["temporal", "instance", "images-count-echoes"])
+def test_a_multi_echo_per_slice_volume_is_an_error_not_one_merged_image(tmp_path, numbering):
     """Two echoes of each slice share its position: stacking them made one volume of twice
-    the slices, echoes alternating, 1.6 mm apart instead of 3.5."""
+    the slices, echoes alternating, 1.6 mm apart instead of 3.5. Numbered by instance only
+    (GE: no temporal attribute varies), volume 1 was echo 2 of volume 0, with no error; with
+    ImagesInAcquisition counting every image (slices x echoes, the DICOM meaning) the
+    volume never completed and getVolume timed out."""
     source = generate_series(
         tmp_path / "source",
         num_volumes=2,
@@ -134,6 +139,10 @@ def test_a_multi_echo_per_slice_volume_is_an_error_not_one_merged_image(tmp_path
                 ds = pydicom.dcmread(path)
                 ds.EchoNumbers, ds.EchoTime = echo, echo_time
                 ds.InstanceNumber = number + 1
+                if numbering == "instance":
+                    del ds.TemporalPositionIdentifier, ds.AcquisitionNumber
+                elif numbering == "images-count-echoes":
+                    ds.ImagesInAcquisition = 12
                 ds.save_as(scanner / PATTERN.format(TR=number))
                 number += 1
     first = [pydicom.dcmread(scanner / PATTERN.format(TR=i)) for i in range(12)]
@@ -171,3 +180,87 @@ def test_a_mosaic_numbered_in_reverse_is_turned_as_dcm2niix_turns_it(sample_dico
     np.testing.assert_array_equal(
         np.asanyarray(volume_image([pydicom.dcmread(path)]).dataobj), np.asanyarray(theirs.dataobj)
     )
+
+
+def test_a_single_slice_image_lies_as_dcm2niix_puts_it(tmp_path):
+    """One plane (pydicom's MR_small.dcm; a one-frame enhanced file): nibabel's wrapper made
+    the third axis point against dcm2niix's (same voxels, mirrored handedness)."""
+    from pydicom.data import get_testdata_file
+
+    mr_small = Path(get_testdata_file("MR_small.dcm"))
+    theirs, _ = run_dcm2niix([mr_small], tmp_path / "mr-small")
+    assert_same_image(dicom_to_nifti(pydicom.dcmread(mr_small)), theirs, exact=True)
+    (one_frame, *_) = generate_series(
+        tmp_path / "frames", num_volumes=1, shape=(16, 12, 3), layout="enhanced-slices"
+    )
+    theirs, _ = run_dcm2niix([one_frame], tmp_path / "one-frame")
+    assert_same_image(dicom_to_nifti(pydicom.dcmread(one_frame)), theirs, exact=True)
+    assert_same_image(volume_image([pydicom.dcmread(one_frame)]), theirs, exact=True)
+
+
+def _stream_volume(folder, tmp_path, index=0):
+    di = DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".dcm"])
+    try:
+        return di.getVolume(di.initScannerStream(str(folder), PATTERN, 0), index, timeout=5)
+    finally:
+        di.close()
+
+
+def test_per_slice_volumes_have_the_echo_spacing_dcm2niix_gives(tmp_path):
+    """Per-slice files with a CSA header: getVolume's sidecar lacked EffectiveEchoSpacing
+    and TotalReadoutTime (the polarity and bandwidth were read, the matrix size was not)."""
+    source = generate_series(
+        tmp_path / "source", num_volumes=1, shape=(16, 12, 6), layout="slices", start=SERIES_START
+    )
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for index, path in enumerate(source):
+        ds = pydicom.dcmread(path)
+        _set_csa_image_tags(
+            ds,
+            {
+                "PhaseEncodingDirectionPositive": ("IS", ["1"]),
+                "BandwidthPerPixelPhaseEncode": ("FD", ["25.0"]),
+            },
+        )
+        ds.save_as(scanner / PATTERN.format(TR=index))
+    files = sorted(scanner.iterdir())
+    image = _stream_volume(scanner, tmp_path)
+    assert_volume_matches_dcm2niix(image, files, tmp_path / "oracle")
+    assert {"EffectiveEchoSpacing", "TotalReadoutTime", "PhaseEncodingDirection"} <= set(
+        image.sidecar
+    )
+
+
+def _xa_private(item: pydicom.Dataset) -> None:
+    """Siemens XA's PhaseEncodingDirectionPositive and BandwidthPerPixelPhaseEncode."""
+    item.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
+    item.add_new(0x0021111C, "IS", "0")
+    item.add_new(0x00211153, "FD", 25.0)
+
+
+@pytest.mark.parametrize("layout", ["enhanced", "slices"])
+def test_siemens_xa_phase_polarity_and_readout_time_as_dcm2niix_reads_them(tmp_path, layout):
+    """XA files have no CSA header: the polarity and the bandwidth per pixel live in private
+    elements (inside the functional groups of an enhanced file). We gave only the axis."""
+    source = generate_series(
+        tmp_path / "source", num_volumes=1, shape=(16, 12, 6), layout=layout, start=SERIES_START
+    )
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for index, path in enumerate(source):
+        ds = pydicom.dcmread(path)
+        if layout == "enhanced":
+            shared = ds.SharedFunctionalGroupsSequence[0]
+            inner = pydicom.Dataset()
+            _xa_private(inner)
+            shared.add_new(0x00210010, "LO", "SIEMENS MR SDS 01")
+            shared.add_new(0x002110FE, "SQ", pydicom.Sequence([inner]))
+        else:
+            _xa_private(ds)
+        ds.save_as(scanner / PATTERN.format(TR=index))
+    files = sorted(scanner.iterdir())
+    image = _stream_volume(scanner, tmp_path)
+    assert_volume_matches_dcm2niix(image, files, tmp_path / "oracle")
+    assert image.sidecar["PhaseEncodingDirection"] == "j"  # positive 0: dcm2niix's "j"
+    assert image.sidecar["TotalReadoutTime"] > 0

@@ -34,16 +34,16 @@ def layouts(tmp_path_factory):
             scan=13,
             start=SERIES_START,
         )
-        for layout in ("mosaic", "enhanced", "slices")
+        for layout in ("mosaic", "enhanced", "slices", "enhanced-slices")
     }
 
 
 def _volume_files(paths, layout, index):
-    per = SHAPE[2] if layout == "slices" else 1
+    per = SHAPE[2] if layout.endswith("slices") else 1
     return paths[index * per : (index + 1) * per]
 
 
-@pytest.mark.parametrize("layout", ["mosaic", "enhanced", "slices"])
+@pytest.mark.parametrize("layout", ["mosaic", "enhanced", "slices", "enhanced-slices"])
 def test_get_volume_of_every_layout_while_files_arrive(layouts, layout, tmp_path):
     paths = layouts[layout]
     scanner = tmp_path / "scanner"

@@ -36,7 +36,7 @@ def scanner_folder(tmp_path: Path, layout: str) -> tuple[list[Path], Path]:
     return series, scanner
 
 
-@pytest.mark.parametrize("layout", ["mosaic", "enhanced", "slices"])
+@pytest.mark.parametrize("layout", ["mosaic", "enhanced", "slices", "enhanced-slices"])
 def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F811
     """Remote mode: the data service assembles the volume; the script gets the image, voxel
     for voxel, with its sidecar."""
@@ -50,7 +50,7 @@ def test_get_volume_over_the_data_service(remote, layout, tmp_path):  # noqa: F8
         data = client.dataInterface
         stream = data.initScannerStream(str(scanner), PATTERN, 0)
         image = data.getVolume(stream, 2, timeout=10)
-        per = SHAPE[2] if layout == "slices" else 1
+        per = SHAPE[2] if layout.endswith("slices") else 1
         assert isinstance(image, VolumeImage) and image.shape == SHAPE
         assert_volume_matches_dcm2niix(image, series[2 * per : 3 * per], tmp_path / "dcm2niix")
     finally:

@@ -40,6 +40,7 @@ with warnings.catch_warnings():
 
 from rtcloud.errors import InvalidDicomError, ValidationError
 from rtcloud.imaging.csa import csa_image_tags, first_number, numbering_reversed, numbers
+from rtcloud.imaging.frames import classic_view, group_value
 
 __all__ = [
     "VolumeImage",
@@ -229,6 +230,10 @@ def dicom_to_nifti(
         stacked: nib.Nifti1Image | None = frames_to_nifti(ds, image_class)
         if stacked is not None:
             return stacked
+    if _one_plane(ds):
+        # a single slice: placed as the slices of a per-slice series are (nibabel's wrapper
+        # makes the third axis of a lone slice point the other way than dcm2niix's)
+        return slices_to_nifti([classic_view(ds)], image_class)  # type: ignore[no-any-return]
     data, affine = dcm2niix_order(*wrapper_volume(ds, as_dcm2niix=True))
     image: nib.Nifti1Image = scanner_image(data, affine, image_class)
     tr = ds.get("RepetitionTime")
@@ -236,6 +241,18 @@ def dicom_to_nifti(
         zooms = list(image.header.get_zooms()[:3]) + [float(tr) / 1000.0]
         image.header.set_zooms(zooms)
     return image
+
+
+def _one_plane(ds: Dataset) -> bool:
+    """A grayscale image of one plane (not a mosaic, one frame) with a place in the scanner."""
+    if "MOSAIC" in str(ds.get("ImageType", "")).upper():
+        return False
+    try:
+        if int(ds.get("NumberOfFrames") or 1) != 1 or int(ds.get("SamplesPerPixel") or 1) != 1:
+            return False
+    except (TypeError, ValueError):
+        return False
+    return missing_geometry(classic_view(ds)) is None
 
 
 class VolumeImage(nib.Nifti1Image):
@@ -385,18 +402,6 @@ def slices_to_nifti(
     )
 
 
-def _group_value(ds: Dataset, frame: Dataset | None, sequence: str, keyword: str) -> Any:
-    """A functional group value of one frame: its own, else the shared one."""
-    for groups in (frame, (ds.get("SharedFunctionalGroupsSequence") or [None])[0]):
-        if groups is None:
-            continue
-        for item in groups.get(sequence) or []:
-            value = item.get(keyword)
-            if value is not None:
-                return value
-    return None
-
-
 def frames_to_nifti(ds: Dataset, image_class: type[nib.Nifti1Image] = nib.Nifti1Image) -> Any:
     """The 3-D image of an enhanced multi-frame object holding one volume (a frame per
     slice), stacked as dcm2niix stacks them; None when the frames are not one volume (more
@@ -405,20 +410,20 @@ def frames_to_nifti(ds: Dataset, image_class: type[nib.Nifti1Image] = nib.Nifti1
     if len(frames) < 2:
         return None
     temporal = {
-        _group_value(ds, f, "FrameContentSequence", "TemporalPositionIndex") for f in frames
+        group_value(ds, f, "FrameContentSequence", "TemporalPositionIndex") for f in frames
     }
     if len(temporal) > 1:
         return None
     positions = []
     for frame in frames:
-        ipp = _group_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
+        ipp = group_value(ds, frame, "PlanePositionSequence", "ImagePositionPatient")
         if ipp is None:
             return None
         positions.append(_vector(ipp, "ImagePositionPatient"))
     if len({tuple(np.round(p, 4)) for p in positions}) != len(positions):
         return None
-    iop = _group_value(ds, frames[0], "PlaneOrientationSequence", "ImageOrientationPatient")
-    spacing = _group_value(ds, frames[0], "PixelMeasuresSequence", "PixelSpacing")
+    iop = group_value(ds, frames[0], "PlaneOrientationSequence", "ImageOrientationPatient")
+    spacing = group_value(ds, frames[0], "PixelMeasuresSequence", "PixelSpacing")
     if iop is None or spacing is None:
         return None
     try:
@@ -428,13 +433,13 @@ def frames_to_nifti(ds: Dataset, image_class: type[nib.Nifti1Image] = nib.Nifti1
     planes = []
     for index, frame in enumerate(frames):
         plane = pixels[index]
-        slope = _group_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
-        intercept = _group_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
+        slope = group_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = group_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
         slope = float(slope) if slope not in (None, "") else 1.0
         intercept = float(intercept) if intercept not in (None, "") else 0.0
         planes.append(plane * slope + intercept if (slope, intercept) != (1.0, 0.0) else plane)
-    thickness = _group_value(ds, frames[0], "PixelMeasuresSequence", "SpacingBetweenSlices")
-    thickness = thickness or _group_value(ds, frames[0], "PixelMeasuresSequence", "SliceThickness")
+    thickness = group_value(ds, frames[0], "PixelMeasuresSequence", "SpacingBetweenSlices")
+    thickness = thickness or group_value(ds, frames[0], "PixelMeasuresSequence", "SliceThickness")
     spacing_mm = _vector(spacing, "PixelSpacing")
     return stack_planes(
         planes,

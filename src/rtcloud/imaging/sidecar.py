@@ -16,6 +16,7 @@ Pure module: no threads, sockets or event loops.
 
 from __future__ import annotations
 
+import struct
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -69,6 +70,11 @@ _IN_GROUPS = {
 }
 #: Siemens private element holding BandwidthPerPixelPhaseEncode (Hz per pixel).
 _SIEMENS_BWPPPE = (0x0019, 0x1028)
+#: Siemens XA (no CSA header): PhaseEncodingDirectionPositive and
+#: BandwidthPerPixelPhaseEncode, at the top level of a classic image and inside a private
+#: sequence of the functional groups of an enhanced one (where dcm2niix reads them).
+_XA_PHASE_POSITIVE = (0x0021, 0x111C)
+_XA_BWPPPE = (0x0021, 0x1153)
 
 
 def _plain(value: Any) -> Any:
@@ -146,6 +152,38 @@ def _value(ds: Dataset, keyword: str) -> Any:
     return None
 
 
+def _private_number(value: Any) -> float | None:
+    """A private element's number, whether pydicom knew its VR or left the raw bytes."""
+    if isinstance(value, bytes):
+        if len(value) == 8:  # FD
+            return float(struct.unpack("<d", value)[0])
+        try:
+            value = value.decode("ascii").strip(" \0")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if value else None
+    return _number(value)
+
+
+def _siemens_xa_number(ds: Dataset, tag: tuple[int, int]) -> float | None:
+    """A Siemens XA private number: at the top level, else in a sequence of the shared or
+    first frame's functional groups."""
+    element = ds.get(tag)
+    if element is not None:
+        return _private_number(element.value)
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in (ds.get(groups) or [])[:1]:
+            for sequence in group:
+                if sequence.VR != "SQ":
+                    continue
+                for item in sequence.value or []:
+                    inner = item.get(tag)
+                    if inner is not None:
+                        return _private_number(inner.value)
+    return None
+
+
 def _in_plane_phase_direction(ds: Dataset) -> str | None:
     """InPlanePhaseEncodingDirection: ROW or COL, or None when not recorded."""
     text = str(_value(ds, "InPlanePhaseEncodingDirection") or "").strip().upper()
@@ -179,6 +217,9 @@ def bids_sidecar(ds: Dataset, shape: Sequence[int] | None = None) -> dict[str, A
         # ROW: phase encoded along a row, our i; COL: down the rows, and our j runs up them.
         axis = "i" if direction == "ROW" else "j"
         positive = _first(csa.get("PhaseEncodingDirectionPositive"))
+        siemens = "SIEMENS" in str(ds.get("Manufacturer", "")).upper()
+        if positive not in (0, 1) and siemens and not csa:
+            positive = _siemens_xa_number(ds, _XA_PHASE_POSITIVE)
         if positive in (0, 1):
             flipped = positive == 0 if axis == "i" else positive == 1
             sidecar["PhaseEncodingDirection"] = axis + ("-" if flipped else "")
@@ -188,6 +229,8 @@ def bids_sidecar(ds: Dataset, shape: Sequence[int] | None = None) -> dict[str, A
         if bandwidth is None:
             element = ds.get(_SIEMENS_BWPPPE)
             bandwidth = _number(element.value) if element is not None else None
+        if bandwidth is None and siemens and not csa:
+            bandwidth = _siemens_xa_number(ds, _XA_BWPPPE)
         if bandwidth and shape is not None and len(shape) >= 2:
             matrix = int(shape[0] if axis == "i" else shape[1])
             spacing = 1.0 / (bandwidth * matrix)

@@ -38,8 +38,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from rtcloud.errors import ValidationError
+from rtcloud.errors import InvalidDicomError, ValidationError
 from rtcloud.imaging.dicom_read import public_vr
+from rtcloud.imaging.frames import classic_view
 from rtcloud.imaging.nifti import (
     VolumeImage,
     dicom_to_nifti,
@@ -111,9 +112,9 @@ def layout_of(ds: Dataset) -> str:
         frames = int(ds.get("NumberOfFrames") or 1)
     except (TypeError, ValueError):
         frames = 1
-    if frames > 1 or "PerFrameFunctionalGroupsSequence" in ds:
+    if frames > 1 or ("PerFrameFunctionalGroupsSequence" in ds and frames != 1):
         return "enhanced"
-    return "slices"
+    return "slices"  # a classic slice, or an enhanced object of one frame (Siemens XA)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class SliceHeader:
     declared: int | None  # slices per volume, as the header says
     ipp: tuple[float, float, float] = (0.0, 0.0, 0.0)  # ImagePositionPatient
     acquired: float | None = None  # AcquisitionTime, seconds of the day
+    echo: str | None = None  # EchoNumbers, else EchoTime (None: neither)
 
 
 def _int(value: Any) -> int | None:
@@ -223,6 +225,7 @@ def slice_header(name: str, ds: Dataset) -> SliceHeader:
     if temporal is None:
         temporal = _first_int(ds, "AcquisitionNumber")
     acquired = _texts(ds, "AcquisitionTime")
+    echo = _texts(ds, "EchoNumbers") or _texts(ds, "EchoTime")
     return SliceHeader(
         name,
         (_texts(ds, "SeriesInstanceUID") or [""])[0],
@@ -232,6 +235,7 @@ def slice_header(name: str, ds: Dataset) -> SliceHeader:
         declared if declared and declared > 0 else None,
         (ipp[0], ipp[1], ipp[2]),
         seconds_of_day(acquired[0]) if acquired else None,
+        "\\".join(echo) if echo else None,
     )
 
 
@@ -275,6 +279,7 @@ class VolumeReader:
         self._by_instance: dict[int, dict[str, SliceHeader]] = {}
         self._first_instance: int | None = None  # (None: redo)
         self._declared: Counter[int] = Counter()
+        self._echoes: Counter[str] = Counter()
         # per-slice series: each slice's pixels and each volume's sidecar, made as the
         # slices arrive, so that the last slice of a volume leaves little to do
         self._planes: dict[str, np.ndarray] = {}
@@ -302,7 +307,7 @@ class VolumeReader:
             self._add_slice(obj)
 
     def _add_slice(self, obj: DicomObject) -> None:
-        ds = obj.dataset
+        ds = classic_view(obj.dataset)
         self._drop_header(obj.name)
         try:
             header = slice_header(obj.name, ds)
@@ -316,6 +321,8 @@ class VolumeReader:
             self._first_instance = header.instance
         if header.declared:
             self._declared[header.declared] += 1
+        if header.echo is not None:
+            self._echoes[header.echo] += 1
         try:
             self._planes[obj.name] = slice_pixels(ds)
             if self._geometry is None:
@@ -323,7 +330,7 @@ class VolumeReader:
             if header.temporal not in self._sidecars:
                 if len(self._sidecars) >= 64:
                     self._sidecars.clear()
-                self._sidecars[header.temporal] = bids_sidecar(ds)
+                self._sidecars[header.temporal] = bids_sidecar(ds, (int(ds.Columns), int(ds.Rows)))
         except ValidationError:
             self._planes.pop(obj.name, None)
 
@@ -355,6 +362,10 @@ class VolumeReader:
             self._declared[header.declared] -= 1
             if self._declared[header.declared] <= 0:
                 del self._declared[header.declared]
+        if header.echo is not None:
+            self._echoes[header.echo] -= 1
+            if self._echoes[header.echo] <= 0:
+                del self._echoes[header.echo]
 
     def forget(self, name: str) -> None:
         """``name`` is gone (deleted, or replaced by a file not yet complete)."""
@@ -423,7 +434,17 @@ class VolumeReader:
         return self._expected_from_headers()
 
     def slices(self, index: int) -> VolumeSlices:
-        """The slices of volume ``index`` that arrived, and whether that is all of them."""
+        """The slices of volume ``index`` that arrived, and whether that is all of them.
+
+        Raises InvalidDicomError once slices of more than one echo have arrived: a volume
+        would mix echoes (or, numbered by instance, be an echo of another volume).
+        """
+        if len(self._echoes) > 1:
+            raise InvalidDicomError(
+                f"the slices of this series have {len(self._echoes)} echoes "
+                f"({', '.join(sorted(self._echoes))}): a multi-echo series, which rtcloud does "
+                "not assemble into volumes yet; read each file with getImageData"
+            )
         expected = self._expected()
         if expected is None:  # once volume 1 has begun, volume 0's positions are all of them
             keys = self._time_keys()
@@ -499,6 +520,7 @@ def volume_image(datasets: Sequence[Dataset]) -> VolumeImage:
     """
     if not datasets:
         raise ValidationError("a volume needs at least one DICOM object")
+    datasets = [classic_view(ds) for ds in datasets]  # one-frame enhanced objects: slices
     if len(datasets) == 1 and layout_of(datasets[0]) != "slices":
         image = dicom_to_nifti(datasets[0], VolumeImage)
     else:

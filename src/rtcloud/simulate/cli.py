@@ -25,7 +25,7 @@ def _generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         layout=args.layout,
     )
-    what = "slice files" if args.layout == "slices" else f"{args.layout} volumes"
+    what = "slice files" if args.layout.endswith("slices") else f"{args.layout} volumes"
     print(f"wrote {len(paths)} {what} to {args.out_dir} ({paths[0].stat().st_size} bytes each)")
     return 0
 
@@ -61,7 +61,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 0
 
     files = series_files(Path(args.source))
-    per = args.files_per_volume or (files_per_volume(files[0]) if files else 1)
+    per = args.files_per_volume or (files_per_volume(files[0], files) if files else 1)
     count = replay_series(
         Path(args.source),
         args.dest,
@@ -101,11 +101,12 @@ def add_generate_parser(sub: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
     parser.add_argument(
         "--layout",
-        choices=["mosaic", "enhanced", "slices"],
+        choices=["mosaic", "enhanced", "slices", "enhanced-slices"],
         default="mosaic",
         help="mosaic: one Siemens mosaic file per volume (VB/VE); enhanced: one Enhanced MR "
         "multi-frame file per volume (Siemens XA, Philips); slices: one file per slice "
-        "(Siemens XA interoperability, GE, Philips)",
+        "(Siemens XA interoperability, GE, Philips); enhanced-slices: one Enhanced MR file "
+        "of one frame per slice (Siemens XA)",
     )
     parser.set_defaults(func=_generate)
 

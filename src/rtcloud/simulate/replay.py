@@ -49,19 +49,34 @@ def due_offset(index: int, tr: float, files_per_volume: int = 1) -> float:
     return volume * tr + part * tr / files_per_volume
 
 
-def files_per_volume(path: str | Path) -> int:
+def files_per_volume(path: str | Path, following: Sequence[str | Path] = ()) -> int:
     """How many files of this series make a volume: 1, or for a series written one file per
-    slice, the slices its first file declares (ImagesInAcquisition)."""
+    slice, the slices its first file declares (ImagesInAcquisition); without that, how many
+    of the ``following`` files (the series in order) share the first one's temporal
+    position."""
     from rtcloud.imaging.dicom import read_dicom_file
+    from rtcloud.imaging.frames import classic_view
     from rtcloud.imaging.volume import layout_of
 
-    ds = read_dicom_file(path)
+    ds = classic_view(read_dicom_file(path))
     if layout_of(ds) != "slices":
         return 1
     try:
-        return max(1, int(ds.get("ImagesInAcquisition") or 1))
+        declared = int(ds.get("ImagesInAcquisition") or 0)
     except (TypeError, ValueError):
-        return 1
+        declared = 0
+    if declared > 0:
+        return declared
+    first = ds.get("TemporalPositionIdentifier")
+    count = 1
+    for other in following[1:1024]:
+        if (
+            first is None
+            or classic_view(read_dicom_file(other)).get("TemporalPositionIdentifier") != first
+        ):
+            break
+        count += 1
+    return count
 
 
 def _write_pieces(data: bytes, target: Path, chunk_size: int, pause: float) -> float:

@@ -26,6 +26,7 @@ sudden movement of two volumes), for the Quality tab and the motion correction t
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 import struct
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 #: The layouts the simulator writes (see the module docstring).
-LAYOUTS = ("mosaic", "enhanced", "slices")
+LAYOUTS = ("mosaic", "enhanced", "slices", "enhanced-slices")
 
 #: Voxel ranges (x, y, z as fractions of the shape) of the activated region.
 ROI_FRACTIONS = ((0.5625, 0.75), (0.5625, 0.75), (0.4, 0.6))
@@ -467,6 +468,26 @@ def _enhanced_dataset(
     return ds
 
 
+def _single_frames(whole: Dataset, index: int, spec: SeriesSpec) -> list[Dataset]:
+    """An enhanced volume as one-frame enhanced objects, one per slice (as Siemens XA can
+    export a series): each keeps the shared groups and its own frame's groups."""
+    nz = spec.shape[2]
+    pixels, frames = whole.PixelData, list(whole.PerFrameFunctionalGroupsSequence)
+    del whole.PixelData, whole.PerFrameFunctionalGroupsSequence  # not copied for each slice
+    plane = len(pixels) // nz
+    out = []
+    for k, frame in enumerate(frames):
+        ds = copy.deepcopy(whole)
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = index * nz + k + 1
+        ds.NumberOfFrames = 1
+        ds.PerFrameFunctionalGroupsSequence = DicomSequence([frame])
+        ds.PixelData = pixels[k * plane : (k + 1) * plane]
+        out.append(ds)
+    return out
+
+
 def _slice_datasets(
     index: int, spec: SeriesSpec, volume: np.ndarray, make_header: Any, num_volumes: int
 ) -> list[Dataset]:
@@ -525,9 +546,10 @@ def make_volume_datasets(
     if layout == "mosaic":
         return [make_volume_dataset(index, spec, base=base, rng=rng, **ids)]  # type: ignore[arg-type]
     volume = _volume_pixels(index, spec, base, rng)
-    if layout == "enhanced":
+    if layout in ("enhanced", "enhanced-slices"):
         header = _header(EnhancedMRImageStorage, index, spec, **ids)  # type: ignore[arg-type]
-        return [_enhanced_dataset(index, spec, volume, header, dimension_uid, start)]
+        whole = _enhanced_dataset(index, spec, volume, header, dimension_uid, start)
+        return [whole] if layout == "enhanced" else _single_frames(whole, index, spec)
     if layout == "slices":
         return _slice_datasets(
             index,
