@@ -264,3 +264,44 @@ def test_siemens_xa_phase_polarity_and_readout_time_as_dcm2niix_reads_them(tmp_p
     assert_volume_matches_dcm2niix(image, files, tmp_path / "oracle")
     assert image.sidecar["PhaseEncodingDirection"] == "j"  # positive 0: dcm2niix's "j"
     assert image.sidecar["TotalReadoutTime"] > 0
+
+
+def _philips_scaled(ds: pydicom.Dataset, layout: str) -> None:
+    """A Philips image with RescaleSlope/Intercept and the private MRScaleSlope."""
+    ds.Manufacturer = "Philips Medical Systems"
+    ds.ManufacturerModelName, ds.SoftwareVersions = "Achieva dStream", "5.6.1"
+    if layout == "slices":
+        ds.RescaleSlope, ds.RescaleIntercept = "1.5", "-10"
+        block = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+        block.add_new(0x0D, "FL", 0.0)  # MRScaleIntercept
+        block.add_new(0x0E, "FL", 0.0125)  # MRScaleSlope
+        return
+    shared = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
+    shared.RescaleSlope, shared.RescaleIntercept = "1.5", "-10"
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        item = pydicom.Dataset()
+        item.add_new(0x20050010, "LO", "Philips MR Imaging DD 001")
+        item.add_new(0x2005100E, "FL", 0.0125)
+        frame.add_new(0x20050010, "LO", "Philips MR Imaging DD 005")
+        frame.add_new(0x2005140F, "SQ", pydicom.Sequence([item]))
+
+
+@pytest.mark.parametrize("layout", ["slices", "enhanced"])
+def test_philips_values_are_dcm2niix_floating_point_values(tmp_path, layout):
+    """dcm2niix writes Philips images with a private MRScaleSlope as floating-point values
+    (its default, -p y): (stored x slope + intercept) / (slope x MRScaleSlope). We wrote the
+    display value stored x slope + intercept, off by a constant factor, so a threshold or a
+    mean taken from a dcm2niix image did not hold on ours."""
+    source = generate_series(
+        tmp_path / "source", num_volumes=1, shape=(16, 12, 6), layout=layout, start=SERIES_START
+    )
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for index, path in enumerate(source):
+        ds = pydicom.dcmread(path)
+        _philips_scaled(ds, layout)
+        ds.save_as(scanner / PATTERN.format(TR=index))
+    files = sorted(scanner.iterdir())
+    image = _stream_volume(scanner, tmp_path)
+    assert_volume_matches_dcm2niix(image, files, tmp_path / "oracle")
+    assert image.get_data_dtype() == np.float32

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -313,6 +314,52 @@ def _native_pixels(ds: Dataset) -> np.ndarray | None:
     return dcm2niix_dtype(pixels, ds)
 
 
+#: Philips' private MRScaleSlope ("Philips MR Imaging DD 001"), and the private per-frame
+#: sequence of an enhanced Philips file that holds it.
+_PHILIPS_SCALE_SLOPE = (0x2005, 0x100E)
+_PHILIPS_FRAME_SCALE = (0x2005, 0x140F)
+
+
+def _philips_scale_slope(ds: Dataset, frame: Dataset | None = None) -> float | None:
+    """Philips' MRScaleSlope of an image (of one frame of an enhanced one), if any."""
+    if "PHILIPS" not in str(ds.get("Manufacturer", "")).upper():
+        return None
+    for holder in (frame, ds):
+        if holder is None:
+            continue
+        element = holder.get(_PHILIPS_SCALE_SLOPE)
+        if element is None:
+            for item in getattr(holder.get(_PHILIPS_FRAME_SCALE), "value", None) or []:
+                element = item.get(_PHILIPS_SCALE_SLOPE)
+                if element is not None:
+                    break
+        if element is not None:
+            value = element.value
+            try:
+                if isinstance(value, bytes):
+                    number = float(struct.unpack("<f", value[:4])[0]) if len(value) >= 4 else 0.0
+                else:
+                    number = float(value[0] if isinstance(value, (list, tuple)) else value)
+            except (TypeError, ValueError, struct.error):
+                return None
+            return number if number > 0 and math.isfinite(number) else None
+    return None
+
+
+def rescaled(pixels: np.ndarray, slope: Any, intercept: Any, scale: float | None) -> Any:
+    """Stored values as dcm2niix writes them: ``value * slope + intercept``; on Philips
+    images with a private MRScaleSlope ``scale``, the floating-point value dcm2niix writes
+    by default (``-p y``): that divided by ``slope * scale``."""
+    slope = float(slope) if slope not in (None, "") else 1.0
+    intercept = float(intercept) if intercept not in (None, "") else 0.0
+    slope = slope or 1.0
+    if scale is not None:  # dcm2niix writes these as float32
+        return ((pixels * slope + intercept) / (slope * scale)).astype(np.float32)
+    if slope != 1 or intercept != 0:
+        return pixels * slope + intercept
+    return pixels
+
+
 def slice_pixels(ds: Dataset) -> np.ndarray:
     """A slice's stored values, rescaled (to float) when it has a slope or intercept."""
     native = _native_pixels(ds)
@@ -320,11 +367,12 @@ def slice_pixels(ds: Dataset) -> np.ndarray:
         pixels = native if native is not None else dcm2niix_dtype(np.asarray(ds.pixel_array), ds)
     except (AttributeError, ValueError, TypeError, RuntimeError) as exc:
         raise ValidationError(f"cannot read the pixels of a DICOM slice: {exc}") from exc
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    if slope != 1 or intercept != 0:
-        return pixels * slope + intercept
-    return pixels
+    return rescaled(  # type: ignore[no-any-return]
+        pixels,
+        ds.get("RescaleSlope"),
+        ds.get("RescaleIntercept"),
+        _philips_scale_slope(ds),
+    )
 
 
 def stack_planes(
@@ -432,12 +480,10 @@ def frames_to_nifti(ds: Dataset, image_class: type[nib.Nifti1Image] = nib.Nifti1
         raise ValidationError(f"cannot read the pixels of a multi-frame image: {exc}") from exc
     planes = []
     for index, frame in enumerate(frames):
-        plane = pixels[index]
         slope = group_value(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = group_value(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
-        slope = float(slope) if slope not in (None, "") else 1.0
-        intercept = float(intercept) if intercept not in (None, "") else 0.0
-        planes.append(plane * slope + intercept if (slope, intercept) != (1.0, 0.0) else plane)
+        scale = _philips_scale_slope(ds, frame)
+        planes.append(rescaled(pixels[index], slope, intercept, scale))
     thickness = group_value(ds, frames[0], "PixelMeasuresSequence", "SpacingBetweenSlices")
     thickness = thickness or group_value(ds, frames[0], "PixelMeasuresSequence", "SliceThickness")
     spacing_mm = _vector(spacing, "PixelSpacing")
