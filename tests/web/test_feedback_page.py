@@ -192,7 +192,9 @@ def test_results_kept_while_the_page_was_away_are_not_shown(page, server, script
     wait_for(lambda: not server.relay.peers(), what="the page to leave")
     subj.setResult(1, 1, 0.25, 0)  # kept for the page
     page.goto(server.url + "feedback")  # still logged in: straight back
-    page.wait_for_function("RtcloudFeedback.shared().late.length >= 1")
+    # a function, not an expression: Playwright polls an expression with eval, which the
+    # page's Content-Security-Policy refuses when the first check is false
+    page.wait_for_function("() => RtcloudFeedback.shared().late.length >= 1")
     late = page.evaluate("RtcloudFeedback.shared().late")
     assert [(r["trId"], r["value"], r["late"]) for r in late] == [(1, 0.25, True)]
     assert page.evaluate("RtcloudFeedback.shared().shown.length") == 0  # never shown

@@ -153,7 +153,7 @@ def test_the_log_tab_follows_lines_that_came_while_it_was_hidden(page, server, s
     assert pos["top"] + pos["height"] >= pos["total"] - 1 and pos["top"] % pos["line"] == 0
     # a user who scrolled up stays where they are when new lines come
     page.eval_on_selector("#user-log", "el => { el.scrollTop = 0; }")
-    page.wait_for_function("document.getElementById('user-log').scrollTop === 0")
+    page.wait_for_function("() => document.getElementById('user-log').scrollTop === 0")
     page.click("#run-button")
     page.wait_for_selector("#run-status[data-state='complete']", timeout=60000)
     assert page.eval_on_selector("#user-log", "el => el.scrollTop") == 0
