@@ -114,7 +114,8 @@ class FeedbackClient:
                 result = self.subject.dequeueResult(block=True, timeout=remaining)
             except queue.Empty:
                 return None
-            self._early[(result.get("runId"), result.get("trId"))] = result
+            if "name" not in result:  # a setResultDict's values are not a volume's result
+                self._early[(result.get("runId"), result.get("trId"))] = result
         return self._at_onset(self._early.pop(key))
 
     @staticmethod

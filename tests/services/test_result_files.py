@@ -31,6 +31,20 @@ def test_result_dict_with_name(tmp_path):
     assert json.loads((tmp_path / "trial_5.json").read_text())["b"] == [1, 2]
 
 
+def test_a_named_dict_holding_run_and_tr_keys_is_written_under_its_name(tmp_path):
+    """A setResultDict's values may hold runId/trId/value: they were taken for a setResult,
+    overwriting that volume's result file, and the named file was never written."""
+    writer = ResultFileWriter(tmp_path)
+    writer.write({"runId": 1, "trId": 5, "value": 0.25, "onsetTimeDelayMs": 0, "timestamp": 1})
+    writer.write(
+        {"runId": 1, "trId": 5, "value": 99, "name": "summary-tr5", "onsetTimeDelayMs": 0}
+    )
+    writer.write({"runId": 1, "note": "no trId", "name": "partial", "onsetTimeDelayMs": 0})
+    assert (tmp_path / "run1" / "classoutput" / "vol-1-5.txt").read_text() == "0.25\n"
+    assert json.loads((tmp_path / "summary-tr5.json").read_text())["value"] == 99
+    assert json.loads((tmp_path / "partial.json").read_text())["note"] == "no trId"
+
+
 @pytest.mark.parametrize("name", ["../escape", "/abs/path", "a/b", "..", "", "x" * 300, "a\\b"])
 def test_names_cannot_escape(tmp_path, name):
     writer = ResultFileWriter(tmp_path / "out")

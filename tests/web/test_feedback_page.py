@@ -520,6 +520,36 @@ def test_the_jspsych_plugin_in_a_real_jspsych(
     assert console_errors == []
 
 
+def test_a_jspsych_page_reloaded_after_the_end_of_a_run_shows_the_next_run(
+    page, server_factory, script, jspsych
+):
+    """The page's end screen says to reload it for the next run. The server repeated its
+    current message ("End run") to the reloaded page as if newly sent, which ended it at
+    once: the next run's results were acknowledged but never shown."""
+    folder = jspsych["dist"] if jspsych["major"] == "7" else jspsych["prefix"]
+    server = server_factory(jspsych=folder)
+    open_page(page, server, "/feedback/jspsych")
+    subj = script()
+    subj.setMessage("Run 1")
+    subj.setResult(1, 0, 0.5, onsetTimeDelayMs=0)
+    shown(page, 1)
+    subj.setMessage("End run")
+    page.wait_for_selector("body[data-finished='true']")
+    page.reload()
+    wait_for(lambda: len(server.relay.peers()) == 1, what="the reloaded page")
+    page.wait_for_selector(".rtf-message >> text=End run")  # shown, and not ending the page
+    for tr in range(3):  # a trial is recorded when the next result ends it
+        subj.setResult(2, tr, float(tr), onsetTimeDelayMs=0)
+    wait_for(
+        lambda: (
+            [(t["runId"], t["trId"]) for t in jspsych_data(page) if t["trId"] is not None][-2:]
+            == [(2, 0), (2, 1)]
+        ),
+        what="run 2's trials on the reloaded page",
+    )
+    assert page.evaluate("document.body.dataset.finished") != "true"
+
+
 def test_my_own_jspsych_page_in_the_jspsych_folder(
     page, server_factory, script, jspsych, tmp_path, shots, console_errors
 ):

@@ -176,7 +176,7 @@ async def serve_feedback_page(ws: WebSocket, relay: SubjectRelay, user: str) -> 
     peer = BrowserPeer(ws, asyncio.get_running_loop(), name, name)
     await ws.send_text(json.dumps({"type": "hello", "message": relay.local.message}))
     sender = asyncio.create_task(peer.sender())
-    relay.add_peer(peer)
+    relay.add_peer(peer, greeted=True)  # the hello carried the current message
     try:
         while True:
             frame = await ws.receive()

@@ -198,8 +198,12 @@ class SubjectRelay:
         self._loop = loop
         loop.call_soon_threadsafe(self._watch_slow)
 
-    def add_peer(self, peer: Peer) -> None:
-        """A peer connected: send it what it missed (marked late), then everything new."""
+    def add_peer(self, peer: Peer, greeted: bool = False) -> None:
+        """A peer connected: send it what it missed (marked late), then everything new.
+
+        The current message goes first too, as a delivery, unless ``greeted``: a feedback
+        page has it in its hello, and a message delivered again would read to the page as
+        a new one (the experiment's "end" ending a page opened for the next run)."""
         with self._lock:
             line = _Line(peer)
             start = self._away.pop(peer.key, None)
@@ -209,7 +213,7 @@ class SubjectRelay:
                 missed = [f for f in self._kept if not f.confirmed]
             for feedback in missed:
                 self._send(line, feedback, late=True)
-            if self.local.message:
+            if self.local.message and not greeted:
                 self._send(line, self._new("setMessage", (self.local.message,), {}), False)
             self._lines.append(line)
             self._ever_connected = True

@@ -70,7 +70,7 @@ def result_names(result: dict[str, Any]) -> tuple[str | None, str]:
     ValidationError for names that cannot be file names (the server checks results with
     this before it sends them on, so a script hears of a bad name on the call itself).
     """
-    if "name" in result and "runId" not in result:
+    if "name" in result:  # setResultDict labels every result it sends; setResult never does
         return None, safe_name(str(result["name"]))
     missing = [k for k in ("runId", "trId", "value") if k not in result]
     if missing:
