@@ -364,6 +364,20 @@ def test_a_loopback_server_answers_only_requests_addressed_to_this_computer(serv
         upgrade("rebind.attacker.example")
 
 
+def test_another_site_cannot_log_the_experimenter_out(server):
+    """GET /logout ended the session: an <img src=".../logout"> on a page served from
+    another port of this computer (the same site to the browser, so the cookie went along)
+    logged the experimenter out mid-run."""
+    client, _ = login(server)
+    assert client.get("/logout").status_code == 405
+    origin = {"Origin": "http://127.0.0.1:1"}
+    assert client.post("/logout", headers=origin).status_code == 403
+    assert client.get("/api/config").status_code == 200  # still logged in
+    ours = {"Origin": str(client.base_url).rstrip("/")}
+    assert client.post("/logout", headers=ours).status_code == 303
+    assert client.get("/api/config").status_code == 401
+
+
 def test_logging_out_ends_the_session_everywhere(server):
     """Logout only deleted the cookie: a copy of it (another tab, a stolen value) still
     worked for up to 12 hours."""

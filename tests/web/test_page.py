@@ -137,3 +137,38 @@ def test_an_open_page_goes_to_the_login_when_its_session_ends(page, server, shot
     page.screenshot(path=str(shots / "session-ended.png"))
     log_in(page, server)  # and logging in again brings the page back
     assert page.url.rstrip("/") == server.url.rstrip("/")
+
+
+def test_what_the_experimenter_typed_survives_another_tab_saving(page, browser, server):
+    """Every `config` message (a reconnect, another tab's save, the file touched) reset Run
+    # and Scan # to the file's values and rebuilt the Settings form, so the next Run used
+    run 1 / scan 1 and unsaved edits vanished; every tab said "Saved."; and Run used the
+    saved file while the form showed other values."""
+    log_in(page, server)
+    page.wait_for_selector("#ind-browser[data-state='on']")
+    page.fill("#run-num", "3")
+    page.fill("#scan-num", "7")
+    page.click("#tab-settings")
+    page.fill("#setting-numVolumes", "25")  # not saved
+    other = browser.new_page()
+    try:
+        log_in(other, server)
+        other.click("#tab-settings")
+        other.fill("#setting-subjectName", "another")
+        other.click("#save-settings")
+        other.wait_for_selector("#settings-message.ok")
+    finally:
+        other.close()
+    page.wait_for_selector("#settings-message.bad >> text=The settings file changed")
+    assert page.input_value("#setting-numVolumes") == "25"
+    assert page.text_content("#settings-message") != "Saved."
+    page.click("#tab-run")
+    assert (page.input_value("#run-num"), page.input_value("#scan-num")) == ("3", "7")
+    page.click("#run-button")  # unsaved settings: Run says so and starts nothing
+    assert "not saved" in page.text_content("#run-error")
+    assert page.get_attribute("#run-status", "data-state") != "running"
+    page.click("#tab-settings")
+    page.click("#save-settings")
+    page.wait_for_selector("#settings-message.ok")
+    text = server.settings.path.read_text()
+    assert "numVolumes = 25" in text and "another" in text  # both tabs' changes kept

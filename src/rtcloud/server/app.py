@@ -409,6 +409,10 @@ def create_app(server: ProjectServer) -> ASGIApp:
         return logged_in(user, target, known_device=device is not None)
 
     async def logout(request: Request) -> Response:
+        if not origin_allowed(request):
+            # another site (another port of this computer counts as the same site for the
+            # cookie) must not end the experimenter's session in the middle of a scan
+            return PlainTextResponse("log out from this server's own page", status_code=403)
         server.sessions.end(request.cookies.get(COOKIE_NAME))  # a copied cookie ends too
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE_NAME, path="/")
@@ -473,7 +477,7 @@ def create_app(server: ProjectServer) -> ASGIApp:
     routes: list[Any] = [
         Route("/login", login_get, methods=["GET"]),
         Route("/login", login_post, methods=["POST"]),
-        Route("/logout", logout, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),  # a GET (an <img> elsewhere) must not
         Route("/", index),
         Route("/static/plotly.min.js", plotly),
         Route("/api/config", api_config),

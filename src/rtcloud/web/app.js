@@ -13,6 +13,9 @@ const state = {
   runs: new Map(),       // runId -> Map(x -> y)
   status: { state: "idle", script: null },
   configProblem: null,   // the last `configProblem` message, until a `config` replaces it
+  settingsEdited: false, // the Settings form holds changes not saved yet
+  editedKeys: new Set(), // which settings: Save sends only these (another tab's stay)
+  saving: false,         // this tab asked to save and has no answer yet
 };
 
 // ------------------------------------------------------------------ tabs
@@ -148,20 +151,33 @@ const handlers = {
   },
   config(msg) {
     showConfigProblem(null);
+    const previous = state.config;
     state.config = msg;
     state.plot = msg.plot;
     setTitle(msg.title || "Real-Time Study");
     $("config-file").textContent = msg.filename;
     $("config-header").textContent = msg.header || "";
-    $("run-num").value = (msg.runNum || []).join(",");
-    $("scan-num").value = (msg.scanNum || []).join(",");
+    // Run # and Scan # as typed survive a reconnect and another tab's save: they follow
+    // the file only when its own runNum/scanNum change
+    const runs = (msg.runNum || []).join(",");
+    const scans = (msg.scanNum || []).join(",");
+    if (!previous || (previous.runNum || []).join(",") !== runs) $("run-num").value = runs;
+    if (!previous || (previous.scanNum || []).join(",") !== scans) $("scan-num").value = scans;
     const items = Object.fromEntries(msg.items.map((i) => [i.key, i.value]));
     const info = [];
     if (items.subjectNum !== undefined) info.push(`subjectNum: ${items.subjectNum}`);
     if (items.subjectDay !== undefined) info.push(`subjectDay: ${items.subjectDay}`);
     $("subject-info").textContent = info.join("   ");
     $("plot-title").textContent = msg.plot.title || "Plots";
-    buildSettings(msg.items);
+    if (!state.settingsEdited) {
+      buildSettings(msg.items);
+    } else if (previous && JSON.stringify(previous.items) !== JSON.stringify(msg.items)) {
+      const el = $("settings-message");
+      el.className = "bad";
+      el.textContent =
+        "The settings file changed (saved elsewhere). Your unsaved edits are kept: Save to " +
+        "write them over it, or Reset to see the file.";
+    }
     redrawAll();
   },
   configProblem(msg) {
@@ -170,11 +186,18 @@ const handlers = {
     debugLine(`config problem: ${msg.error}`, "err");
   },
   configSaved() {
+    if (!state.saving) return;  // another tab saved: its config follows
+    state.saving = false;
+    state.settingsEdited = false;
+    state.editedKeys.clear();
+    if (state.config) buildSettings(state.config.items);
     const el = $("settings-message");
     el.className = "ok";
     el.textContent = "Saved.";
   },
   configError(msg) {
+    if (!state.saving) return;
+    state.saving = false;
     const el = $("settings-message");
     el.className = "bad";
     el.textContent = "Not saved: " + Object.entries(msg.errors).map(([k, v]) => `${k} ${v}`).join("; ");
@@ -303,9 +326,16 @@ $("run-button").addEventListener("click", () => {
     $("run-error").textContent = "Run # and Scan # must be whole numbers, separated by commas.";
     return;
   }
-  $("run-error").textContent = "";
-  $("user-log").textContent = "";
-  send({ cmd: "runScript", script: "mainScript", runNum: runs, scanNum: scans });
+  if (state.settingsEdited) {
+    $("run-error").textContent =
+      "The Settings tab has changes that are not saved: Save them (the script reads the " +
+      "saved file) or Reset them, then Run.";
+    return;
+  }
+  if (send({ cmd: "runScript", script: "mainScript", runNum: runs, scanNum: scans })) {
+    $("run-error").textContent = "";
+    $("user-log").textContent = "";
+  }
 });
 $("stop-button").addEventListener("click", () => send({ cmd: "stop" }));
 $("session-stop-button").addEventListener("click", () => send({ cmd: "stop" }));
@@ -462,17 +492,25 @@ $("save-settings").addEventListener("click", (event) => {
   for (const el of document.querySelectorAll(".fielderr")) el.textContent = "";
   const values = {};
   for (const input of document.querySelectorAll("#settings-form [data-key]")) {
-    if (input.dataset.readonly) continue;
+    if (input.dataset.readonly || !state.editedKeys.has(input.dataset.key)) continue;
     values[input.dataset.key] = readSetting(input);
   }
   $("settings-message").className = "";
   $("settings-message").textContent = "Saving ...";
-  send({ cmd: "saveConfig", values });
+  state.saving = send({ cmd: "saveConfig", values });
 });
 $("reset-settings").addEventListener("click", (event) => {
   event.preventDefault();
   $("settings-message").textContent = "";
+  state.settingsEdited = false;
+  state.editedKeys.clear();
   if (state.config) buildSettings(state.config.items);
+});
+$("settings-form").addEventListener("input", (event) => {
+  const key = event.target.closest("[data-key]")?.dataset.key;
+  if (key === undefined) return;
+  state.settingsEdited = true;
+  state.editedKeys.add(key);
 });
 $("settings-form").addEventListener("submit", (event) => event.preventDefault());
 
