@@ -172,3 +172,26 @@ def test_what_the_experimenter_typed_survives_another_tab_saving(page, browser, 
     page.wait_for_selector("#settings-message.ok")
     text = server.settings.path.read_text()
     assert "numVolumes = 25" in text and "another" in text  # both tabs' changes kept
+
+
+FLOOD_SCRIPT = """
+import time
+for i in range(20000):
+    print(f"line {i} of the flood")
+print("flood done", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_flood_of_output_leaves_the_page_usable(page, server_factory, project_dir):
+    """20,000 lines printed at once froze the page for about two minutes (each line made it
+    lay the log out again), Stop included."""
+    (project_dir / "proj.py").write_text(FLOOD_SCRIPT)
+    server = server_factory()
+    log_in(page, server)
+    page.wait_for_selector("#ind-browser[data-state='on']")
+    page.click("#run-button")
+    page.wait_for_selector("#user-log >> text=flood done", timeout=20000)
+    assert page.locator("#user-log > div").count() <= 5000
+    page.click("#stop-button", timeout=5000)
+    page.wait_for_selector("#run-status[data-state='stopped']", timeout=10000)

@@ -53,33 +53,65 @@ function lineClass(text, cls) {
   return /^\s*(warning|warn)\b/i.test(text) ? "warn" : "";
 }
 
+// Lines are added in batches, at most every 50 ms: a script printing thousands of lines a
+// second made the page lay the whole log out again for every line, and froze it (Stop
+// included) for minutes. A log keeps its newest `max` lines.
+const pendingLines = new Map();  // log element -> {lines: [{text, cls, stamp}], max}
+let flushTimer = null;
+
+function queueLine(el, entry, max) {
+  let queued = pendingLines.get(el);
+  if (!queued) pendingLines.set(el, (queued = { lines: [], max }));
+  queued.lines.push(entry);
+  if (queued.lines.length > 2 * max) queued.lines.splice(0, queued.lines.length - max);
+  if (flushTimer === null) flushTimer = setTimeout(flushLines, 50);
+}
+
+function flushLines() {
+  flushTimer = null;
+  for (const [el, queued] of pendingLines) {
+    const fresh = queued.lines.slice(-queued.max);
+    const fragment = document.createDocumentFragment();
+    for (const entry of fresh) {
+      const line = document.createElement("div");
+      const kind = lineClass(entry.text, entry.cls);
+      if (kind) line.className = kind;
+      if (entry.stamp) {
+        const ts = document.createElement("span");
+        ts.className = "ts";
+        ts.textContent = `${entry.stamp} `;
+        line.appendChild(ts);
+      }
+      line.appendChild(document.createTextNode(entry.text));
+      fragment.appendChild(line);
+    }
+    el.appendChild(fragment);
+    const extra = el.childElementCount - queued.max;
+    if (extra > 0) {
+      const range = document.createRange();
+      range.setStartBefore(el.firstElementChild);
+      range.setEndAfter(el.children[extra - 1]);
+      range.deleteContents();
+    }
+    followEnd(el);
+  }
+  pendingLines.clear();
+}
+
+function clearLog(el) {
+  pendingLines.delete(el);
+  el.textContent = "";
+}
+
 function appendLog(el, text, cls) {
-  const line = document.createElement("div");
-  const kind = lineClass(text, cls);
-  if (kind) line.className = kind;
-  line.textContent = text;
-  el.appendChild(line);
-  while (el.childElementCount > 5000) el.removeChild(el.firstChild);
-  followEnd(el);
+  queueLine(el, { text, cls }, 5000);
 }
 
 function debugLine(text, cls) {
-  const stamp = new Date().toLocaleTimeString();
-  const el = $("debug-log");
-  const line = document.createElement("div");
-  const kind = lineClass(text, cls);
-  if (kind) line.className = kind;
-  const ts = document.createElement("span");
-  ts.className = "ts";
-  ts.textContent = `${stamp} `;
-  line.appendChild(ts);
-  line.appendChild(document.createTextNode(text));
-  el.appendChild(line);
-  while (el.childElementCount > 10000) el.removeChild(el.firstChild);
-  followEnd(el);
+  queueLine($("debug-log"), { text, cls, stamp: new Date().toLocaleTimeString() }, 10000);
 }
 
-$("clear-log").addEventListener("click", () => { $("debug-log").textContent = ""; });
+$("clear-log").addEventListener("click", () => clearLog($("debug-log")));
 
 // ------------------------------------------------------------------ socket
 
@@ -334,7 +366,7 @@ $("run-button").addEventListener("click", () => {
   }
   if (send({ cmd: "runScript", script: "mainScript", runNum: runs, scanNum: scans })) {
     $("run-error").textContent = "";
-    $("user-log").textContent = "";
+    clearLog($("user-log"));
   }
 });
 $("stop-button").addEventListener("click", () => send({ cmd: "stop" }));
