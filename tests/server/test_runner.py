@@ -153,3 +153,31 @@ def test_stop_kills_a_script_that_ignores_sigterm(tmp_path):
 
     final = run(main())
     assert final.state == RunState.STOPPED
+
+
+def test_a_line_longer_than_a_mebibyte_arrives_whole_in_marked_pieces(tmp_path):
+    """A 3 MB line reached the page as three pieces of about 1 MB in all: readline drops
+    what it has read when a line overruns its limit."""
+    from rtcloud.server.runner import CONTINUED
+
+    rec = Recorder()
+    path = script(
+        tmp_path,
+        """
+        import sys
+        sys.stdout.write("".join(chr(97 + i % 26) for i in range(3_145_731)) + "\\n")
+        print("after")
+    """,
+    )
+
+    async def main():
+        runner = ScriptRunner(rec.line, rec.status)
+        await runner.start("mainScript", path, [], tmp_path)
+        return await runner.wait()
+
+    assert run(main()).state == RunState.COMPLETE
+    texts = [t for _, stream, t in rec.lines if stream == "stdout"]
+    assert texts[-1] == "after" and len(texts) > 2
+    assert all(t.endswith(CONTINUED) for t in texts[:-2]) and not texts[-2].endswith(CONTINUED)
+    whole = "".join(t.removesuffix(CONTINUED) for t in texts[:-1])
+    assert whole == "".join(chr(97 + i % 26) for i in range(3_145_731))

@@ -25,10 +25,12 @@ from pathlib import Path
 from rtcloud.errors import StateError
 from rtcloud.lifeline import ENV_VAR as LIFELINE
 
-__all__ = ["RUN_STARTED_VAR", "RunState", "RunStatus", "ScriptRunner"]
+__all__ = ["CONTINUED", "RUN_STARTED_VAR", "RunState", "RunStatus", "ScriptRunner"]
 
 #: Environment variable telling a started script when its start was asked for (epoch seconds).
 RUN_STARTED_VAR = "RTCLOUD_RUN_STARTED"
+#: Put at the end of each piece of an output line too long to pass on whole (over 1 MiB).
+CONTINUED = " \u2026(line continues)"
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +149,21 @@ class ScriptRunner:
         if stream is None:
             return last
         while True:
+            continues = False
             try:
-                raw = await stream.readline()
-            except ValueError:  # a line longer than the limit: pass it on in pieces
-                raw = await stream.read(1 << 20)
+                raw = await stream.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:  # the end, without a last newline
+                raw = exc.partial
+            except asyncio.LimitOverrunError as exc:
+                # a line longer than the limit: passed on in pieces, none of it lost
+                # (readline would have dropped what it had read)
+                raw = await stream.readexactly(max(exc.consumed, 1))
+                continues = True
             if not raw:
                 return last
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if continues:
+                line += CONTINUED
             if line.strip():
                 last = line
             self._on_line(name, kind, line)
