@@ -175,11 +175,20 @@ def test_a_failed_run_says_once_why(page, server, project_dir, shots):
     assert page.text_content("#pane-run").count("ValueError: the ROI is empty") == 2
 
 
-def test_progress_ticks_and_the_session_log(page, server, shots):
+def test_progress_ticks_and_the_session_log(page, server, shots, project_dir):
     log_in(page, server)
     run_and_wait(page)
     assert page.text_content("#run-progress-text") == "Run 1: TR 3 of 3"
     assert page.get_attribute("#run-progress-bar", "value") == "3"
+    # the same run again, by a script that does not clear its plot: the count starts from
+    # 1, not from the points the last run left
+    script = project_dir / "proj.py"
+    script.write_text(script.read_text().replace("ci.webInterface.clearRunPlot(run)", "pass"))
+    server.settings.save({"pause": 0.5})
+    page.click("#run-button")
+    page.wait_for_selector("#run-progress-text >> text=Run 1: TR 1 of 3")
+    page.wait_for_selector("#run-status[data-state='complete']")
+    server.settings.save({"pause": 0.01})
     page.click("#tab-plots")
     page.wait_for_selector("#plot-run-1 .xtick text")
     ticks = page.eval_on_selector_all(

@@ -242,6 +242,7 @@ const handlers = {
   },
   runStatus(msg) {
     if (typeof msg.status === "string") {  // webInterface.sendRunStatus(text) from a script
+      progress.scriptText = true;  // it stands until the run ends
       showProgress(msg.status, null, null);
       return;
     }
@@ -292,7 +293,7 @@ const handlers = {
     } else {
       if (!state.runs.has(msg.runId)) state.runs.set(msg.runId, new Map());
       state.runs.get(msg.runId).set(msg.trId, msg.value);
-      countProgress(msg.runId);
+      countProgress(msg.runId, msg.trId);
     }
     schedulePlot(msg.runId);
   },
@@ -383,13 +384,16 @@ $("finalize-button").addEventListener("click", () => sessionScript("finalizeScri
 
 // ------------------------------------------------------------------ run progress
 
-// "Run 1: TR k of N" while the main script runs: k counts the run's plotted volumes, N is the
-// config's numVolumes when it has one. A script's own sendRunStatus text replaces it.
-const progress = { runId: null, counted: new Set(), startedRuns: new Set() };
+// "Run 1: TR k of N" while the main script runs: k counts the volumes of the run plotted
+// since this start (points left from an earlier run of the same number do not count), N is
+// the config's numVolumes when it has one. A script's own sendRunStatus text replaces it
+// until the run ends.
+const progress = { runId: null, counted: new Map(), scriptText: false };
 
 function startProgress() {
   progress.runId = null;
-  progress.startedRuns = new Set(state.runs.keys());
+  progress.counted = new Map();
+  progress.scriptText = false;
   showProgress("", null, null);
 }
 
@@ -398,10 +402,13 @@ function configNumber(key) {
   return item && item.type === "int" && item.value > 0 ? item.value : null;
 }
 
-function countProgress(runId) {
+function countProgress(runId, trId) {
   if (state.status.state !== "running" || state.status.script !== "mainScript") return;
   progress.runId = runId;
-  const done = state.runs.get(runId).size;
+  if (!progress.counted.has(runId)) progress.counted.set(runId, new Set());
+  progress.counted.get(runId).add(trId);
+  if (progress.scriptText) return;
+  const done = progress.counted.get(runId).size;
   const total = configNumber("numVolumes");
   const text = total ? `Run ${runId}: TR ${done} of ${total}` : `Run ${runId}: TR ${done}`;
   showProgress(text, done, total);
