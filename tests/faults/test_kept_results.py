@@ -99,3 +99,32 @@ def test_kept_results_are_bounded_and_the_latest_are_delivered(server, caplog):
     finally:
         page.close()
         client.close()
+
+
+def test_a_subject_service_killed_mid_burst_loses_no_confirmed_result(
+    server_factory, tmp_path, procs
+):
+    """The service confirmed a result before writing its files: killed right after a burst
+    of large results, the ones confirmed but not yet written were never sent again (8 of 60
+    in the audit). It now confirms once the files are on disk."""
+    server = server_factory(subject_remote=True)
+    out = tmp_path / "out"
+    procs.append(start_service("subject-service", server, "-o", str(out)))
+    wait_for(lambda: server.service_connected("subject"), what="subject service")
+    client = ClientInterface()
+    total = 40
+    try:
+        values = {f"k{j}": [float(x) for x in range(2000)] for j in range(20)}  # ~0.8 MB
+        for i in range(total):
+            client.subjInterface.setResultDict(values, name=f"res{i:03d}")
+        wait_for(lambda: server.relay.waiting() < total - 5, what="some results delivered")
+        procs[0].kill()  # the stimulus computer crashes mid-burst
+        procs[0].communicate(timeout=10)
+        procs.append(start_service("subject-service", server, "-o", str(out)))
+        wait_for(
+            lambda: all((out / f"res{i:03d}.json").exists() for i in range(total)),
+            timeout=60,
+            what="every result in the output folder",
+        )
+    finally:
+        client.close()

@@ -31,7 +31,6 @@ from typing import Any
 
 from rtcloud.atomic_files import replace_file, write_atomically
 from rtcloud.errors import ValidationError
-from rtcloud.rpc.dispatch import after_reply
 from rtcloud.utils import json_plain
 
 __all__ = [
@@ -149,43 +148,62 @@ class ResultFileWriter:
         return sorted(path for path, _ in files)
 
 
-class BackgroundWriter:
-    """Checks each result at once and writes its files in a writer thread, in order.
+#: Seconds a result's files may take to write before its call fails (a hung network share).
+WRITE_TIMEOUT = 30.0
 
-    :meth:`submit` raises the error of an earlier write that failed (once), so the
-    experiment script hears of it on its next feedback call.
+
+class _Job:
+    """One result for the writer thread, and its outcome."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.result = result
+        self.done = threading.Event()
+        self.error: OSError | ValidationError | None = None
+
+
+class BackgroundWriter:
+    """Checks each result and writes its files in one writer thread, in order.
+
+    :meth:`submit` returns once the result's files are on disk, so the server counts a
+    result as delivered only then (a subject service killed in between gets it again when
+    it is back) and a failure to write comes back on the very call whose files failed.
     """
 
     def __init__(self, writer: ResultFileWriter) -> None:
         self.writer = writer
         self._folders: set[str] = set()  # created already: no mkdir per result
         self._tmp_suffix = f".{os.getpid()}.part"
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._failure: OSError | ValidationError | None = None
-        self._lock = threading.Lock()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="rtcloud-results", daemon=True)
         self._thread.start()
 
     def submit(self, result: dict[str, Any]) -> None:
         self.writer.check(result)  # a bad name fails this call
-        kept = dict(result)
-        after_reply(lambda: self._queue.put(kept))  # the files do not hold up the reply
-        with self._lock:
-            failure, self._failure = self._failure, None
-        if failure is not None:  # this result is queued all the same: nothing more is lost
-            raise failure
+        job = _Job(dict(result))
+        self._queue.put(job)
+        if not job.done.wait(WRITE_TIMEOUT):
+            raise OSError(
+                f"the subject service has waited {WRITE_TIMEOUT:g} s to write a result's "
+                f"files into {os.fspath(self.writer.out_dir)!r}: is that folder on a network "
+                "share that stopped answering?"
+            )
+        if job.error is not None:
+            raise job.error
 
     def _run(self) -> None:
         while True:
-            result = self._queue.get()
+            job = self._queue.get()
             try:
-                if result is None:
+                if job is None:
                     return
-                self._write_result(result)
+                job.error = self._write_result(job.result)
+                job.done.set()
             finally:
                 self._queue.task_done()
 
-    def _write_result(self, result: dict[str, Any]) -> None:
+    def _write_result(self, result: dict[str, Any]) -> OSError | ValidationError | None:
         # Strings, not Paths, and a log line per folder rather than per file: this thread
         # shares the interpreter with the one answering the script's next call.
         failure: OSError | ValidationError
@@ -195,20 +213,19 @@ class BackgroundWriter:
                 name = os.fspath(path)
                 self._write(name, data)
                 logger.debug("feedback written: %s", name)
-            return
+            return None
         except OSError as exc:
             failure = OSError(
                 exc.errno,
-                f"the subject service could not write the result file {name!r} of an "
-                f"earlier result: {exc.strerror or exc}",
+                f"the subject service could not write the result file {name!r}: "
+                f"{exc.strerror or exc}",
             )
         except ValidationError as exc:
             failure = ValidationError(
-                f"the subject service could not write the files of an earlier result: {exc}"
+                f"the subject service could not write the files of this result: {exc}"
             )
         logger.error("%s", failure)
-        with self._lock:
-            self._failure = failure
+        return failure
 
     def _write(self, path: str, data: bytes) -> None:
         """Atomic write with few steps (only this thread writes these temporary names)."""
