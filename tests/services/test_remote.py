@@ -10,6 +10,7 @@ import pytest
 from helpers import start_service, wait_for
 from rtcloud.errors import ServiceUnavailableError, ValidationError
 from rtcloud.interfaces.client import ClientInterface
+from rtcloud.server.data_streams import RECONNECT_GRACE
 from rtcloud.simulate.replay import replay_series
 from rtcloud.simulate.synthetic import generate_series
 
@@ -129,8 +130,11 @@ def test_kill_during_get_image_data_then_restart_continues(remote, series, tmp_p
         killed = time.monotonic()
         service.kill()
         waiter.join(10)
+        # a dropped service is waited for (RECONNECT_GRACE) in case it comes back; one
+        # that does not is an error soon after that, naming it
         assert isinstance(failed.get("exc"), ServiceUnavailableError)
-        assert failed["after"] - killed < 1.0, "the pending call must fail within a second"
+        assert "waited" in str(failed["exc"])
+        assert failed["after"] - killed < RECONNECT_GRACE + 1.5
         start("data-service", *args)
         wait_for(lambda: server.channels["data"].connected, what="restarted data service")
         replay_series(list(sorted(series.glob("*.dcm")))[3:6], scanner, tr=0)

@@ -14,6 +14,13 @@ must not notice. So the server, not the transport, keeps what a stream needs:
 - ``getVolume`` likewise, with the stream's next volume;
 - ``initWatch`` / ``watchFile`` likewise for the one watch.
 
+A call that only reads (a volume, a file, a listing, the watch) and meets a dropped link
+waits for the service to connect again, for at most :data:`RECONNECT_GRACE` seconds and
+within its own deadline, and is made again there: a link that drops for a moment mid-scan
+does not end an unchanged script's run (it reconnects within a second). Calls that change
+something (``putFile``, set-ups) fail at once, as they did, and so does every call while
+no service has ever connected.
+
 Set-ups are restored when they are used, never all at once on connect: streams of earlier
 runs that the script no longer reads are not opened again, so nothing piles up on the
 service run after run, and a service that connects is ready at once. The server remembers
@@ -30,16 +37,36 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtcloud.errors import CallTimeout, ValidationError
+from rtcloud.errors import CallTimeout, ServiceUnavailableError, ValidationError
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.transport.ws_server import Reconnected, ServiceChannel
 
-__all__ = ["KEEP_STREAMS", "DataStreams"]
+__all__ = ["KEEP_STREAMS", "RECONNECT_GRACE", "DataStreams"]
 
 logger = logging.getLogger(__name__)
 
 #: Streams whose set-up the server keeps (the oldest are forgotten first).
 KEEP_STREAMS = 256
+
+#: Seconds a call that only reads waits for a dropped data service to connect again.
+RECONNECT_GRACE = 5.0
+
+#: DataInterface calls that only read: made again after the link dropped and came back.
+REPEATABLE = frozenset(
+    {
+        "getImageData",
+        "getVolume",
+        "watchFile",
+        "getFile",
+        "getNewestFile",
+        "listFiles",
+        "listDirs",
+        "getAllowedFileTypes",
+        "ping",
+        "getClockSkew",
+        "getVolumeTimes",
+    }
+)
 
 _GET_IMAGE = inspect.signature(DataInterface.getImageData)
 _GET_VOLUME = inspect.signature(DataInterface.getVolume)
@@ -75,6 +102,12 @@ class DataStreams:
     def connected(self) -> bool:
         return self.channel.connected
 
+    @property
+    def reconnecting(self) -> bool:
+        """A service was connected before: calls come here to wait for it (or to fail with
+        a message saying it dropped) rather than being told to start one."""
+        return self.channel.connections > 0
+
     def call(
         self,
         interface: str,
@@ -100,7 +133,40 @@ class DataStreams:
         if method == "watchFile" and self._watch is not None:
             _bind(_WATCH_FILE, args, kwargs)  # a bad call fails here, not after a restore
             return self._on(self._watch, deadline, raw, method, lambda _sid: (args, kwargs))
-        return self.channel.call(interface, method, args, kwargs, timeout, raw)
+        while True:
+            try:
+                return self.channel.call(
+                    interface, method, args, kwargs, _remaining(deadline, method), raw
+                )
+            except ServiceUnavailableError as exc:
+                if method not in REPEATABLE:
+                    raise ServiceUnavailableError(
+                        f"DataInterface.{method}: the data service's link dropped and it has "
+                        "not connected again yet; it reconnects by itself (see its window), "
+                        "call again once it is back"
+                    ) from exc
+                self._wait_for_service(exc, deadline, method)
+
+    def _wait_for_service(
+        self, error: ServiceUnavailableError, deadline: float, method: str
+    ) -> None:
+        """After a dropped link: return once the service is connected again, or raise
+        ``error`` (no service ever connected, or none back within the grace or deadline)."""
+        if not self.channel.connections:
+            raise error
+        started = time.monotonic()
+        until = min(deadline, started + RECONNECT_GRACE)
+        while not self.channel.connected:
+            if time.monotonic() >= until:
+                raise ServiceUnavailableError(
+                    f"{error} (waited {time.monotonic() - started:.1f} s for it to connect again)"
+                ) from None
+            time.sleep(0.02)
+        logger.info(
+            "DataInterface.%s: the data service was back after %.2f s; asking again",
+            method,
+            time.monotonic() - started,
+        )
 
     # ------------------------------------------------------------ streams
 
@@ -206,9 +272,9 @@ class DataStreams:
     ) -> Any:
         """Call ``method`` where ``setup`` lives, restoring it first on a new connection."""
         while True:
-            generation, service_id = self._restore(setup, deadline)
-            args, kwargs = arguments(service_id)
             try:
+                generation, service_id = self._restore(setup, deadline)
+                args, kwargs = arguments(service_id)
                 return self.channel.call(
                     "DataInterface",
                     method,
@@ -220,6 +286,10 @@ class DataStreams:
                 )
             except Reconnected:
                 continue  # restored on the new connection at the next turn
+            except ServiceUnavailableError as exc:  # the link dropped: wait for it
+                if method not in REPEATABLE:
+                    raise
+                self._wait_for_service(exc, deadline, method)
 
     def _restore(self, setup: _SetUp, deadline: float) -> tuple[int, Any]:
         """(generation, service id) of ``setup`` on the current connection, made there if new."""

@@ -196,7 +196,9 @@ class Hub:
         if local is not None:
             return getattr(local, method)(*args, **kwargs)
         target = self._remote.get(interface)
-        if target is None or not target.connected:
+        # a data service that was connected and dropped its link is waited for by the
+        # calls that may be made again (see DataStreams); a role never connected fails now
+        if target is None or not (target.connected or getattr(target, "reconnecting", False)):
             raise ServiceUnavailableError(
                 f"{interface}.{method}: no {info.service_hint or 'remote service'} is connected; "
                 f"start it, e.g. rtcloud {_service_command(interface)} -s HOST:PORT"

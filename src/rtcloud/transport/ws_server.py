@@ -112,6 +112,11 @@ class ServiceChannel:
         return link.generation if link is not None else 0
 
     @property
+    def connections(self) -> int:
+        """How many connections the service has made so far (0: it never connected)."""
+        return self._generations
+
+    @property
     def peer(self) -> str:
         """Who the connected service is (``user@host``), or ""."""
         link = self._link
