@@ -181,3 +181,29 @@ def test_several_callers_of_one_volume_get_their_own_dataset(di, series, scanner
     assert len({id(ds) for ds in results}) == 5  # anonymized in place: never shared
     assert all(str(ds.PatientName) == "" and ds.InstanceNumber == 3 for ds in results)
     assert len({ds.SOPInstanceUID for ds in results}) == 1
+
+
+def test_streams_of_earlier_runs_do_not_pile_up(tmp_path):
+    """Every initScannerStream (a run, and the server's re-open after each reconnect) left
+    its folder watch running: threads and inotify handles grew until the system's limit."""
+    import threading
+
+    from rtcloud.interfaces.data import MAX_STREAMS
+
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    di = DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".dcm"])
+    try:
+        first = di.initScannerStream(str(scanner), "*.dcm", 0)
+        threads = threading.active_count()
+        ids = [di.initScannerStream(str(scanner), "*.dcm", 0) for _ in range(3 * MAX_STREAMS)]
+        assert threading.active_count() <= threads + MAX_STREAMS * 4
+        with pytest.raises(ValidationError, match="was closed"):
+            di.getImageData(first, 0, timeout=0.1)
+        (scanner / "a.dcm").write_bytes(b"not even DICOM")  # the newest stream still watches
+        with pytest.raises(Exception) as info:
+            di.getImageData(ids[-1], 0, timeout=2)
+        assert "was closed" not in str(info.value)
+    finally:
+        di.close()
+    assert threading.active_count() <= threads

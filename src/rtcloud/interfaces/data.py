@@ -62,6 +62,11 @@ _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
 
 logger = logging.getLogger(__name__)
 
+#: Streams kept open at once (each watches its folder): opening one more closes the oldest.
+#: A data service serves run after run, and the server opens a run's stream again on every
+#: reconnect: without a bound each left a watch behind until the system ran out of them.
+MAX_STREAMS = 8
+
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _FORMAT_FIELD = re.compile(r"\{([^{}:!]*)[^{}]*\}")
 
@@ -508,6 +513,10 @@ class DataInterface(Interface):
         with self._lock:
             stream_id = self._next_stream_id
             self._next_stream_id += 1
+            evicted = [
+                self._streams.pop(old)
+                for old in sorted(self._streams)[: max(0, len(self._streams) + 1 - MAX_STREAMS)]
+            ]
             self._streams[stream_id] = _Stream(
                 stream_id,
                 directory,
@@ -519,14 +528,23 @@ class DataInterface(Interface):
                 watcher,
                 reader,
             )
+        for old_stream in evicted:  # each holds a folder watch (threads, an inotify handle)
+            logger.info(
+                "closed stream %d: only the newest %d stay open", old_stream.stream_id, MAX_STREAMS
+            )
+            old_stream.watcher.close()
         return stream_id
 
     def _stream(self, streamId: int) -> _Stream:
         stream = self._streams.get(streamId)
         if stream is None:
+            closed = isinstance(streamId, int) and 0 < streamId < self._next_stream_id
             raise ValidationError(
-                f"unknown stream id {streamId!r}; use the id returned by initScannerStream "
-                f"(open streams: {sorted(self._streams)})"
+                f"stream {streamId!r} was closed: only the newest {MAX_STREAMS} streams stay "
+                "open; call initScannerStream again"
+                if closed
+                else f"unknown stream id {streamId!r}; use the id returned by "
+                f"initScannerStream (open streams: {sorted(self._streams)})"
             )
         return stream
 
