@@ -128,3 +128,37 @@ def test_a_subject_service_killed_mid_burst_loses_no_confirmed_result(
         )
     finally:
         client.close()
+
+
+def test_two_subject_services_on_one_computer_each_get_every_result(
+    server_factory, tmp_path, procs
+):
+    """Two subject services of one user on one computer (two output folders) were one peer
+    to the server: results the other confirmed while one was away never reached it."""
+    server = server_factory(subject_remote=True)
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    procs.append(start_service("subject-service", server, "-o", str(out_a)))
+    procs.append(start_service("subject-service", server, "-o", str(out_b)))
+    wait_for(lambda: len(server.relay.peers()) == 2, what="both subject services")
+    client = ClientInterface()
+    try:
+        subj = client.subjInterface
+        subj.setResult(1, 0, 0.0, 0)
+        procs[0].kill()  # A's computer restarts; B goes on
+        procs[0].communicate(timeout=10)
+        wait_for(lambda: len(server.relay.peers()) == 1, what="A to leave")
+        for tr in range(1, 6):
+            subj.setResult(1, tr, tr / 10, 0)
+        files_b = out_b / "run1" / "classoutput"
+        wait_for(lambda: (files_b / "vol-1-5.txt").exists(), what="B's results")
+        procs.append(start_service("subject-service", server, "-o", str(out_a)))
+        wait_for(
+            lambda: all(
+                (out_a / "run1" / "classoutput" / f"vol-1-{tr}.txt").exists() for tr in range(6)
+            ),
+            timeout=20,
+            what="every result in A's folder after its restart",
+        )
+        assert all(r.get("late") for r in results(out_a, 1, range(1, 6)))
+    finally:
+        client.close()

@@ -41,7 +41,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rtcloud.errors import RemoteCallError, ServiceUnavailableError, ValidationError
 from rtcloud.interfaces.subject import SubjectInterface
-from rtcloud.server.subject_relay import DELIVERED, SubjectRelay
+from rtcloud.server.subject_relay import DELIVERED, SubjectRelay, peer_instance
 from rtcloud.utils import json_plain
 
 __all__ = ["BrowserPeer", "MAX_PAGE_MESSAGE", "serve_feedback_page"]
@@ -173,7 +173,8 @@ async def serve_feedback_page(ws: WebSocket, relay: SubjectRelay, user: str) -> 
     await ws.accept()
     client = ws.client.host if ws.client else "?"
     name = f"feedback page ({user}@{client})"
-    peer = BrowserPeer(ws, asyncio.get_running_loop(), name, name)
+    instance = peer_instance(ws.query_params)  # the page's tab, kept across reloads
+    peer = BrowserPeer(ws, asyncio.get_running_loop(), name, f"{name} #{instance}")
     await ws.send_text(json.dumps({"type": "hello", "message": relay.local.message}))
     sender = asyncio.create_task(peer.sender())
     relay.add_peer(peer, greeted=True)  # the hello carried the current message

@@ -94,9 +94,10 @@ class Peer(Protocol):
 class _ServicePeer:
     """A subject service or feedback client connected over the RPC WebSocket."""
 
-    def __init__(self, channel: ServiceChannel, kind: str, who: str) -> None:
+    def __init__(self, channel: ServiceChannel, kind: str, who: str, instance: str = "") -> None:
         self.channel = channel
         self._name = f"{kind} {who}"
+        self._key = f"{self._name} #{instance}" if instance else self._name
 
     @property
     def name(self) -> str:
@@ -104,7 +105,7 @@ class _ServicePeer:
 
     @property
     def key(self) -> str:
-        return self.name
+        return self._key
 
     def deliver(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
@@ -286,7 +287,7 @@ class SubjectRelay:
         channel = ServiceChannel("subject", changed, incoming=self.incoming)
         if self._loop is not None:
             channel.bind_loop(self._loop)
-        peer = _ServicePeer(channel, kind, peer_name)
+        peer = _ServicePeer(channel, kind, peer_name, peer_instance(ws.query_params))
         await channel.serve(ws, peer_name)
 
     # ------------------------------------------------------------ calls from the script
@@ -406,6 +407,13 @@ class SubjectRelay:
 
 def _check_names(result: dict[str, Any]) -> None:
     result_names(result)  # what the subject service would refuse to write
+
+
+def peer_instance(query: Any) -> str:
+    """Which instance of a peer this is (``?instance=`` of its socket: one per subject
+    service process, feedback client or page tab), made safe; "" when not given."""
+    text = str(query.get("instance", ""))
+    return "".join(c for c in text if c.isalnum() or c in "-_")[:40]
 
 
 def _peer_kind(text: str) -> str:

@@ -63,8 +63,13 @@ def read_password(args: argparse.Namespace) -> tuple[str, str]:
     return args.username, getpass.getpass(f"Password for {args.username}@{args.server}: ")
 
 
-def run_service(args: argparse.Namespace, role: str, objects: dict[str, object]) -> int:
-    """Serve ``objects`` to the server until Ctrl-C; the process exit status."""
+def run_service(
+    args: argparse.Namespace, role: str, objects: dict[str, object], instance: str = ""
+) -> int:
+    """Serve ``objects`` to the server until Ctrl-C; the process exit status.
+
+    ``instance`` tells this service apart from others of its role run by the same user on
+    the same computer, and stays the same when it restarts."""
     user, password = read_password(args)
     client = ServiceClient(
         args.server,
@@ -76,6 +81,7 @@ def run_service(args: argparse.Namespace, role: str, objects: dict[str, object])
         fingerprint=args.fingerprint,
         cafile=args.cafile,
         on_status=lambda text: logger.info("%s service: %s", role, text),
+        instance=instance,
     )
     try:
         client.run_forever()

@@ -8,6 +8,8 @@ the output folder (``-o``) as files that MATLAB or PsychoPy can poll (see
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,11 @@ def build_interfaces(out_dir: Path) -> dict[str, object]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return run_service(args, "subject", build_interfaces(args.outputDir))
+    # its output folder names it: two services writing to two folders are two feedback peers
+    # (each gets every result), one restarted on the same folder is the same peer again
+    folder = os.fspath(Path(args.outputDir).resolve())
+    instance = hashlib.sha256(folder.encode("utf-8")).hexdigest()[:16]
+    return run_service(args, "subject", build_interfaces(args.outputDir), instance)
 
 
 def add_parser(sub: Any) -> None:

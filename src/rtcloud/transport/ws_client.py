@@ -107,10 +107,14 @@ class ServiceClient:
         workers: int = 8,
         on_status: Callable[[str], None] | None = None,
         label: str = "",
+        instance: str = "",
     ) -> None:
         self.host, self.port = parse_server(server)
         self.role = role
         self.label = label  # what kind of peer this is, for the server's log and page
+        # which one of its kind this is, for the server to tell apart two on one computer
+        # under one login (a subject service: its output folder, the same after a restart)
+        self.instance = instance
         self.username, self._password = username, password
         self.tls = tls or bool(fingerprint) or bool(cafile)
         if not self.tls and not is_loopback(self.host):
@@ -241,8 +245,10 @@ class ServiceClient:
     def _serve(self, cookie: str) -> None:
         scheme = "wss" if self.tls else "ws"
         url = f"{scheme}://{self.host}:{self.port}/ws/service/{self.role}"
-        if self.label:
-            url += "?" + urllib.parse.urlencode({"peer": self.label})
+        query = {"peer": self.label} if self.label else {}
+        if self.instance:
+            query["instance"] = self.instance
+        url += "?" + urllib.parse.urlencode(query)
         ws = WsSocket.connect(
             url,
             headers={"Authorization": f"Bearer {cookie}"},  # never a cookie: see the server

@@ -42,9 +42,24 @@
 
   const now = () => performance.now();
 
+  // This tab, across reloads and reconnections: the server keeps what a tab missed by it
+  // (two tabs on one computer under one login are two peers, not one).
+  function tabInstance() {
+    try {
+      let id = sessionStorage.getItem("rtcloud-feedback-instance");
+      if (!id) {
+        id = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+        sessionStorage.setItem("rtcloud-feedback-instance", id);
+      }
+      return id;
+    } catch (e) {
+      return "";  // storage refused: the server tells this tab by its user and host only
+    }
+  }
+
   function defaultUrl() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    return `${scheme}://${location.host}/ws/feedback`;
+    return `${scheme}://${location.host}/ws/feedback?instance=${tabInstance()}`;
   }
 
   function loginUrl() {
