@@ -15,12 +15,17 @@ polling::
 ``wait_for_result`` returns at the moment the result should be shown: its arrival time plus
 its ``onsetTimeDelayMs``. Messages set with ``setMessage`` are read with :meth:`message`.
 Several presentation programs may be connected at once (this client, ``rtcloud
-subject-service`` writing files, a jsPsych page): each gets every result.
-Only the standard library, ``websockets`` and ``msgpack`` are needed at run time.
+subject-service`` writing files, a jsPsych page): each gets every result. Results that reach
+this client late (kept by the server while its link was down) are not handed out as if they
+were live: the participant never sees stale feedback (``show_late=True`` hands them out too,
+marked ``"late": True``). It comes with rtcloud: ``pip install rtcloud`` into the Python the
+presentation program runs (PsychoPy's own, for PsychoPy).
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import queue
 import threading
 import time
@@ -30,7 +35,12 @@ from rtcloud.errors import ServiceUnavailableError
 from rtcloud.interfaces.subject import SubjectInterface
 from rtcloud.transport.ws_client import ServiceClient
 
-__all__ = ["FeedbackClient"]
+__all__ = ["KEEP_UNSENT", "FeedbackClient"]
+
+logger = logging.getLogger(__name__)
+
+#: Responses kept while the link is down (the oldest are dropped beyond).
+KEEP_UNSENT = 1000
 
 
 class FeedbackClient:
@@ -45,8 +55,10 @@ class FeedbackClient:
         tls: bool = False,
         fingerprint: str | None = None,
         cafile: str | None = None,
+        show_late: bool = False,
     ) -> None:
         self.subject = SubjectInterface()
+        self.show_late = show_late
         self._client = ServiceClient(
             server,
             "subject",
@@ -61,6 +73,10 @@ class FeedbackClient:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._early: dict[tuple[Any, Any], dict[str, Any]] = {}
+        # responses made while the link was down, sent in order once it is back
+        self._unsent: collections.deque[tuple[Any, Any, dict[str, Any]]] = collections.deque(
+            maxlen=KEEP_UNSENT
+        )
 
     def start(self, timeout: float = 10.0) -> FeedbackClient:
         """Connect in a background thread; return once connected (or raise)."""
@@ -93,11 +109,15 @@ class FeedbackClient:
         if self._early:
             key = next(iter(self._early))
             return self._at_onset(self._early.pop(key))
-        try:
-            result = self.subject.dequeueResult(block=True, timeout=timeout)
-        except queue.Empty:
-            return None
-        return self._at_onset(result)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                result = self.subject.dequeueResult(block=True, timeout=remaining)
+            except queue.Empty:
+                return None
+            if self.show_late or not result.get("late"):
+                return self._at_onset(result)
 
     def wait_for_result(self, runId: int, trId: int, timeout: float) -> dict[str, Any] | None:
         """The result of volume ``trId`` of run ``runId`` at its onset time; None on timeout.
@@ -114,6 +134,8 @@ class FeedbackClient:
                 result = self.subject.dequeueResult(block=True, timeout=remaining)
             except queue.Empty:
                 return None
+            if result.get("late") and not self.show_late:
+                continue  # its moment has passed: not shown as if it were live
             if "name" not in result:  # a setResultDict's values are not a volume's result
                 self._early[(result.get("runId"), result.get("trId"))] = result
         return self._at_onset(self._early.pop(key))
@@ -140,14 +162,37 @@ class FeedbackClient:
         """Send the participant's response to a volume to the server, and wait until it is kept.
 
         The experiment script reads it with ``getResponse(runId, trId)`` or
-        ``getAllResponses()``. Raises ServiceUnavailableError while the link is down (the
-        client reconnects by itself) and CallTimeout after ``timeout`` seconds.
+        ``getAllResponses()``. While the link is down (the client reconnects by itself) the
+        response is kept, with up to :data:`KEEP_UNSENT` others, and sent in order by the next
+        call of this method or of :meth:`flush_responses` once the link is back: a key press
+        during a network drop is not lost, and the presentation script does not stop.
+        Raises CallTimeout after ``timeout`` seconds.
         """
-        self._client.call(
-            "SubjectInterface", "addResponse", (runId, trId, dict(response)), timeout=timeout
-        )
+        self._unsent.append((runId, trId, dict(response)))
+        self.flush_responses(timeout)
+
+    def flush_responses(self, timeout: float = 5.0) -> int:
+        """Send the responses kept while the link was down; how many are still unsent."""
+        while self._unsent:
+            run_id, tr_id, response = self._unsent[0]
+            try:
+                self._client.call(
+                    "SubjectInterface", "addResponse", (run_id, tr_id, response), timeout=timeout
+                )
+            except ServiceUnavailableError:
+                logger.warning(
+                    "the link to the server is down: %d response(s) kept to send when it is back",
+                    len(self._unsent),
+                )
+                break
+            self._unsent.popleft()
+        return len(self._unsent)
 
     def close(self) -> None:
+        if self._unsent:
+            self.flush_responses()
+        if self._unsent:
+            logger.warning("%d response(s) could not be sent before closing", len(self._unsent))
         self._client.stop()
         if self._thread is not None:
             self._thread.join(5)
