@@ -174,3 +174,25 @@ def test_quality_records_get_the_volumes_hops_from_a_remote_data_service(remote,
         assert times["complete"] <= times["asked"] <= times["sent"]
     finally:
         client.close()
+
+
+def test_rt_cloud_s_service_command_line_works(server_factory, tmp_path):
+    """RT-Cloud started its services with -u USER -p PASSWORD -i 5: argparse refused -p."""
+    import os
+    import subprocess
+    import sys
+
+    server = server_factory(subject_remote=True)
+    host = server.url.split("//")[1].rstrip("/")
+    env = {k: v for k, v in os.environ.items() if k != "RTCLOUD_PASSWORD"}
+    cmd = [sys.executable, "-m", "rtcloud", "subject-service", "-s", host]
+    cmd += ["-u", "test", "-p", "test", "-i", "5", "-o", str(tmp_path / "out")]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        wait_for(lambda: server.service_connected("subject"), what="the subject service")
+    finally:
+        proc.kill()
+        output, _ = proc.communicate(timeout=10)
+    assert "process list" in output  # told that -p is visible to others

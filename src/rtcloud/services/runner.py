@@ -36,6 +36,19 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a file holding this user's password (else $RTCLOUD_PASSWORD, else a prompt)",
     )
+    parser.add_argument(
+        "-p",
+        "--password",
+        help="the password itself, as RT-Cloud's scripts passed it (visible to other users of "
+        "this computer in the process list: prefer --password-file or $RTCLOUD_PASSWORD)",
+    )
+    parser.add_argument(
+        "-i",
+        "--interval",
+        type=float,
+        help="accepted for RT-Cloud's command lines and not needed: a dropped link is retried "
+        "at once, then with a growing pause up to 5 s",
+    )
     parser.add_argument("--test", action="store_true", help="log in as test/test (server --test)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS (https/wss)")
     parser.add_argument("--fingerprint", help="SHA-256 fingerprint of the server's certificate")
@@ -48,6 +61,12 @@ def read_password(args: argparse.Namespace) -> tuple[str, str]:
         return "test", "test"
     if not args.username:
         raise InvocationError("give the user name with -u (users are added with rtcloud add-user)")
+    if getattr(args, "password", None):
+        logger.warning(
+            "a password given with -p can be read by other users of this computer in the "
+            "process list: prefer --password-file or $RTCLOUD_PASSWORD"
+        )
+        return args.username, str(args.password)
     if args.password_file is not None:
         try:
             return args.username, args.password_file.read_text(encoding="utf-8").strip()
