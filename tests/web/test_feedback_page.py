@@ -164,6 +164,26 @@ def test_message_and_results_at_their_onsets(page, server, script, shots, consol
     assert console_errors == []
 
 
+def test_a_message_right_after_the_last_result_lets_it_be_seen(page, server, script):
+    """Scripts (the sample too) send setMessage("End run") right after their last result:
+    the page showed that result for about 4 ms before the message replaced it."""
+    open_page(page, server, "/feedback")
+    page.evaluate(
+        """() => { window.messagesAt = [];
+                   RtcloudFeedback.shared().on('message', t => window.messagesAt.push(
+                       [t, performance.now()])); }"""
+    )
+    subj = script()
+    subj.setResult(1, 0, 0.5, onsetTimeDelayMs=0)
+    subj.setMessage("End run")
+    (record,) = shown(page, 1)
+    page.wait_for_selector(".rtf-message >> text=End run")
+    ((text, at),) = page.evaluate("window.messagesAt")
+    assert text == "End run"
+    hold = page.evaluate("RtcloudFeedback.shared().messageHoldMs")
+    assert at - record["displayPerf"] >= hold - TOLERANCE_MS  # the result stood its time
+
+
 def test_a_result_arriving_during_another_ones_delay_waits_its_turn(page, server, script):
     open_page(page, server, "/feedback")
     subj = script()

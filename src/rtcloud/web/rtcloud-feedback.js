@@ -136,11 +136,16 @@
 
   class FeedbackClient extends Emitter {
     // options: url (default: this host's /ws/feedback), minShowMs (default 100),
-    // autoConnect (default true).
+    // messageHoldMs (default 1000), autoConnect (default true).
     constructor(options = {}) {
       super();
       this.url = options.url || defaultUrl();
       this.minShowMs = Number.isFinite(options.minShowMs) ? Math.max(0, options.minShowMs) : 100;
+      // A message (it replaces the feedback on screen) waits until the results that came
+      // before it have been up this long: scripts send "End run" right after the last
+      // result, which was otherwise shown for a few milliseconds.
+      this.messageHoldMs = Number.isFinite(options.messageHoldMs)
+        ? Math.max(0, options.messageHoldMs) : 1000;
       this.status = "idle";      // idle | connecting | open | reconnecting | unauthorized | closed
       this.message = "";         // the current message (setMessage)
       this.shown = [];           // a record per result shown, oldest first
@@ -280,8 +285,17 @@
           break;
         }
         case "message": {
-          this.message = typeof msg.text === "string" ? msg.text : String(msg.text);
-          this.emit("message", this.message, { source: "message", arrivalTime, arrivalPerf });
+          const text = typeof msg.text === "string" ? msg.text : String(msg.text);
+          // after the results that came before it have been up messageHoldMs
+          let showAt = this._lastShownPerf;
+          for (const result of this._queue) showAt = Math.max(showAt, result.duePerf);
+          const wait = showAt + this.messageHoldMs - arrivalPerf;
+          const show = () => {
+            this.message = text;
+            this.emit("message", text, { source: "message", arrivalTime, arrivalPerf });
+          };
+          if (wait > 0 && Number.isFinite(wait)) setTimeout(show, wait);
+          else show();
           break;
         }
         case "result":
