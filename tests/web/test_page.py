@@ -195,3 +195,29 @@ def test_a_flood_of_output_leaves_the_page_usable(page, server_factory, project_
     assert page.locator("#user-log > div").count() <= 5000
     page.click("#stop-button", timeout=5000)
     page.wait_for_selector("#run-status[data-state='stopped']", timeout=10000)
+
+
+SLOW_SCRIPT = """
+import time
+for i in range(30):
+    print(f"line {i}", flush=True)
+    time.sleep(0.05)
+"""
+
+
+def test_a_page_reloaded_mid_run_shows_the_run_s_output_from_its_start(
+    page, server_factory, project_dir
+):
+    """The Run log of a page opened or reloaded mid-run (or back after a dropped link)
+    started empty: what the script printed before was gone, with no sign of it."""
+    (project_dir / "proj.py").write_text(SLOW_SCRIPT)
+    server = server_factory()
+    log_in(page, server)
+    page.wait_for_selector("#ind-browser[data-state='on']")
+    page.click("#run-button")
+    page.wait_for_selector("#user-log >> text=line 8")
+    page.reload()
+    page.wait_for_selector("#run-status[data-state='complete']", timeout=20000)
+    page.wait_for_selector("#user-log >> text=line 29")
+    lines = page.eval_on_selector_all("#user-log > div", "els => els.map(e => e.textContent)")
+    assert lines == [f"line {i}" for i in range(30)]

@@ -15,6 +15,7 @@ OS user only), removed when it stops, also on SIGTERM (see :mod:`rtcloud.transpo
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import getpass
@@ -78,6 +79,8 @@ __all__ = ["ProjectServer"]
 logger = logging.getLogger(__name__)
 
 SCRIPTS = ("mainScript", "initScript", "finalizeScript")
+#: Lines of each page log (Run, Session) the server keeps for a page that opens or reconnects.
+LOG_HISTORY = 5000
 
 
 class _Uvicorn(uvicorn.Server):
@@ -205,6 +208,14 @@ class ProjectServer:
         self.started = threading.Event()
         #: Called with (script, stream, line) for every line a script prints.
         self.line_hooks: list[Callable[[str, str, str], None]] = []
+        # the Run and Session logs' latest lines, numbered, for a page that opens or comes
+        # back mid-run (getState): it shows what it missed
+        self._log_lock = threading.Lock()
+        self._log_seq = 0
+        self._log_history: dict[str, collections.deque[tuple[int, str]]] = {
+            "userLog": collections.deque(maxlen=LOG_HISTORY),
+            "sessionLog": collections.deque(maxlen=LOG_HISTORY),
+        }
         self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -356,7 +367,23 @@ class ProjectServer:
         if failure:
             self.ui.broadcast({"cmd": "userError", "error": text})
         else:
-            self.ui.broadcast({"cmd": "userLog", "value": f"rtcloud: {text}"})
+            self._log_line("userLog", f"rtcloud: {text}")
+
+    def _log_line(self, cmd: str, line: str) -> None:
+        """A line for a page's Run (``userLog``) or Session (``sessionLog``) log."""
+        with self._log_lock:
+            self._log_seq += 1
+            seq = self._log_seq
+            self._log_history[cmd].append((seq, line))
+            self.ui.broadcast({"cmd": cmd, "value": line, "seq": seq})
+
+    def log_history(self) -> dict[str, Any]:
+        """The ``logHistory`` message: the logs' latest lines with their numbers."""
+        with self._log_lock:
+            return {
+                "cmd": "logHistory",
+                "logs": {cmd: list(lines) for cmd, lines in self._log_history.items()},
+            }
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -498,11 +525,10 @@ class ProjectServer:
 
     def _script_log(self, line: str) -> None:
         """A line on the page's script log (a download's progress, say)."""
-        self.ui.broadcast({"cmd": "userLog", "value": line})
+        self._log_line("userLog", line)
 
     def _on_script_line(self, script: str, stream: str, line: str) -> None:
-        cmd = "userLog" if script == "mainScript" else "sessionLog"
-        self.ui.broadcast({"cmd": cmd, "value": line})
+        self._log_line("userLog" if script == "mainScript" else "sessionLog", line)
         for hook in self.line_hooks:
             hook(script, stream, line)
 
@@ -537,6 +563,7 @@ class ProjectServer:
                     ws, {"cmd": "setDataPoints", "value": self.web.getPreviousDataPoints()}
                 )
                 await self.ui.send_to(ws, self.web.quality_state())
+                await self.ui.send_to(ws, self.log_history())
             elif cmd == "runScript":
                 await self.run_script(
                     str(message.get("script")), message.get("runNum"), message.get("scanNum")
@@ -600,6 +627,9 @@ class ProjectServer:
             simulator, plan, scans = replay
             await asyncio.to_thread(simulator.start, plan, scans)
         try:
+            if script == "mainScript" and not self.runner.running:
+                with self._log_lock:  # the page clears its Run log at a run's start
+                    self._log_history["userLog"].clear()
             await self.runner.start(script, path, args, self.config.project_dir)
         except BaseException:
             if replay is not None:

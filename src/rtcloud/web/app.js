@@ -15,6 +15,7 @@ const state = {
   configProblem: null,   // the last `configProblem` message, until a `config` replaces it
   settingsEdited: false, // the Settings form holds changes not saved yet
   editedKeys: new Set(), // which settings: Save sends only these (another tab's stay)
+  logSeq: 0,             // number of the latest log line shown (the server numbers them)
   saving: false,         // this tab asked to save and has no answer yet
 };
 
@@ -96,6 +97,14 @@ function flushLines() {
     followEnd(el);
   }
   pendingLines.clear();
+}
+
+// Whether a numbered log line is new to this page (not shown already from the history).
+function newLogLine(seq) {
+  if (!Number.isInteger(seq)) return true;
+  if (seq <= state.logSeq) return false;
+  state.logSeq = seq;
+  return true;
 }
 
 function clearLog(el) {
@@ -279,8 +288,32 @@ const handlers = {
     else if (!s.remote) setIndicator("ind-subject", "local", "subject: kept in the server (no feedback peer connected)");
     else setIndicator("ind-subject", "", "subject: no subject service or feedback page connected");
   },
-  userLog(msg) { appendLog($("user-log"), msg.value); debugLine(msg.value); },
-  sessionLog(msg) { appendLog($("session-log"), msg.value); debugLine(msg.value); },
+  userLog(msg) {
+    if (!newLogLine(msg.seq)) return;
+    appendLog($("user-log"), msg.value);
+    debugLine(msg.value);
+  },
+  sessionLog(msg) {
+    if (!newLogLine(msg.seq)) return;
+    appendLog($("session-log"), msg.value);
+    debugLine(msg.value);
+  },
+  // The logs' latest lines, sent when this page (re)connects: those it missed while away
+  // (or all of them, for a page opened mid-run).
+  logHistory(msg) {
+    const lines = [];
+    for (const [cmd, entries] of Object.entries(msg.logs || {})) {
+      for (const [seq, text] of entries) if (seq > state.logSeq) lines.push([seq, cmd, text]);
+    }
+    lines.sort((a, b) => a[0] - b[0]);
+    if (state.logSeq > 0 && lines.length && lines[0][0] > state.logSeq + 1) {
+      appendLog($("user-log"), "(rtcloud: some lines printed while this page was away are not kept)", "warn");
+    }
+    for (const [seq, cmd, text] of lines) {
+      appendLog($(cmd === "sessionLog" ? "session-log" : "user-log"), text);
+      state.logSeq = Math.max(state.logSeq, seq);
+    }
+  },
   debugLog(msg) { debugLine(msg.value); },
   userError(msg) {
     $("run-error").textContent = msg.error;
