@@ -231,6 +231,8 @@ class ServerConnection:
                 f"{interface}.{method}: no answer from the project server within {wait:g} s "
                 "(pass rpc_timeout=SECONDS for longer calls)"
             ) from None
+        except ServiceUnavailableError:
+            raise  # ours, saying what happened (an OSError too: not the server's link)
         except (EOFError, OSError) as exc:
             self._drop(link)
             raise ServiceUnavailableError(
