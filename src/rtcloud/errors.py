@@ -81,6 +81,7 @@ __all__ = [
     "RequestError",
     "RpcError",
     "SerializationError",
+    "ServiceReplacedError",
     "ServiceUnavailableError",
     "StateError",
     "ValidationError",
@@ -241,6 +242,10 @@ class ProtocolError(RpcError):
 
 class ServiceUnavailableError(RpcError, ConnectionError):
     """The service a call needs is not connected, or disconnected while the call was pending."""
+
+
+class ServiceReplacedError(ServiceUnavailableError):
+    """Another service of this role connected to the server: this one stops."""
 
 
 class CallTimeout(RpcError, TimeoutError):

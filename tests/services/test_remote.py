@@ -196,3 +196,28 @@ def test_rt_cloud_s_service_command_line_works(server_factory, tmp_path):
         proc.kill()
         output, _ = proc.communicate(timeout=10)
     assert "process list" in output  # told that -p is visible to others
+
+
+def test_a_second_data_service_takes_over_and_the_first_stops(remote, tmp_path):
+    """Two data services for one server (one forgotten on another computer) pushed each
+    other out in turn, about five times a second, and every call on them failed."""
+    from rtcloud.services.runner import EXIT_REPLACED
+
+    server, start = remote
+    (tmp_path / "note.txt").write_text("hello")
+    first = start("data-service", "-d", str(tmp_path), "-f", ".txt")
+    wait_for(lambda: server.channels["data"].connected, what="the first data service")
+    second = start("data-service", "-d", str(tmp_path), "-f", ".txt")
+    output, _ = first.communicate(timeout=30)  # the first stops by itself
+    assert first.returncode == EXIT_REPLACED
+    assert "another data service" in output and "took this one's place" in output
+    wait_for(lambda: server.channels["data"].connected, what="the second data service")
+    client = ClientInterface()
+    try:
+        generation = server.channels["data"].generation
+        for _ in range(5):
+            assert client.dataInterface.getFile(str(tmp_path / "note.txt")) == b"hello"
+        assert server.channels["data"].generation == generation  # no more push and shove
+        assert second.poll() is None
+    finally:
+        client.close()

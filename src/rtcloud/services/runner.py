@@ -15,14 +15,22 @@ import os
 import sys
 from pathlib import Path
 
-from rtcloud.errors import AuthenticationError, InvocationError
+from rtcloud.errors import AuthenticationError, InvocationError, ServiceReplacedError
 from rtcloud.transport.ws_client import ServiceClient
 
-__all__ = ["EXIT_AUTH", "add_connection_arguments", "read_password", "run_service"]
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_REPLACED",
+    "add_connection_arguments",
+    "read_password",
+    "run_service",
+]
 
 logger = logging.getLogger(__name__)
 
 EXIT_AUTH = 3
+#: Exit status when another service of the same role took this one's place on the server.
+EXIT_REPLACED = 4
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +115,9 @@ def run_service(
     except AuthenticationError as exc:
         print(f"rtcloud {role}-service: {exc}", file=sys.stderr)
         return EXIT_AUTH
+    except ServiceReplacedError as exc:
+        print(f"rtcloud {role}-service: {exc}", file=sys.stderr)
+        return EXIT_REPLACED
     except KeyboardInterrupt:
         client.stop()
     return 0

@@ -41,6 +41,7 @@ from rtcloud.errors import (
     CallTimeout,
     ConfigError,
     ProtocolError,
+    ServiceReplacedError,
     ServiceUnavailableError,
     ValidationError,
 )
@@ -54,7 +55,7 @@ from rtcloud.rpc.protocol import (
 )
 from rtcloud.server.config import is_loopback
 from rtcloud.tls import client_context
-from rtcloud.transport.ws_socket import LinkClosed, WsSocket
+from rtcloud.transport.ws_socket import REPLACED, LinkClosed, WsSocket
 
 __all__ = ["ServiceClient", "parse_server"]
 
@@ -221,7 +222,7 @@ class ServiceClient:
                 cookie = self.login()
                 self._serve(cookie)
                 delay = 0.5
-            except AuthenticationError:
+            except (AuthenticationError, ServiceReplacedError):
                 raise
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -301,6 +302,12 @@ class ServiceClient:
                 link.wake.set()
                 self._ws = None
                 self._on_status(f"disconnected from {url}")
+            if ws.close_code == REPLACED:
+                raise ServiceReplacedError(
+                    f"another {self.role} service connected to the server at {self.host}:"
+                    f"{self.port} and took this one's place: this one stops (stop the one not "
+                    "wanted; one data service serves a project)"
+                )
         finally:
             ws.close()
 

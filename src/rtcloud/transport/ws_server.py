@@ -47,6 +47,7 @@ from rtcloud.rpc.protocol import (
 )
 from rtcloud.transport.budget import SERVER_BUDGET
 from rtcloud.transport.streamed import StreamedValue
+from rtcloud.transport.ws_socket import REPLACED
 
 __all__ = ["Reconnected", "ServiceChannel"]
 
@@ -285,10 +286,15 @@ class ServiceChannel:
         link = _Link(ws, conn, self._generations, peer)
         self._link = link
         if old is not None:
-            logger.warning("a new %s service connected; closing the previous one", self.role)
+            logger.warning(
+                "a new %s service connected (%s); closing the previous one (%s), which stops",
+                self.role,
+                peer,
+                old.peer,
+            )
             self._close_link(old)
-            with contextlib.suppress(Exception):
-                await old.ws.close(code=1012)
+            with contextlib.suppress(Exception):  # it stops rather than push the new one out
+                await old.ws.close(code=REPLACED, reason=f"another {self.role} service took over")
         sender = asyncio.create_task(self._sender(link))
         link.wake.set()
         logger.info("%s service connected (%s)", self.role, peer)

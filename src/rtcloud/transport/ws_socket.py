@@ -44,7 +44,12 @@ from websockets.uri import parse_uri
 
 from rtcloud.redact import RedactSecrets
 
-__all__ = ["LinkClosed", "WsSocket"]
+__all__ = ["REPLACED", "LinkClosed", "WsSocket"]
+
+#: Close code the server gives a service whose place another service of its role took: that
+#: service stops (two services reconnecting in turn pushed each other out forever, and every
+#: call on them failed).
+REPLACED = 4409
 
 #: websockets logs each handshake header at DEBUG, the session among them: masked here.
 _PROTOCOL_LOGGER = logging.getLogger("rtcloud.transport.ws_socket.protocol")
@@ -149,6 +154,12 @@ class WsSocket:
             sock.close()
             raise
         return cls(sock, protocol, pending, ping_interval=ping_interval, ping_timeout=ping_timeout)
+
+    @property
+    def close_code(self) -> int | None:
+        """The code of the close frame the server sent (None: none arrived)."""
+        received = self._protocol.close_rcvd
+        return None if received is None else int(received.code)
 
     # ------------------------------------------------------------ reading
 
