@@ -299,3 +299,20 @@ def test_serve_replay_runs_the_sample_with_a_pretend_scanner(page, tmp_path, sho
         assert f"replay: deleted {volumes} files of scan 1" in log
     finally:
         server.stop()
+
+
+def test_a_failed_session_script_says_why_on_the_session_tab(page, server, project_dir):
+    """initialize.py's error went to the Run tab, in red, and stayed there after a good
+    Finalize; the Session tab said only "initScript failed (exit status 2)"."""
+    (project_dir / "initialize.py").write_text(
+        "import sys\nprint('no stimulus folder', file=sys.stderr)\nsys.exit(2)\n"
+    )
+    log_in(page, server)
+    page.click("#tab-session")
+    page.click("#init-button")
+    page.wait_for_selector("#session-status[data-state='failed']")
+    page.wait_for_selector("#session-error >> text=no stimulus folder")
+    assert page.text_content("#run-error") == ""
+    page.click("#finalize-button")
+    page.wait_for_selector("#session-status[data-state='complete']")
+    assert page.text_content("#session-error") == ""

@@ -538,7 +538,13 @@ class ProjectServer:
             self.simulator.stop(wait=False)
         self.ui.broadcast(status.as_message())
         if status.state == RunState.FAILED:  # the cause, once: the status names the script
-            self.ui.broadcast({"cmd": "userError", "error": status.detail or status.message})
+            self.ui.broadcast(
+                {
+                    "cmd": "userError",
+                    "error": status.detail or status.message,
+                    "script": status.script,
+                }
+            )
 
     # ------------------------------------------------------------ commands from pages
 

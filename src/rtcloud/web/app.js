@@ -316,7 +316,9 @@ const handlers = {
   },
   debugLog(msg) { debugLine(msg.value); },
   userError(msg) {
-    $("run-error").textContent = msg.error;
+    // a session script's failure goes to the Session tab (it stayed on the Run tab)
+    const session = msg.script === "initScript" || msg.script === "finalizeScript";
+    $(session ? "session-error" : "run-error").textContent = msg.error;
     debugLine(`error: ${msg.error}`, "err");
   },
   debugError(msg) { debugLine(`error: ${msg.error}`, "err"); },
@@ -409,6 +411,7 @@ $("session-stop-button").addEventListener("click", () => send({ cmd: "stop" }));
 // Finalize does not wipe what Initialize printed.
 function sessionScript(script, label) {
   if (send({ cmd: "runScript", script })) {
+    $("session-error").textContent = "";
     appendLog($("session-log"), `----- ${label} (${new Date().toLocaleTimeString()}) -----`, "heading");
   }
 }
