@@ -126,3 +126,21 @@ def test_the_latency_chart_is_scaled_to_the_volumes_not_to_a_far_tr(page, server
     late = scale([2500.0], 2000)  # slower than the TR: all of the bar, and the line
     assert late["trShown"] and late["max"] >= 2500
     assert scale([], 0)["max"] >= 1  # no volume yet
+
+
+def test_a_script_s_own_quality_record_counts_volumes_over_the_threshold(page, server):
+    """A record with fd and fdThreshold only (the documented minimum of a script's own
+    dict) left "Over FD threshold" at 0 beside a chart with volumes over it, and no alarm."""
+    from rtcloud.interfaces.client import ClientInterface
+
+    log_in(page, server)
+    page.wait_for_selector("#ind-browser[data-state='on']")
+    client = ClientInterface()
+    try:
+        for tr, fd in enumerate([0.1, 0.9, 0.2, 1.4]):
+            client.webInterface.sendQuality(1, tr, {"fd": fd, "fdThreshold": 0.5})
+        page.click("#tab-quality")
+        page.wait_for_selector("#q-summary[data-volumes='4']")
+        assert page.text_content("#q-over") == "2"
+    finally:
+        client.close()

@@ -140,6 +140,13 @@ function totalMs(segments) {
   return total;
 }
 
+// Over the FD threshold: as the record says, else (a script's own record with fd and
+// fdThreshold only) by comparing the two.
+function isOver(record) {
+  if (record.overThreshold !== undefined && record.overThreshold !== null) return Boolean(record.overThreshold);
+  return Number.isFinite(record.fd) && Number.isFinite(record.fdThreshold) && record.fd > record.fdThreshold;
+}
+
 function isLate(record) {
   return Boolean(record.tr && record.segments.feedback != null &&
     totalMs(record.segments) > record.tr * 1000);
@@ -149,7 +156,7 @@ function isLate(record) {
 function checkAlarms(record, live, previous) {
   const tr = record.trId;
   const lines = [];
-  if (record.overThreshold && !previous) {
+  if (isOver(record) && !previous) {
     lines.push(`volume ${tr}: FD ${fmt(record.fd, 2)} mm is over the threshold (${fmt(record.fdThreshold, 2)} mm)`);
   }
   if (isLate(record) && !(previous && isLate(previous))) {
@@ -212,7 +219,8 @@ function draw() {
   $("q-summary").dataset.volumes = String(records.length);
   $("q-run").textContent = state.runId === null ? "-" : String(state.runId);
   $("q-volumes").textContent = last ? String(last.volumes ?? records.length) : "0";
-  $("q-over").textContent = last ? `${last.volumesOver ?? 0}` : "0";
+  $("q-over").textContent = last
+    ? `${last.volumesOver ?? records.filter(isOver).length}` : "0";
   $("q-usable").textContent = last && last.usableMinutes != null ? `${fmt(last.usableMinutes, 2)} min` : "-";
   $("q-tsnr").textContent = last ? fmt(last.tsnr, 1) : "-";
   $("q-fd").textContent = last ? `${fmt(last.fd, 2)} mm` : "-";
