@@ -97,7 +97,8 @@ class FeedbackClient:
                 return self
         raise ServiceUnavailableError(
             f"could not connect to the rtcloud server at {self._client.host}:{self._client.port} "
-            f"within {timeout:g} s; is it running with --subjectRemote?"
+            f"within {timeout:g} s; is rtcloud serve running there, and is the address (and "
+            "--tls for a server with TLS) right?"
         )
 
     @property

@@ -184,3 +184,22 @@ def test_a_result_file_held_open_for_a_moment_is_still_replaced(tmp_path, monkey
     held["refusals"] = 10**6
     with pytest.raises(PermissionError, match="could not write the result file"):
         subject.setResultDict({"score": 4}, name="feedback")
+
+
+def test_rt_cloud_s_float_volume_numbers_name_files_and_infinite_delays_are_refused(tmp_path):
+    """RT-Cloud wrote setResult(1, 3.0, ...) as vol-1-3.0.txt: we refused the name. An
+    infinite onsetTimeDelayMs was accepted (and broke every presentation program)."""
+    import math
+
+    from rtcloud.interfaces.subject import SubjectInterface
+
+    writer = ResultFileWriter(tmp_path)
+    writer.write({"runId": 1, "trId": 3.0, "value": 0.5})
+    assert (tmp_path / "run1" / "classoutput" / "vol-1-3.0.txt").read_text() == "0.5\n"
+    for bad in ("..", "1..2", ".hidden"):
+        with pytest.raises(ValidationError):
+            writer.write({"runId": 1, "trId": bad, "value": 0.5})
+    subject = SubjectInterface()
+    for delay in (math.inf, -math.inf, math.nan, -1):
+        with pytest.raises(ValidationError, match="onsetTimeDelayMs"):
+            subject.setResult(1, 0, 0.5, delay)

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def _check_delay(onsetTimeDelayMs: Any) -> float:
     """A delay in ms as a float: any real number (numpy's too: scripts compute delays with
-    numpy), not a bool, NaN or below 0."""
+    numpy), not a bool, NaN, infinite or below 0."""
     if isinstance(onsetTimeDelayMs, (bool, np.bool_)) or not isinstance(
         onsetTimeDelayMs, (numbers.Real, np.integer, np.floating)
     ):
@@ -39,8 +39,10 @@ def _check_delay(onsetTimeDelayMs: Any) -> float:
             f"onsetTimeDelayMs must be a number of milliseconds, got {onsetTimeDelayMs!r}"
         )
     delay = float(onsetTimeDelayMs)
-    if math.isnan(delay) or delay < 0:
-        raise ValidationError(f"onsetTimeDelayMs must be >= 0 ms, got {onsetTimeDelayMs!r}")
+    if not math.isfinite(delay) or delay < 0:
+        raise ValidationError(
+            f"onsetTimeDelayMs must be a finite number >= 0 ms, got {onsetTimeDelayMs!r}"
+        )
     return delay
 
 

@@ -57,8 +57,8 @@ def safe_name(name: str) -> str:
 
 
 def _run_part(value: Any, what: str) -> str:
-    text = str(value)
-    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", text):
+    text = str(value)  # 3.0 -> "3.0", as RT-Cloud named its files
+    if not re.match(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$", text) or ".." in text:
         raise ValidationError(f"{what} {value!r} cannot be used in a file name")
     return text
 
