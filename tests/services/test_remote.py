@@ -221,3 +221,36 @@ def test_a_second_data_service_takes_over_and_the_first_stops(remote, tmp_path):
         assert second.poll() is None
     finally:
         client.close()
+
+
+def test_a_bids_stream_goes_on_after_the_data_service_restarts(remote, series, tmp_path):
+    """Data streams survived a data-service restart but BIDS streams did not: the next
+    getIncremental raised NoSuchStreamError (and a stale id could name a new stream)."""
+    import numpy as np
+
+    server, start = remote
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for path in sorted(series.glob("*.dcm"))[:4]:
+        (scanner / path.name).write_bytes(path.read_bytes())
+    args = ("-d", str(tmp_path), "-f", ".dcm")
+    service = start("data-service", *args)
+    wait_for(lambda: server.channels["data"].connected, what="data service")
+    client = ClientInterface()
+    try:
+        bids = client.bidsInterface
+        stream = bids.initDicomBidsStream(
+            str(scanner), "001_000013_{TR:06d}.dcm", 0, subject="01", task="t"
+        )
+        first = bids.getIncremental(stream, timeout=5)
+        service.kill()
+        service.communicate(timeout=10)
+        start("data-service", *args)
+        wait_for(lambda: server.channels["data"].connected, what="the restarted service")
+        after = bids.getIncremental(stream, timeout=10)  # the next one: volume 1
+        again = bids.getIncremental(stream, 1, timeout=10)
+        np.testing.assert_array_equal(after.getImageData(), again.getImageData())
+        assert not np.array_equal(after.getImageData(), first.getImageData())
+        assert bids.getIncremental(stream, timeout=10) is not None  # volume 2, and on
+    finally:
+        client.close()

@@ -37,11 +37,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtcloud.errors import CallTimeout, ServiceUnavailableError, ValidationError
+from rtcloud.errors import (
+    CallTimeout,
+    NoSuchStreamError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+from rtcloud.interfaces.bids import BidsInterface
 from rtcloud.interfaces.data import DataInterface
 from rtcloud.transport.ws_server import Reconnected, ServiceChannel
 
-__all__ = ["KEEP_STREAMS", "RECONNECT_GRACE", "DataStreams"]
+__all__ = ["KEEP_STREAMS", "RECONNECT_GRACE", "BidsStreams", "DataStreams"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +71,8 @@ REPEATABLE = frozenset(
         "ping",
         "getClockSkew",
         "getVolumeTimes",
+        "getIncremental",
+        "getNumVolumes",
     }
 )
 
@@ -72,6 +80,10 @@ _GET_IMAGE = inspect.signature(DataInterface.getImageData)
 _GET_VOLUME = inspect.signature(DataInterface.getVolume)
 _VOLUME_TIMES = inspect.signature(DataInterface.getVolumeTimes)
 _WATCH_FILE = inspect.signature(DataInterface.watchFile)
+_GET_INCREMENTAL = inspect.signature(BidsInterface.getIncremental)
+_BIDS_STREAM_ID = inspect.signature(BidsInterface.getNumVolumes)
+#: BidsInterface calls that open a stream (restored on a new connection as streams are).
+BIDS_OPENERS = frozenset({"initDicomBidsStream", "initBidsStream", "initOpenNeuroStream"})
 
 
 @dataclass(eq=False)
@@ -90,6 +102,9 @@ class _SetUp:
 
 class DataStreams:
     """The ``DataInterface`` target of the hub with ``--dataRemote`` (see the module docstring)."""
+
+    #: the interface whose calls this object restores
+    interface = "DataInterface"
 
     def __init__(self, channel: ServiceChannel) -> None:
         self.channel = channel
@@ -141,7 +156,7 @@ class DataStreams:
             except ServiceUnavailableError as exc:
                 if method not in REPEATABLE:
                     raise ServiceUnavailableError(
-                        f"DataInterface.{method}: the data service's link dropped and it has "
+                        f"{self.interface}.{method}: the data service's link dropped and it has "
                         "not connected again yet; it reconnects by itself (see its window), "
                         "call again once it is back"
                     ) from exc
@@ -163,7 +178,8 @@ class DataStreams:
                 ) from None
             time.sleep(0.02)
         logger.info(
-            "DataInterface.%s: the data service was back after %.2f s; asking again",
+            "%s.%s: the data service was back after %.2f s; asking again",
+            self.interface,
             method,
             time.monotonic() - started,
         )
@@ -276,7 +292,7 @@ class DataStreams:
                 generation, service_id = self._restore(setup, deadline)
                 args, kwargs = arguments(service_id)
                 return self.channel.call(
-                    "DataInterface",
+                    self.interface,
                     method,
                     args,
                     kwargs,
@@ -301,7 +317,7 @@ class DataStreams:
                 again = setup.generation != 0
                 try:
                     value = self.channel.call(
-                        "DataInterface",
+                        self.interface,
                         setup.method,
                         setup.args,
                         setup.kwargs,
@@ -314,6 +330,65 @@ class DataStreams:
                 if again:
                     logger.info("restored %s on the reconnected data service", setup.method)
                 return generation, value
+
+
+class BidsStreams(DataStreams):
+    """The ``BidsInterface`` target of the hub with ``--dataRemote``: BIDS streams live in
+    the data service like data streams, and survive its restart the same way (the server
+    holds their ids, the calls that opened them and the next volume of each)."""
+
+    interface = "BidsInterface"
+
+    def call(
+        self,
+        interface: str,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+        raw: bool = False,
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        if method in BIDS_OPENERS:
+            return self._open_stream(_SetUp(method, args, kwargs), deadline)
+        if method == "getIncremental":
+            return self._get_incremental(args, kwargs, deadline, raw)
+        if method in ("getNumVolumes", "closeStream"):
+            stream = self._held(_bind(_BIDS_STREAM_ID, args, kwargs)["streamId"])
+            if method == "closeStream":
+                with self._lock:
+                    self._streams = OrderedDict(
+                        (k, v) for k, v in self._streams.items() if v is not stream
+                    )
+                if stream.generation != self.channel.generation:
+                    return None  # it lived on a connection that is gone
+            return self._on(stream, deadline, raw, method, lambda sid: ((sid,), {}))
+        return super().call(interface, method, args, kwargs, timeout, raw)
+
+    def _held(self, held: Any) -> _SetUp:
+        with self._lock:
+            stream = self._streams.get(held) if isinstance(held, int) else None
+        if stream is None:
+            raise NoSuchStreamError(
+                f"unknown BIDS stream id {held!r}; use the id an init*Stream call returned"
+            )
+        return stream
+
+    def _get_incremental(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float, raw: bool
+    ) -> Any:
+        given = _bind(_GET_INCREMENTAL, args, kwargs)
+        stream = self._held(given["streamId"])
+        asked = given["volIdx"]
+        index = stream.next_index if asked is None or int(asked) < 0 else int(asked)
+
+        def for_service(service_id: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            return (service_id, index, given["timeout"], given["demoStep"]), {}
+
+        value = self._on(stream, deadline, raw, "getIncremental", for_service)
+        with stream.lock:
+            stream.next_index = index + 1
+        return value
 
 
 def _bind(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

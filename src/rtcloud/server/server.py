@@ -54,7 +54,7 @@ from rtcloud.server.auth import (
 )
 from rtcloud.server.clock import SYSTEM_CLOCK, Clock
 from rtcloud.server.config import ServerConfig
-from rtcloud.server.data_streams import DataStreams
+from rtcloud.server.data_streams import BidsStreams, DataStreams
 from rtcloud.server.feedback_pages import serve_feedback_page
 from rtcloud.server.hub import Hub
 from rtcloud.server.runner import RunState, RunStatus, ScriptRunner
@@ -160,7 +160,7 @@ class ProjectServer:
             )
             # BIDS streams run where the scanner's files are: in the data service
             self.hub.register_remote(
-                "BidsInterface", BidsInterface, self.channels["data"], "data service"
+                "BidsInterface", BidsInterface, BidsStreams(self.channels["data"]), "data service"
             )
         else:
             self.data = DataInterface(allowedDirs=["*"], allowedFileTypes=["*"])
