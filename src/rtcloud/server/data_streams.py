@@ -12,7 +12,9 @@ must not notice. So the server, not the transport, keeps what a stream needs:
   current one (with the same arguments), then asks for the volume the script is at: the
   restarted service goes on where the script was, not at volume 0;
 - ``getVolume`` likewise, with the stream's next volume;
-- ``initWatch`` / ``watchFile`` likewise for the one watch.
+- ``initWatch`` / ``watchFile`` likewise for the one watch;
+- :class:`BidsStreams` does the same for ``BidsInterface``'s streams (``init*Stream``,
+  ``getIncremental`` at the stream's next volume, ``getNumVolumes``, ``closeStream``).
 
 A call that only reads (a volume, a file, a listing, the watch) and meets a dropped link
 waits for the service to connect again, for at most :data:`RECONNECT_GRACE` seconds and
