@@ -198,6 +198,21 @@ def test_a_single_slice_image_lies_as_dcm2niix_puts_it(tmp_path):
     assert_same_image(volume_image([pydicom.dcmread(one_frame)]), theirs, exact=True)
 
 
+def _edited_series(tmp_path, layout, edit):
+    """A one-volume synthetic series of ``layout`` (16x12x6) in a scanner folder, each file
+    passed through ``edit(dataset)`` first; the folder's files in order."""
+    source = generate_series(
+        tmp_path / "source", num_volumes=1, shape=(16, 12, 6), layout=layout, start=SERIES_START
+    )
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    for index, path in enumerate(source):
+        ds = pydicom.dcmread(path)
+        edit(ds)
+        ds.save_as(scanner / PATTERN.format(TR=index))
+    return sorted(scanner.iterdir())
+
+
 def _stream_volume(folder, tmp_path, index=0):
     di = DataInterface(allowedDirs=[str(tmp_path)], allowedFileTypes=[".dcm"])
     try:
@@ -209,23 +224,18 @@ def _stream_volume(folder, tmp_path, index=0):
 def test_per_slice_volumes_have_the_echo_spacing_dcm2niix_gives(tmp_path):
     """Per-slice files with a CSA header: getVolume's sidecar lacked EffectiveEchoSpacing
     and TotalReadoutTime (the polarity and bandwidth were read, the matrix size was not)."""
-    source = generate_series(
-        tmp_path / "source", num_volumes=1, shape=(16, 12, 6), layout="slices", start=SERIES_START
-    )
-    scanner = tmp_path / "scanner"
-    scanner.mkdir()
-    for index, path in enumerate(source):
-        ds = pydicom.dcmread(path)
-        _set_csa_image_tags(
+    files = _edited_series(
+        tmp_path,
+        "slices",
+        lambda ds: _set_csa_image_tags(
             ds,
             {
                 "PhaseEncodingDirectionPositive": ("IS", ["1"]),
                 "BandwidthPerPixelPhaseEncode": ("FD", ["25.0"]),
             },
-        )
-        ds.save_as(scanner / PATTERN.format(TR=index))
-    files = sorted(scanner.iterdir())
-    image = _stream_volume(scanner, tmp_path)
+        ),
+    )
+    image = _stream_volume(files[0].parent, tmp_path)
     assert_volume_matches_dcm2niix(image, files, tmp_path / "oracle")
     assert {"EffectiveEchoSpacing", "TotalReadoutTime", "PhaseEncodingDirection"} <= set(
         image.sidecar
@@ -243,13 +253,8 @@ def _xa_private(item: pydicom.Dataset) -> None:
 def test_siemens_xa_phase_polarity_and_readout_time_as_dcm2niix_reads_them(tmp_path, layout):
     """XA files have no CSA header: the polarity and the bandwidth per pixel live in private
     elements (inside the functional groups of an enhanced file). We gave only the axis."""
-    source = generate_series(
-        tmp_path / "source", num_volumes=1, shape=(16, 12, 6), layout=layout, start=SERIES_START
-    )
-    scanner = tmp_path / "scanner"
-    scanner.mkdir()
-    for index, path in enumerate(source):
-        ds = pydicom.dcmread(path)
+
+    def edit(ds):
         if layout == "enhanced":
             shared = ds.SharedFunctionalGroupsSequence[0]
             inner = pydicom.Dataset()
@@ -258,9 +263,9 @@ def test_siemens_xa_phase_polarity_and_readout_time_as_dcm2niix_reads_them(tmp_p
             shared.add_new(0x002110FE, "SQ", pydicom.Sequence([inner]))
         else:
             _xa_private(ds)
-        ds.save_as(scanner / PATTERN.format(TR=index))
-    files = sorted(scanner.iterdir())
-    image = _stream_volume(scanner, tmp_path)
+
+    files = _edited_series(tmp_path, layout, edit)
+    image = _stream_volume(files[0].parent, tmp_path)
     assert_volume_matches_dcm2niix(image, files, tmp_path / "oracle")
     assert image.sidecar["PhaseEncodingDirection"] == "j"  # positive 0: dcm2niix's "j"
     assert image.sidecar["TotalReadoutTime"] > 0
@@ -292,16 +297,7 @@ def test_philips_values_are_dcm2niix_floating_point_values(tmp_path, layout):
     (its default, -p y): (stored x slope + intercept) / (slope x MRScaleSlope). We wrote the
     display value stored x slope + intercept, off by a constant factor, so a threshold or a
     mean taken from a dcm2niix image did not hold on ours."""
-    source = generate_series(
-        tmp_path / "source", num_volumes=1, shape=(16, 12, 6), layout=layout, start=SERIES_START
-    )
-    scanner = tmp_path / "scanner"
-    scanner.mkdir()
-    for index, path in enumerate(source):
-        ds = pydicom.dcmread(path)
-        _philips_scaled(ds, layout)
-        ds.save_as(scanner / PATTERN.format(TR=index))
-    files = sorted(scanner.iterdir())
-    image = _stream_volume(scanner, tmp_path)
+    files = _edited_series(tmp_path, layout, lambda ds: _philips_scaled(ds, layout))
+    image = _stream_volume(files[0].parent, tmp_path)
     assert_volume_matches_dcm2niix(image, files, tmp_path / "oracle")
     assert image.get_data_dtype() == np.float32

@@ -24,6 +24,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from rtcloud.imaging.csa import csa_image_tags
+from rtcloud.imaging.frames import FLATTENED
 
 __all__ = [
     "add_slice_timing",
@@ -60,14 +61,7 @@ _COPIED = {
 _MILLISECONDS = {"RepetitionTime": "RepetitionTime", "EchoTime": "EchoTime"}
 #: Where an enhanced (multi-frame) image keeps what a classic one has at the top level:
 #: keyword -> (functional group sequence, keyword inside it).
-_IN_GROUPS = {
-    "RepetitionTime": ("MRTimingAndRelatedParametersSequence", "RepetitionTime"),
-    "FlipAngle": ("MRTimingAndRelatedParametersSequence", "FlipAngle"),
-    "EchoTime": ("MREchoSequence", "EffectiveEchoTime"),
-    "PixelBandwidth": ("MRImagingModifierSequence", "PixelBandwidth"),
-    "SliceThickness": ("PixelMeasuresSequence", "SliceThickness"),
-    "InPlanePhaseEncodingDirection": ("MRFOVGeometrySequence", "InPlanePhaseEncodingDirection"),
-}
+_IN_GROUPS = FLATTENED
 #: Siemens private element holding BandwidthPerPixelPhaseEncode (Hz per pixel).
 _SIEMENS_BWPPPE = (0x0019, 0x1028)
 #: Siemens XA (no CSA header): PhaseEncodingDirectionPositive and
