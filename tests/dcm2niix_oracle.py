@@ -121,6 +121,9 @@ def assert_volume_matches_dcm2niix(image: Any, files: list[Path], out: Path) -> 
     """
     theirs, their_sidecar = run_dcm2niix(files, out)
     assert_same_image(image, theirs, exact=True)
+    # the header fields dcm2niix fills from the acquisition: TR, frequency/phase/slice axes
+    np.testing.assert_allclose(image.header["pixdim"][4], theirs.header["pixdim"][4], atol=1e-6)
+    assert int(image.header["dim_info"]) == int(theirs.header["dim_info"])
     if "SliceTiming" in their_sidecar:
         np.testing.assert_allclose(
             image.sidecar["SliceTiming"], their_sidecar.pop("SliceTiming"), atol=2**-8

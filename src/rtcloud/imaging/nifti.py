@@ -168,6 +168,21 @@ def scanner_image(
     return image
 
 
+def label_acquisition(
+    image: nib.Nifti1Image, repetition_s: float | None, phase_direction: str | None
+) -> None:
+    """Put what dcm2niix puts in the header of an fMRI image: the repetition time in
+    ``pixdim[4]`` (seconds; tools that stack volumes take the TR from there) and which voxel
+    axes are the frequency, phase and slice directions (``dim_info``), ``phase_direction``
+    being DICOM's InPlanePhaseEncodingDirection (``ROW`` or ``COL``)."""
+    if repetition_s is not None and repetition_s > 0 and math.isfinite(repetition_s):
+        image.header["pixdim"][4] = repetition_s
+    if phase_direction in ("ROW", "COL"):
+        # i runs along a DICOM row, j up the rows: phase encoded along a row is along i
+        phase = 0 if phase_direction == "ROW" else 1
+        image.header.set_dim_info(freq=1 - phase, phase=phase, slice=2)
+
+
 def wrapper_volume(ds: Dataset, as_dcm2niix: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A classic image's ``(row, column, slice[, ...])`` array and LPS affine, as nibabel's
     DICOM reader (``nibabel.nicom.dicomreaders.mosaic_to_nii`` for a mosaic) makes them.

@@ -44,6 +44,7 @@ from rtcloud.imaging.frames import classic_view
 from rtcloud.imaging.nifti import (
     VolumeImage,
     dicom_to_nifti,
+    label_acquisition,
     slice_pixels,
     slices_to_nifti,
     stack_planes,
@@ -487,6 +488,7 @@ class VolumeReader:
         add_slice_timing(sidecar, [h.acquired for h in known], [h.position for h in known])
         assert isinstance(image, VolumeImage)
         image.sidecar = sidecar
+        _label(image)
         return image
 
 
@@ -511,6 +513,16 @@ class _Geometry:
         return cls(iop, (rows, cols), thickness)
 
 
+def _label(image: VolumeImage) -> None:
+    """The header fields dcm2niix fills from the acquisition, from the image's sidecar."""
+    tr = image.sidecar.get("RepetitionTime")
+    label_acquisition(
+        image,
+        float(tr) if isinstance(tr, (int, float)) else None,
+        image.sidecar.get("InPlanePhaseEncodingDirectionDICOM"),
+    )
+
+
 def volume_image(datasets: Sequence[Dataset]) -> VolumeImage:
     """The NIfTI image of one volume (RAS, dcm2niix's voxel order) with its BIDS sidecar.
 
@@ -527,4 +539,5 @@ def volume_image(datasets: Sequence[Dataset]) -> VolumeImage:
         image = slices_to_nifti(datasets, VolumeImage)
     assert isinstance(image, VolumeImage)
     image.sidecar = volume_sidecar(datasets, image.shape)
+    _label(image)
     return image
