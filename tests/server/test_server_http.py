@@ -516,3 +516,20 @@ def test_a_changed_password_closes_the_users_service_links(server_factory, tmp_p
     finally:
         service.stop()
         thread.join(timeout=10)
+
+
+def test_run_while_a_run_runs_leaves_its_settings_copy_alone(server):
+    """Run pressed again (another tab) while run 1 ran wrote the settings copy for the new
+    run numbers before it was refused: the running script's copy could be written over."""
+    server.settings.save({"pause": 0.3})
+    _, response = login(server)
+    with ws_connect(server, response.cookies[COOKIE_NAME]) as ws:
+        start = {"cmd": "runScript", "script": "mainScript", "runNum": [1], "scanNum": [5]}
+        ws.send(json.dumps(start))
+        receive_until(ws, lambda m: m["cmd"] == "runStatus" and m["state"] == "running")
+        conf = server.settings.path.parent
+        before = {p.name: p.read_text() for p in conf.glob("cfg_sub*")}
+        ws.send(json.dumps({**start, "runNum": [1], "scanNum": [9]}))
+        error, _ = receive_until(ws, lambda m: m["cmd"] == "userError")
+        assert "still running" in error["error"]
+        assert {p.name: p.read_text() for p in conf.glob("cfg_sub*")} == before

@@ -607,6 +607,10 @@ class ProjectServer:
         """Start one of the project's scripts with the current settings."""
         if script not in SCRIPTS:
             raise StateError(f"unknown script {script!r}; expected one of {list(SCRIPTS)}")
+        if self.runner.running:  # before the run's settings copy is written over
+            raise StateError(
+                f"{self.runner.status.script} is still running; stop it before starting {script}"
+            )
         path = {
             "mainScript": self.config.main_script,
             "initScript": self.config.init_script,
