@@ -16,6 +16,7 @@ const state = {
   settingsEdited: false, // the Settings form holds changes not saved yet
   editedKeys: new Set(), // which settings: Save sends only these (another tab's stay)
   logSeq: 0,             // number of the latest log line shown (the server numbers them)
+  heldLines: null,       // lines that came after a (re)connect, before its logHistory
   saving: false,         // this tab asked to save and has no answer yet
 };
 
@@ -99,12 +100,19 @@ function flushLines() {
   pendingLines.clear();
 }
 
-// Whether a numbered log line is new to this page (not shown already from the history).
-function newLogLine(seq) {
-  if (!Number.isInteger(seq)) return true;
-  if (seq <= state.logSeq) return false;
-  state.logSeq = seq;
-  return true;
+// A Run or Session log line from the server. After a (re)connect, lines are held until the
+// history arrives (they may come first), so that the two merge in order.
+function logLine(cmd, msg) {
+  if (state.heldLines !== null) {
+    state.heldLines.push([cmd, msg]);
+    return;
+  }
+  if (Number.isInteger(msg.seq)) {
+    if (msg.seq <= state.logSeq) return;
+    state.logSeq = msg.seq;
+  }
+  appendLog($(cmd === "sessionLog" ? "session-log" : "user-log"), msg.value);
+  debugLine(msg.value);
 }
 
 function clearLog(el) {
@@ -138,6 +146,7 @@ function connect() {
     opened = true;
     state.backoff = 500;
     setIndicator("ind-browser", "on", "browser: connected");
+    state.heldLines = [];  // until the logHistory that getState brings
     send({ cmd: "getState" });
   };
   ws.onclose = (event) => {
@@ -288,31 +297,30 @@ const handlers = {
     else if (!s.remote) setIndicator("ind-subject", "local", "subject: kept in the server (no feedback peer connected)");
     else setIndicator("ind-subject", "", "subject: no subject service or feedback page connected");
   },
-  userLog(msg) {
-    if (!newLogLine(msg.seq)) return;
-    appendLog($("user-log"), msg.value);
-    debugLine(msg.value);
-  },
-  sessionLog(msg) {
-    if (!newLogLine(msg.seq)) return;
-    appendLog($("session-log"), msg.value);
-    debugLine(msg.value);
-  },
+  userLog(msg) { logLine("userLog", msg); },
+  sessionLog(msg) { logLine("sessionLog", msg); },
   // The logs' latest lines, sent when this page (re)connects: those it missed while away
-  // (or all of them, for a page opened mid-run).
+  // (or all of them, for a page opened mid-run), merged with the lines that came live
+  // meanwhile (those may arrive before the history), in order.
   logHistory(msg) {
-    const lines = [];
+    const lines = new Map();
     for (const [cmd, entries] of Object.entries(msg.logs || {})) {
-      for (const [seq, text] of entries) if (seq > state.logSeq) lines.push([seq, cmd, text]);
+      for (const [seq, text] of entries) lines.set(seq, [cmd, text, false]);
     }
-    lines.sort((a, b) => a[0] - b[0]);
-    if (state.logSeq > 0 && lines.length && lines[0][0] > state.logSeq + 1) {
+    for (const [cmd, live] of state.heldLines) {
+      if (Number.isInteger(live.seq)) lines.set(live.seq, [cmd, live.value, true]);
+    }
+    state.heldLines = null;
+    const order = [...lines.keys()].filter((seq) => seq > state.logSeq).sort((a, b) => a - b);
+    if (state.logSeq > 0 && order.length && order[0] > state.logSeq + 1) {
       appendLog($("user-log"), "(rtcloud: some lines printed while this page was away are not kept)", "warn");
     }
-    for (const [seq, cmd, text] of lines) {
+    for (const seq of order) {
+      const [cmd, text, live] = lines.get(seq);
       appendLog($(cmd === "sessionLog" ? "session-log" : "user-log"), text);
-      state.logSeq = Math.max(state.logSeq, seq);
+      if (live) debugLine(text);
     }
+    if (order.length) state.logSeq = Math.max(state.logSeq, order[order.length - 1]);
   },
   debugLog(msg) { debugLine(msg.value); },
   userError(msg) {
