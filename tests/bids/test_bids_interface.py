@@ -208,3 +208,24 @@ def test_every_layout_the_stream_assembles(layout, tmp_path):
             ours = nib.Nifti1Image(inc.getImageData()[..., 0], inc.image.affine, inc.image.header)
             assert_same_image(ours, theirs, exact=True)
             assert inc.getMetadataField("RepetitionTime") == sidecar["RepetitionTime"]
+
+
+def test_bids_streams_of_earlier_runs_do_not_pile_up(tmp_path):
+    """Each initDicomBidsStream (and the server's re-open of it after a reconnect) left a
+    folder watch running, as data streams did."""
+    from rtcloud.errors import NoSuchStreamError
+    from rtcloud.interfaces.data import MAX_STREAMS
+
+    scanner = tmp_path / "scanner"
+    scanner.mkdir()
+    bids = BidsInterface(allowedDirs=[str(tmp_path)])
+    try:
+        first = bids.initDicomBidsStream(str(scanner), "*.dcm", 0, subject="01", task="t")
+        threads = threading.active_count()
+        for _ in range(3 * MAX_STREAMS):
+            bids.initDicomBidsStream(str(scanner), "*.dcm", 0, subject="01", task="t")
+        assert threading.active_count() <= threads + MAX_STREAMS * 4
+        with pytest.raises(NoSuchStreamError):
+            bids.getIncremental(first, timeout=0.1)
+    finally:
+        bids.close()

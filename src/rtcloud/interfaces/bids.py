@@ -36,7 +36,7 @@ from rtcloud.errors import (
     StateError,
     ValidationError,
 )
-from rtcloud.interfaces.data import DataInterface
+from rtcloud.interfaces.data import MAX_STREAMS, DataInterface
 from rtcloud.interfaces.expose import Interface, expose
 
 __all__ = ["BidsInterface"]
@@ -138,6 +138,10 @@ class BidsInterface(Interface):
             stream_id = self._next_id
             self._next_id += 1
             self._streams[stream_id] = stream
+            oldest = sorted(self._streams)[: max(0, len(self._streams) - MAX_STREAMS)]
+            evicted = [self._streams.pop(old) for old in oldest]
+        for old_stream in evicted:  # a DICOM stream holds a folder watch
+            old_stream.close()
         return stream_id
 
     @expose
