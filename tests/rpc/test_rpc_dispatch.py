@@ -151,31 +151,6 @@ def test_quick_methods_are_known_to_the_dispatcher():
     assert dispatcher.is_quick("DataInterface", "_resolve")  # refused at once
 
 
-def test_work_after_the_reply_is_handed_to_the_transport_or_run_at_once():
-    from rtcloud.rpc.dispatch import after_reply
-    from rtcloud.rpc.protocol import IncomingCall
-
-    done = []
-
-    class Service:
-        @expose
-        def work(self, n):
-            after_reply(lambda: done.append(n))
-            return n * 2
-
-    dispatcher = Dispatcher()
-    dispatcher.register("S", Service())
-    deferred = []
-    assert dispatcher.dispatch(IncomingCall(1, "S", "work", (3,)), deferred) == 6
-    assert done == [] and len(deferred) == 1  # not yet: the reply goes first
-    deferred[0]()
-    assert done == [3]
-    assert dispatcher.dispatch(IncomingCall(2, "S", "work", (4,))) == 8
-    assert done == [3, 4]  # no transport to wait for: at once
-    Service().work(5)
-    assert done == [3, 4, 5]
-
-
 def test_spool_asks_the_object_only_for_calls_it_would_run():
     class Spooling(Service):
         def __init__(self):

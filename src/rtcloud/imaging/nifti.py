@@ -246,10 +246,11 @@ def dicom_to_nifti(
         stacked: nib.Nifti1Image | None = frames_to_nifti(ds, image_class)
         if stacked is not None:
             return stacked
-    if _one_plane(ds):
+    view = classic_view(ds)
+    if _one_plane(view):
         # a single slice: placed as the slices of a per-slice series are (nibabel's wrapper
         # makes the third axis of a lone slice point the other way than dcm2niix's)
-        return slices_to_nifti([classic_view(ds)], image_class)  # type: ignore[no-any-return]
+        return slices_to_nifti([view], image_class)  # type: ignore[no-any-return]
     data, affine = dcm2niix_order(*wrapper_volume(ds, as_dcm2niix=True))
     image: nib.Nifti1Image = scanner_image(data, affine, image_class)
     tr = ds.get("RepetitionTime")
@@ -260,7 +261,8 @@ def dicom_to_nifti(
 
 
 def _one_plane(ds: Dataset) -> bool:
-    """A grayscale image of one plane (not a mosaic, one frame) with a place in the scanner."""
+    """A grayscale image of one plane (not a mosaic, one frame) with a place in the scanner
+    (``ds`` a classic image, or :func:`~rtcloud.imaging.frames.classic_view` of one)."""
     if "MOSAIC" in str(ds.get("ImageType", "")).upper():
         return False
     try:
@@ -268,7 +270,7 @@ def _one_plane(ds: Dataset) -> bool:
             return False
     except (TypeError, ValueError):
         return False
-    return missing_geometry(classic_view(ds)) is None
+    return missing_geometry(ds) is None
 
 
 class VolumeImage(nib.Nifti1Image):

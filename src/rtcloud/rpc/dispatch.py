@@ -11,10 +11,6 @@ exception); :meth:`Dispatcher.invoke` turns either outcome into a Result or Erro
 for :meth:`RpcConnection.reply <rtcloud.rpc.protocol.RpcConnection.reply>`. A transport
 runs these wherever it runs user code (a worker thread), not in the protocol.
 
-Work that need not hold up the reply (writing feedback files, say) can be put off with
-:func:`after_reply`: the transport runs it once the reply is on its way, so the caller does
-not wait for it; outside a dispatched call it runs at once.
-
 Pure module: no sockets, threads or clocks; it never imports asyncio, socket, threading,
 time, rpyc, starlette or websockets.
 """
@@ -22,7 +18,6 @@ time, rpyc, starlette or websockets.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from contextvars import ContextVar
 from typing import Any, Protocol
 
 from rtcloud.errors import ValidationError
@@ -35,7 +30,6 @@ __all__ = [
     "QUICK_MARK",
     "CallLike",
     "Dispatcher",
-    "after_reply",
     "error_reply",
     "exposed_names",
 ]
@@ -47,22 +41,6 @@ QUICK_MARK = "__rtcloud_quick__"
 #: Attribute of an exposed method called through the project server without waiting for
 #: its reply: the function that checks a call in the script's process (see ``expose``).
 POSTED_MARK = "__rtcloud_posted__"
-
-_deferred: ContextVar[list[Callable[[], None]] | None] = ContextVar(
-    "rtcloud_after_reply", default=None
-)
-
-
-def after_reply(action: Callable[[], None]) -> None:
-    """Run ``action`` once the reply of the call being answered is sent (at once if none).
-
-    For work whose outcome the caller does not wait for; ``action`` must not raise.
-    """
-    pending = _deferred.get()
-    if pending is None:
-        action()
-    else:
-        pending.append(action)
 
 
 class CallLike(Protocol):
@@ -187,18 +165,10 @@ class Dispatcher:
             return True  # refused at once: nothing to wait for
         return getattr(func, QUICK_MARK, False) is True
 
-    def dispatch(self, call: CallLike, deferred: list[Callable[[], None]] | None = None) -> Any:
-        """Run the call and return its value; the method's exceptions propagate.
-
-        With a ``deferred`` list, what the method puts off with :func:`after_reply` is
-        appended there for the transport to run after replying; without, it runs at once.
-        """
+    def dispatch(self, call: CallLike) -> Any:
+        """Run the call and return its value; the method's exceptions propagate."""
         func = self.resolve(call.interface, call.method)
-        token = _deferred.set(deferred)
-        try:
-            return func(*call.args, **call.kwargs)
-        finally:
-            _deferred.reset(token)
+        return func(*call.args, **call.kwargs)
 
     def invoke(self, call: CallLike) -> Result | Error:
         """Run the call; its value as a Result, or any Exception it raised as an Error."""

@@ -356,12 +356,11 @@ class BidsStreams(DataStreams):
         if method == "getIncremental":
             return self._get_incremental(args, kwargs, deadline, raw)
         if method in ("getNumVolumes", "closeStream"):
-            stream = self._held(_bind(_BIDS_STREAM_ID, args, kwargs)["streamId"])
+            held = _bind(_BIDS_STREAM_ID, args, kwargs)["streamId"]
+            stream = self._held(held)
             if method == "closeStream":
                 with self._lock:
-                    self._streams = OrderedDict(
-                        (k, v) for k, v in self._streams.items() if v is not stream
-                    )
+                    self._streams.pop(held, None)
                 if stream.generation != self.channel.generation:
                     return None  # it lived on a connection that is gone
             return self._on(stream, deadline, raw, method, lambda sid: ((sid,), {}))

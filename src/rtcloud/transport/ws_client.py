@@ -360,9 +360,8 @@ class ServiceClient:
             ) from None
 
     def _run_call(self, link: _Link, call: IncomingCall) -> None:
-        deferred: list[Callable[[], None]] = []
         try:
-            value = self.dispatcher.dispatch(call, deferred)
+            value = self.dispatcher.dispatch(call)
         except Exception as exc:  # every error goes back to the caller, typed
             with link.lock:
                 link.conn.send_error(call.call_id, exc)
@@ -373,13 +372,6 @@ class ServiceClient:
                 except Exception as exc:  # the value cannot be sent: say why
                     link.conn.send_error(call.call_id, exc)
         link.flush()
-        for action in deferred:  # work the caller does not wait for, once it has its reply
-            try:
-                action()
-            except Exception:
-                logger.exception(
-                    "work after replying to %s.%s failed", call.interface, call.method
-                )
 
 
 class _Link:
